@@ -1,0 +1,58 @@
+# hf_muon — every target bootstraps .venv from the repo's own files.
+# Torch is chosen in ONE place: on this CPU machine `torch==2.13.0` resolves to a local CPU wheel.
+# On a GPU box: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" ...
+TORCH_SPEC ?= torch==2.13.0
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
+export OMP_NUM_THREADS ?= 2
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export HF_EVALUATE_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export HF_MUON_DATA ?= $(abspath ../shared/data)
+
+.PHONY: venv install test test-slow test-all demo bench bench-gpu lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): $(PY) pyproject.toml
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e ".[dev,trl,peft]"
+	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[dev,trl,peft,bench]"
+	touch $(BENCH_STAMP)
+
+venv install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --durations=15
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow --durations=15
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q -m "slow or not slow" --durations=25
+
+demo: $(STAMP)
+	$(PY) -m hf_muon.demo --data "$(HF_MUON_DATA)" --out runs/demo
+
+bench: $(BENCH_STAMP)
+	$(PY) benchmarks/run_all.py --device cpu
+
+bench-gpu: $(BENCH_STAMP)
+	$(PY) benchmarks/run_all.py --device cuda
+
+lint: $(STAMP)
+	$(PY) -m ruff check hf_muon tests benchmarks recipes
+	$(PY) -m ruff format --check hf_muon tests benchmarks recipes || true
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache build *.egg-info

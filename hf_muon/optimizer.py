@@ -1,0 +1,325 @@
+"""``hf_muon.Muon``: one ``torch.optim.Optimizer`` holding Muon groups and AdamW groups.
+
+Each param group carries ``use_muon``. AdamW groups run ``torch.optim.adamw.adamw`` (the functional
+kernel behind ``torch.optim.AdamW``) with the same state layout, so they are bit-identical to
+``torch.optim.AdamW``. Muon groups run the rule in :mod:`hf_muon.update` with orthogonalization through
+the shared batching engine (:mod:`hf_muon.batching`): same-shape matrices from every Muon group are
+stacked into one batched Newton-Schulz call.
+
+Every group keeps its learning rate under ``"lr"`` (schedulers, ``AcceleratedOptimizer`` and DCP's
+zero-lr fake step rely on it) and only primitives besides tensors, so ``state_dict()`` loads with
+``torch.load(weights_only=True)``. Per-parameter layout facts (``transposed``, ``experts``) are group
+keys, never side tables keyed by ``id(param)``, so they survive FSDP2 swapping the parameter objects.
+
+Subclasses override :meth:`Muon.orthogonalize` (the single override point); the distributed
+variants do exactly that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.optim.adamw import adamw as _adamw_functional
+
+from .batching import Job, NSConfig, run_jobs
+from .coefficients import schedule
+from .orthogonalize import METHODS, NS_DTYPES
+from .scaling import SCALE_MODES, check_lr, fan_out_in, scale_factor
+from .update import apply_orthogonal_, decoupled_decay_, momentum_
+
+NONFINITE_POLICIES = ("error", "skip")
+MOMENTUM_DTYPES = (None, "float32")
+
+_FLAT_PARAM_HINT = (
+    "Muon needs whole 2-D weight matrices, but this parameter is a 1-D flat view (FSDP v1 FlatParameter or a "
+    "DeepSpeed ZeRO partition). Use FSDP2 (fully_shard / accelerate `fsdp_version: 2`), or DeepSpeed's own Muon via "
+    'the DeepSpeed config block "optimizer": {"type": "Muon", ...} instead of --optim muon.'
+)
+
+
+def _param_label(group: dict, gi: int, i: int, p: torch.Tensor) -> str:
+    names = group.get("param_names")
+    name = names[i] if names and i < len(names) else f"param_groups[{gi}]['params'][{i}]"
+    return f"{name!r} (shape {tuple(p.shape)})"
+
+
+def _is_dtensor(t: torch.Tensor) -> bool:
+    return type(t).__name__ == "DTensor"
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for matrix weights + AdamW for everything else, in one optimizer.
+
+    Args:
+        params: parameters or param groups; build them with :func:`hf_muon.param_groups`, which routes
+            each tensor and sets ``use_muon``. A group without ``use_muon`` is a Muon group.
+        lr: learning rate of every group that does not set its own (Muon groups under the default
+            ``moonlight`` scale take AdamW-sized lrs).
+        adamw_lr: lr for AdamW groups that do not set their own (default: ``lr``).
+        weight_decay: decoupled decay ``W ← W(1 − lr·λ)`` for groups that do not set their own.
+        momentum, nesterov: Muon momentum (SGD-style sum, Nesterov mix; see :mod:`hf_muon.update`).
+        ns_steps: Newton-Schulz iterations per Muon group.
+        coefficients: ``"polar_express"`` (default), ``"keller"`` or a list of ``(a, b, c)``.
+        scale_mode: ``"moonlight"`` (0.2·√max(A,B), default), ``"keller"``, ``"mup"``, ``"none"``.
+        ns_dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU) or an explicit dtype name.
+        ns_method: ``"newton_schulz"`` or ``"svd"`` (exact reference, slow).
+        momentum_dtype: ``None`` (param dtype) or ``"float32"`` (fp32 buffers for bf16/fp16 params).
+        betas, eps: AdamW hyperparameters (torch.optim.AdamW defaults).
+        nonfinite: ``"error"`` raises naming the parameter and step; ``"skip"`` skips that parameter's
+            update for the step and counts it in the group's ``nonfinite_skipped``.
+        batched: stack same-shape matrices into one Newton-Schulz call (default True).
+    """
+
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float = 1e-3,
+        *,
+        adamw_lr: float | None = None,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        coefficients: str | list = "polar_express",
+        scale_mode: str = "moonlight",
+        ns_dtype: str = "auto",
+        ns_method: str = "newton_schulz",
+        momentum_dtype: str | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        nonfinite: str = "error",
+        batched: bool = True,
+        foreach: bool | None = None,
+    ):
+        if lr < 0:
+            raise ValueError(f"invalid learning rate {lr}")
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            use_muon=True,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            coefficients=coefficients,
+            scale_mode=scale_mode,
+            ns_dtype=ns_dtype,
+            ns_method=ns_method,
+            momentum_dtype=momentum_dtype,
+            transposed=False,
+            experts=False,
+            betas=tuple(betas),
+            eps=eps,
+            amsgrad=False,
+            maximize=False,
+            foreach=foreach,
+            capturable=False,
+            differentiable=False,
+            fused=None,
+            nonfinite=nonfinite,
+            nonfinite_skipped=0,
+            step=0,
+        )
+        self.batched = batched
+        params = list(params)
+        if params and isinstance(params[0], dict) and adamw_lr is not None:
+            params = [dict(g) for g in params]
+            for g in params:
+                if not g.get("use_muon", True):
+                    g.setdefault("lr", adamw_lr)
+        super().__init__(params, defaults)
+        if not any(g["use_muon"] and g["params"] for g in self.param_groups):
+            raise ValueError(
+                "Muon was requested but no parameter is routed to it (every group has use_muon=False or no params). "
+                "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
+            )
+        for gi, g in enumerate(self.param_groups):
+            self._validate_group(g, gi)
+
+    # ------------------------------------------------------------------ validation
+    def _validate_group(self, g: dict, gi: int) -> None:
+        where = f"param_groups[{gi}]"
+        if g["nonfinite"] not in NONFINITE_POLICIES:
+            raise ValueError(f"{where}: nonfinite={g['nonfinite']!r}; valid: {', '.join(NONFINITE_POLICIES)}")
+        if not g["use_muon"]:
+            return
+        if g["scale_mode"] not in SCALE_MODES:
+            raise ValueError(f"{where}: scale_mode={g['scale_mode']!r}; valid: {', '.join(SCALE_MODES)}")
+        if g["ns_dtype"] not in NS_DTYPES:
+            raise ValueError(f"{where}: ns_dtype={g['ns_dtype']!r}; valid: {', '.join(NS_DTYPES)}")
+        if g["ns_method"] not in METHODS:
+            raise ValueError(f"{where}: ns_method={g['ns_method']!r}; valid: {', '.join(METHODS)}")
+        if g["momentum_dtype"] not in MOMENTUM_DTYPES:
+            raise ValueError(f"{where}: momentum_dtype={g['momentum_dtype']!r}; valid: None, 'float32'")
+        if not 0.0 <= g["momentum"] < 1.0:
+            raise ValueError(f"{where}: momentum={g['momentum']} must be in [0, 1)")
+        schedule(g["coefficients"], g["ns_steps"])  # raises on bad presets/lists/steps
+        check_lr(g["lr"], g["scale_mode"], stacklevel=4)
+        for i, p in enumerate(g["params"]):
+            self._check_matrix(g, gi, i, p)
+
+    @staticmethod
+    def _check_matrix(g: dict, gi: int, i: int, p: torch.Tensor) -> None:
+        if p.ndim < 2:
+            raise ValueError(
+                f"Muon group parameter {_param_label(g, gi, i, p)} is {p.ndim}-D; Muon orthogonalizes matrices only. "
+                "If it is a norm/bias/scalar, route it to AdamW (hf_muon.param_groups(model) does this). If it is a "
+                f"flattened 2-D weight: {_FLAT_PARAM_HINT}"
+            )
+        if g["experts"] and p.ndim != 3:
+            raise ValueError(f"expert group parameter {_param_label(g, gi, i, p)} must be 3-D (E, out, in)")
+
+    # ------------------------------------------------------------------ override point
+    def orthogonalize(self, jobs: list[Job]) -> list[torch.Tensor]:
+        """Orthogonalize every job's matrix (the one method distributed variants override)."""
+        return run_jobs(jobs, batched=self.batched)
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        muon_work = []  # (group, params, updates)
+        for gi, group in enumerate(self.param_groups):
+            group["step"] += 1
+            params, grads = self._collect(group, gi)
+            if not params:
+                continue
+            if group["use_muon"]:
+                muon_work.append((group, params, self._muon_momentum(group, params, grads)))
+            else:
+                self._adamw(group, params, grads)
+        if muon_work:
+            jobs = [
+                Job(self._as_matrix(u, group), self._ns_config(group))
+                for group, _, updates in muon_work
+                for u in updates
+            ]
+            results = iter(self.orthogonalize(jobs))
+            for group, params, _ in muon_work:
+                ortho = [next(results) for _ in params]
+                decoupled_decay_(params, group["lr"], group["weight_decay"])
+                scales = [self.update_scale(p, group) for p in params]
+                apply_orthogonal_(params, ortho, group["lr"], scales)
+        return loss
+
+    def _collect(self, group: dict, gi: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        params, grads = [], []
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"hf_muon.Muon does not support sparse gradients ({_param_label(group, gi, i, p)})")
+            params.append(p)
+            grads.append(p.grad)
+        if not grads:
+            return params, grads
+        if group["use_muon"] and any(_is_dtensor(p) for p in params):
+            raise NotImplementedError(
+                "DTensor (FSDP2/TP) parameters need the distributed Muon (hf_muon.distributed); the single-process "
+                "hf_muon.Muon would orthogonalize local shards, which is wrong."
+            )
+        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
+        if bool(finite):
+            return params, grads
+        bad = [i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())]
+        if group["nonfinite"] == "error":
+            p = params[bad[0]]
+            i = next(k for k, q in enumerate(group["params"]) if q is p)
+            raise FloatingPointError(
+                f"non-finite gradient in {_param_label(group, gi, i, p)} at optimizer step {group['step']} "
+                f"({len(bad)} parameter(s) of this group affected). Lower the lr, enable gradient clipping, or pass "
+                "nonfinite='skip' to skip and count such updates."
+            )
+        group["nonfinite_skipped"] += len(bad)
+        keep = [k for k in range(len(params)) if k not in set(bad)]
+        return [params[k] for k in keep], [grads[k] for k in keep]
+
+    def _muon_momentum(self, group: dict, params: list, grads: list) -> list[torch.Tensor]:
+        mdtype = torch.float32 if group["momentum_dtype"] == "float32" else None
+        bufs = []
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, dtype=mdtype or p.dtype, memory_format=torch.preserve_format)
+            bufs.append(state["momentum_buffer"])
+        return momentum_(bufs, grads, group["momentum"], group["nesterov"])
+
+    @staticmethod
+    def _as_matrix(u: torch.Tensor, group: dict) -> torch.Tensor:
+        if u.ndim == 2 or (group["experts"] and u.ndim == 3):
+            return u
+        return u.reshape(u.size(0), -1)  # conv (out, in, k...) -> (out, in*k*k)
+
+    @staticmethod
+    def _ns_config(group: dict) -> NSConfig:
+        return NSConfig(group["ns_steps"], group["coefficients"], group["ns_dtype"], group["ns_method"])
+
+    @staticmethod
+    def update_scale(p: torch.Tensor, group: dict) -> float:
+        """α for this parameter under its group's scale mode (orientation-aware)."""
+        d_out, d_in = fan_out_in(p.shape, group["transposed"], group["experts"])
+        return scale_factor(d_out, d_in, group["scale_mode"])
+
+    def _adamw(self, group: dict, params: list, grads: list) -> None:
+        exp_avgs, exp_avg_sqs, steps = [], [], []
+        for p in params:
+            state = self.state[p]
+            if len(state) == 0:
+                on_device = group["capturable"] or group["fused"]
+                state["step"] = (
+                    torch.zeros((), dtype=torch.float32, device=p.device)
+                    if on_device
+                    else torch.tensor(0.0, dtype=_scalar_dtype())
+                )
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        beta1, beta2 = group["betas"]
+        _adamw_functional(
+            params,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            foreach=group["foreach"],
+            capturable=group["capturable"],
+            differentiable=group["differentiable"],
+            fused=group["fused"],
+            grad_scale=None,
+            found_inf=None,
+            has_complex=any(torch.is_complex(p) for p in params),
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
+        )
+
+    # ------------------------------------------------------------------ introspection
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per group: kind, #params, #elements, lr, effective Muon lr range."""
+        rows = []
+        for g in self.param_groups:
+            row = dict(kind="muon" if g["use_muon"] else "adamw", params=len(g["params"]),
+                       numel=sum(p.numel() for p in g["params"]), lr=g["lr"], weight_decay=g["weight_decay"])
+            if g["use_muon"] and g["params"]:
+                scales = [self.update_scale(p, g) for p in g["params"]]
+                row["effective_lr"] = (g["lr"] * min(scales), g["lr"] * max(scales))
+            rows.append(row)
+        return rows
+
+
+def _scalar_dtype() -> torch.dtype:
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+__all__ = ["Muon", "NONFINITE_POLICIES"]

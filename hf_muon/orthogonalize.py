@@ -1,0 +1,120 @@
+"""Orthogonalization: map a matrix ``G = U Σ Vᵀ`` to (an approximation of) ``U Vᵀ``.
+
+Pure functions, no optimizer state. Inputs are shaped ``(..., m, n)``; leading dims are a batch.
+
+``method="newton_schulz"`` (fast)
+    ``X₀ = G / (s·‖G‖_F)`` then, for each ``(a, b, c)`` of the coefficient schedule,
+    ``A = X Xᵀ;  X ← a·X + (b·A + c·A²)·X``. Each singular value follows the scalar quintic
+    ``σ ← aσ + bσ³ + cσ⁵`` while the singular vectors stay put, so the result is ``U f(Σ) Vᵀ`` with
+    ``f(σ) ≈ 1`` (Keller Jordan, *Muon* blog 2024; Polar Express, arXiv 2505.16932). Wide orientation
+    (m ≤ n) keeps ``A`` at the small side: tall inputs are transposed in and out.
+``method="svd"`` (exact reference)
+    ``U Vᵀ`` from ``torch.linalg.svd`` in float64, with singular values below ``rcond·σ_max`` mapped to
+    0 (as Newton-Schulz does with exact zeros). Slow; tests compare the fast path against it.
+
+Normalisation guard: the divisor is ``max(s·‖G‖_F, eps)``, so a zero or tiny matrix yields zeros
+(never NaN), and each matrix of a batch is normalised on its own.
+
+Dtype policy ``"auto"``: bfloat16 on CUDA (tensor cores, the Keller/Moonlight setting); float32 on CPU
+(bf16 matmul is 30-100× slower than fp32 on CPUs); float64 stays float64. Pass a torch dtype or one of
+``"float32" | "bfloat16" | "float16" | "float64"`` to override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .coefficients import normalization_scale, schedule
+
+_DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "float64": torch.float64,
+    "fp64": torch.float64,
+}
+NS_DTYPES = ("auto",) + tuple(_DTYPE_NAMES)
+METHODS = ("newton_schulz", "svd")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_dtype: torch.dtype) -> torch.dtype:
+    """The compute dtype for Newton-Schulz under the ``"auto"`` policy or an explicit override."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if input_dtype == torch.float64:
+            return torch.float64
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return _DTYPE_NAMES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown ns dtype {dtype!r}; valid: {', '.join(NS_DTYPES)}") from None
+
+
+def newton_schulz(
+    G: torch.Tensor,
+    steps: int = 5,
+    coefficients: str | Sequence = "polar_express",
+    dtype: str | torch.dtype | None = "auto",
+    eps: float = 1e-7,
+) -> torch.Tensor:
+    """Newton-Schulz orthogonalization of ``G`` (..., m, n); returns a tensor in the compute dtype."""
+    if G.ndim < 2:
+        raise ValueError(f"orthogonalize needs a (..., m, n) tensor, got shape {tuple(G.shape)}")
+    triples = schedule(coefficients, steps)
+    compute = resolve_dtype(dtype, G.device, G.dtype)
+    tall = G.size(-2) > G.size(-1)
+    X = G.mT if tall else G
+    # Frobenius norm per matrix, in at least fp32 so bf16 inputs do not overflow/underflow the reduction.
+    norm_dtype = torch.float64 if G.dtype == torch.float64 else torch.float32
+    norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
+    norm = (norm * normalization_scale(coefficients)).clamp_min_(eps)
+    X = (X / norm).to(compute)  # promotes to the norm dtype, then casts to the compute dtype
+    batched = X.ndim > 2
+    if batched:
+        lead = X.shape[:-2]
+        X = X.reshape(-1, X.size(-2), X.size(-1))
+        mm, addmm = torch.bmm, torch.baddbmm
+    else:
+        mm, addmm = torch.mm, torch.addmm
+    for a, b, c in triples:
+        A = mm(X, X.mT)
+        B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
+        X = addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
+    if batched:
+        X = X.reshape(*lead, X.size(-2), X.size(-1))
+    return X.mT if tall else X
+
+
+def svd_orthogonalize(G: torch.Tensor, rcond: float = 1e-6) -> torch.Tensor:
+    """Exact polar factor ``U Vᵀ`` (float64 SVD); singular values ≤ rcond·σ_max count as zero."""
+    G64 = G.to(torch.float64)
+    U, S, Vh = torch.linalg.svd(G64, full_matrices=False)
+    keep = (S > rcond * S.amax(dim=-1, keepdim=True)) & (S > 0)
+    return (U * keep.unsqueeze(-2).to(U.dtype)) @ Vh
+
+
+def orthogonalize(
+    G: torch.Tensor,
+    steps: int = 5,
+    coefficients: str | Sequence = "polar_express",
+    dtype: str | torch.dtype | None = "auto",
+    method: str = "newton_schulz",
+    eps: float = 1e-7,
+) -> torch.Tensor:
+    """Orthogonalize ``G`` (..., m, n). See the module docstring for the math and the dtype policy.
+
+    Returns the result in ``G``'s dtype.
+    """
+    if method == "newton_schulz":
+        out = newton_schulz(G, steps=steps, coefficients=coefficients, dtype=dtype, eps=eps)
+    elif method == "svd":
+        out = svd_orthogonalize(G)
+    else:
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    return out.to(G.dtype)
