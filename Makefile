@@ -35,8 +35,9 @@ venv install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -x --durations=15
 
+# pytest exits 5 when no test is marked slow yet; that is not a failure.
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow --durations=15
+	$(PY) -m pytest -q -m slow --durations=15 || test $$? -eq 5
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow" --durations=25

@@ -194,6 +194,14 @@ def route(
                 r.route, r.reason = "frozen", "requires_grad=False (not optimized)"
             elif any(x.search(name) for x in exc):
                 r.reason = "excluded by pattern"
+            elif any(x.search(name) for x in inc):
+                if p.ndim < 2:
+                    raise ValueError(f"include pattern matched {name!r} of shape {tuple(p.shape)}: Muon needs ≥2-D weights")
+                r.route, r.reason = "muon", "included by pattern"
+                r.transposed = isinstance(mod, conv1d) if conv1d else False
+                r.experts = _is_experts(mod, p)
+                if r.experts:
+                    r.transposed = bool(getattr(mod, "is_transposed", False))
             elif id(p) in embeddings:
                 r.reason = embeddings[id(p)]
             elif "modules_to_save" in name:
@@ -209,14 +217,6 @@ def route(
                     r.reason = f"LoRA {role} (policy {lora_policy})" if not role.startswith("stacked_") else (
                         "LoRA on stacked MoE experts (ParamWrapper): kept on AdamW"
                     )
-            elif any(x.search(name) for x in inc):
-                if p.ndim < 2:
-                    raise ValueError(f"include pattern matched {name!r} of shape {tuple(p.shape)}: Muon needs ≥2-D weights")
-                r.route, r.reason = "muon", "included by pattern"
-                r.transposed = isinstance(mod, conv1d) if conv1d else False
-                r.experts = _is_experts(mod, p)
-                if r.experts:
-                    r.transposed = bool(getattr(mod, "is_transposed", False))
             elif p.ndim < 2:
                 r.reason = f"norm {pname}" if _is_norm(mod) else ("bias" if pname.endswith("bias") else f"{p.ndim}-D parameter")
             elif isinstance(mod, nn.Embedding):

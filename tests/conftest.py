@@ -1,0 +1,73 @@
+"""Shared fixtures: the local data mirror and tiny HF models built from configs (never downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    env = os.environ.get("HF_MUON_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data", REPO / ".." / "shared" / "data"]:
+        if (cand / "README.md").exists():
+            return cand.resolve()
+    pytest.skip("local data mirror ../shared/data not found (set HF_MUON_DATA)")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    return data_dir()
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_llama(tie: bool = False, vocab: int = 128, hidden: int = 32, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie,
+                      bos_token_id=0, eos_token_id=1, pad_token_id=None)
+    return LlamaForCausalLM(cfg)
+
+
+def tiny_qwen3():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    return Qwen3ForCausalLM(Qwen3Config(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                        bos_token_id=0, eos_token_id=1))
+
+
+def tiny_qwen3_moe():
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    return Qwen3MoeForCausalLM(Qwen3MoeConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
+                                              moe_intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                              num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, head_dim=8,
+                                              bos_token_id=0, eos_token_id=1))
+
+
+def tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    return GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                      bos_token_id=0, eos_token_id=1))
+
+
+def tiny_bert_classifier():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    return BertForSequenceClassification(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1,
+                                                    num_attention_heads=4, intermediate_size=64, num_labels=3))

@@ -1,0 +1,144 @@
+"""Newton-Schulz and the SVD reference: exact polynomial action, edge shapes, batching, dtypes."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hf_muon import orthogonalize, scalar_map, schedule
+from hf_muon.coefficients import KELLER, POLAR_EXPRESS, POLAR_EXPRESS_SAFETY
+from hf_muon.orthogonalize import resolve_dtype
+
+
+def _expected(G: torch.Tensor, coefficients, steps):
+    """U f(Σ/‖G‖_F) Vᵀ in float64: what Newton-Schulz must produce, singular value by singular value."""
+    G64 = G.double()
+    U, S, Vh = torch.linalg.svd(G64, full_matrices=False)
+    f = torch.from_numpy(scalar_map((S / torch.linalg.norm(G64)).numpy(), coefficients, steps))
+    return (U * f) @ Vh, f
+
+
+@pytest.mark.parametrize("coefficients", ["keller", "polar_express"])
+@pytest.mark.parametrize("shape", [(48, 96), (96, 48), (64, 64)])
+def test_ns_is_the_scalar_polynomial_on_singular_values(coefficients, shape):
+    G = torch.randn(*shape)
+    O = orthogonalize(G, steps=5, coefficients=coefficients, dtype="float32")
+    expected, f = _expected(G, coefficients, 5)
+    assert O.dtype == torch.float32
+    assert torch.allclose(O.double(), expected, atol=2e-5)
+    sv = torch.linalg.svdvals(O.double())
+    assert torch.allclose(sv.sort().values, f.sort().values, atol=2e-5)
+
+
+def test_singular_values_land_in_the_known_bands():
+    G = torch.randn(128, 256)
+    sv_k = torch.linalg.svdvals(orthogonalize(G, 5, "keller"))
+    sv_p = torch.linalg.svdvals(orthogonalize(G, 5, "polar_express"))
+    assert 0.6 < sv_k.min() and sv_k.max() < 1.25
+    assert 0.8 < sv_p.min() and sv_p.max() < 1.15
+    # Polar Express is tighter around 1 than Keller at equal steps
+    assert (sv_p - 1).abs().max() < (sv_k - 1).abs().max()
+
+
+def test_polar_express_converges_to_svd_reference():
+    G = torch.randn(64, 200, dtype=torch.float64)
+    O = orthogonalize(G, steps=12, coefficients="polar_express")
+    R = orthogonalize(G, method="svd")
+    assert O.dtype == torch.float64
+    assert (O - R).abs().max() < 1e-4
+
+
+def test_svd_reference_is_polar_factor_and_handles_rank_deficiency():
+    A = torch.randn(20, 3, dtype=torch.float64) @ torch.randn(3, 30, dtype=torch.float64)
+    R = orthogonalize(A, method="svd")
+    sv = torch.linalg.svdvals(R)
+    assert torch.allclose(sv[:3], torch.ones(3, dtype=torch.float64), atol=1e-10)
+    assert sv[3:].abs().max() < 1e-10
+    # R has the same row and column spaces as A: A = R (Rᵀ A)
+    assert torch.allclose(R @ (R.T @ A), A, atol=1e-9)
+
+
+@pytest.mark.parametrize("coefficients", ["keller", "polar_express"])
+def test_zero_and_tiny_inputs_give_zeros_not_nan(coefficients):
+    for G in (torch.zeros(8, 16), torch.full((8, 16), 1e-30), torch.zeros(3, 5, 7)):
+        O = orthogonalize(G, 5, coefficients)
+        assert torch.isfinite(O).all()
+        assert O.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("shape", [(1, 37), (37, 1), (1, 10_000), (10_000, 1), (1, 1)])
+def test_vectors_and_extreme_aspect(shape):
+    g = torch.randn(*shape)
+    O = orthogonalize(g, 5, "keller")
+    f1 = float(scalar_map(1.0, "keller", 5))  # a rank-1 input has one normalised singular value: 1
+    assert O.shape == g.shape
+    assert torch.allclose(O, f1 * g / g.norm(), atol=1e-5)
+
+
+def test_wide_and_tall_are_transposes():
+    G = torch.randn(30, 70)
+    assert torch.allclose(orthogonalize(G.T.contiguous()), orthogonalize(G).T, atol=1e-6)
+
+
+def test_batched_equals_per_matrix():
+    G = torch.randn(3, 4, 16, 40)
+    G[1, 2] = 0.0  # one zero matrix inside a batch must not disturb the others
+    G[0, 1] *= 1e4  # nor one with a very different scale (normalisation is per matrix)
+    O = orthogonalize(G, 5, "polar_express")
+    for i in range(3):
+        for j in range(4):
+            assert torch.allclose(O[i, j], orthogonalize(G[i, j], 5, "polar_express"), atol=1e-6)
+    assert O[1, 2].abs().max() == 0
+
+
+def test_bf16_input_and_dtype_policy():
+    G = torch.randn(32, 64)
+    ref = orthogonalize(G, 5, "keller", dtype="float32")
+    O = orthogonalize(G.bfloat16(), 5, "keller")  # auto on CPU computes in fp32, returns bf16
+    assert O.dtype == torch.bfloat16
+    assert (O.float() - ref).abs().max() < 0.02
+    O16 = orthogonalize(G, 5, "keller", dtype="bfloat16")  # explicit bf16 compute
+    assert O16.dtype == torch.float32 and (O16 - ref).abs().max() < 0.1
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu, torch.bfloat16) == torch.float32
+    assert resolve_dtype("auto", cpu, torch.float64) == torch.float64
+    assert resolve_dtype("auto", torch.device("cuda"), torch.float32) == torch.bfloat16
+    assert resolve_dtype(torch.float16, cpu, torch.float32) == torch.float16
+    with pytest.raises(ValueError, match="valid: auto"):
+        resolve_dtype("int8", cpu, torch.float32)
+
+
+def test_schedules():
+    assert schedule("keller", 3) == [KELLER] * 3
+    pe = schedule("polar_express", 10)
+    assert len(pe) == 10 and pe[8] == pe[9] == (1.875, -1.25, 0.375)
+    a, b, c = pe[0]
+    assert math.isclose(a, 8.28721201814563 / POLAR_EXPRESS_SAFETY)
+    assert math.isclose(c, 17.300387312530933 / POLAR_EXPRESS_SAFETY**5)
+    assert POLAR_EXPRESS[-1] == (1.875, -1.25, 0.375)  # the last polynomial carries no safety factor
+    assert schedule([(2.0, -1.5, 0.5)], 2) == [(2.0, -1.5, 0.5)] * 2
+    assert schedule([3.0, -3.2, 1.2], 1) == [(3.0, -3.2, 1.2)]
+    with pytest.raises(ValueError, match="valid: keller, polar_express"):
+        schedule("cubic", 5)
+    with pytest.raises(ValueError, match="3 entries"):
+        schedule([(1.0, 2.0)], 5)
+    with pytest.raises(ValueError, match="non-negative int"):
+        schedule("keller", -1)
+
+
+def test_custom_coefficients_run_through_orthogonalize():
+    G = torch.randn(16, 32)
+    cubic = [(1.5, -0.5, 0.0)]  # classic cubic Newton-Schulz, converges to exactly 1
+    O = orthogonalize(G, 25, cubic, dtype="float64")
+    sv = torch.linalg.svdvals(O)
+    assert torch.allclose(sv, torch.ones_like(sv), atol=1e-6)
+
+
+def test_scalar_map_lift_thresholds_match_the_guide():
+    # papers.md: Keller×5 maps sigma >= ~1.07e-3 to >= 0.5; each extra step lowers it ~3.44x
+    x = np.logspace(-7, 0, 200_001)
+    thr5 = x[np.argmax(scalar_map(x, "keller", 5) >= 0.5)]
+    thr6 = x[np.argmax(scalar_map(x, "keller", 6) >= 0.5)]
+    assert 0.9e-3 < thr5 < 1.2e-3
+    assert 3.2 < thr5 / thr6 < 3.7
