@@ -7,6 +7,8 @@ Pipeline, one concept per module:
 """
 
 from .coefficients import KELLER, POLAR_EXPRESS, scalar_map, schedule
+from .factory import create_optimizer
+from .integrations import autoregister as _autoregister
 from .optimizer import Muon
 from .orthogonalize import newton_schulz, orthogonalize, svd_orthogonalize
 from .routing import Route, param_groups, route, routing_report
@@ -14,17 +16,41 @@ from .scaling import SCALE_MODES, check_lr, convert_lr, scale_factor
 
 __version__ = "0.1.0"
 
+# `import hf_muon` makes optim="muon" / --optim muon valid, without importing transformers now.
+_autoregister.install()
+
+_LAZY = {
+    "register": ("hf_muon.integrations.transformers", "register"),
+    "MuonTrainer": ("hf_muon.integrations.trainer", "MuonTrainer"),
+    "MuonTrainerMixin": ("hf_muon.integrations.trainer", "MuonTrainerMixin"),
+    "MuonSFTTrainer": ("hf_muon.integrations.trl", "MuonSFTTrainer"),
+}
+
+
+def __getattr__(name):  # PEP 562: HF-dependent names are imported on first use
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'hf_muon' has no attribute {name!r}")
+
 __all__ = [
     "KELLER",
     "POLAR_EXPRESS",
     "SCALE_MODES",
     "Muon",
+    "MuonSFTTrainer",
+    "MuonTrainer",
+    "MuonTrainerMixin",
     "Route",
     "check_lr",
     "convert_lr",
+    "create_optimizer",
     "newton_schulz",
     "orthogonalize",
     "param_groups",
+    "register",
     "route",
     "routing_report",
     "scalar_map",

@@ -166,7 +166,7 @@ def _token_stream(tokenizer, docs: Sequence[str], eos: bool, batch: int = 64) ->
 
 def _encode(tokenizer, pending: list[tuple[str, bool]], eos_id: int | None) -> Iterator[list[int]]:
     enc = tokenizer([c for c, _ in pending], add_special_tokens=False, verbose=False)["input_ids"]
-    for ids, (_, ends_doc) in zip(enc, pending):
+    for ids, (_, ends_doc) in zip(enc, pending, strict=True):
         yield list(ids) + ([eos_id] if ends_doc and eos_id is not None else [])
 
 

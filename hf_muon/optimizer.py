@@ -222,10 +222,13 @@ class Muon(torch.optim.Optimizer):
                 "DTensor (FSDP2/TP) parameters need the distributed Muon (hf_muon.distributed); the single-process "
                 "hf_muon.Muon would orthogonalize local shards, which is wrong."
             )
-        finite = torch.stack([torch.isfinite(g).all() for g in grads]).all()
-        if bool(finite):
+        # Cheap screen: a NaN/±inf anywhere makes the fp32 sum non-finite (one sync per group). Only
+        # when it trips do we pay for the exact per-element check (an overflowing sum alone is not an error).
+        if bool(torch.stack([g.sum(dtype=torch.float32) for g in grads]).isfinite().all()):
             return params, grads
         bad = [i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())]
+        if not bad:
+            return params, grads
         if group["nonfinite"] == "error":
             p = params[bad[0]]
             i = next(k for k, q in enumerate(group["params"]) if q is p)

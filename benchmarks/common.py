@@ -1,0 +1,275 @@
+"""Shared helpers for the benchmark scripts in this folder.
+
+* :func:`machine_info` / :func:`package_versions`: what ran the benchmark (recorded in every JSON).
+* :func:`check_load`: refuse to benchmark on a busy machine. The 1-minute load average must be at most
+  ``MAX_LOAD_PER_CORE`` per core unless ``--allow-busy`` is passed; a busy core (another process)
+  inflates CPU timings several-fold, so such numbers are not reported as results.
+* :func:`time_calls`: median wall time of a callable after warmup calls (with an optional untimed
+  ``before`` hook per call and a device sync inside the timed region).
+* :func:`markdown_table`, :func:`update_markdown_section`, :func:`write_json`: writing results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_MD = BENCH_DIR / "RESULTS.md"
+
+MAX_LOAD_PER_CORE = 0.5
+# run_all.py checks the load once before it starts the scripts and passes the reading down in this
+# variable (the scripts it runs one after another would otherwise see the load of the previous one).
+PARENT_LOAD_ENV = "HF_MUON_BENCH_LOAD_CHECKED"
+
+PACKAGES = (
+    "hf_muon",
+    "torch",
+    "transformers",
+    "accelerate",
+    "numpy",
+    "muon-optimizer",
+    "heavyball",
+    "pytorch-optimizer",
+    "matplotlib",
+)
+
+
+# --------------------------------------------------------------------------- machine and versions
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags(wanted: Sequence[str] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in wanted if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _git_revision() -> dict:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """CPU/GPU, core and thread counts, memory, OS and the repository revision."""
+    import torch
+
+    info = {
+        "cpu": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "memory_gib": _memory_gib(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "device": device,
+        "gpu": None,
+        "git": _git_revision(),
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda}
+    return info
+
+
+def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    """Installed distribution versions (None when a package is not installed)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- load check
+def load_average() -> dict:
+    """The 1/5/15-minute load averages and the 1-minute value per core."""
+    load1, load5, load15 = os.getloadavg()
+    cores = os.cpu_count() or 1
+    return {"load1": load1, "load5": load5, "load15": load15, "cores": cores, "load1_per_core": load1 / cores}
+
+
+def check_load(allow_busy: bool, max_per_core: float = MAX_LOAD_PER_CORE) -> dict:
+    """Print the load and exit (status 3) when the machine is busy, unless ``allow_busy``.
+
+    Busy means a 1-minute load average above ``max_per_core`` per core. When run_all.py has already
+    checked (``HF_MUON_BENCH_LOAD_CHECKED`` set), that reading is recorded as well.
+    """
+    load = load_average()
+    load["max_per_core"] = max_per_core
+    load["busy"] = load["load1_per_core"] > max_per_core
+    load["allow_busy"] = allow_busy
+    parent = os.environ.get(PARENT_LOAD_ENV)
+    if parent:
+        load["checked_by_run_all"] = json.loads(parent)
+    print(
+        f"load average {load['load1']:.2f} {load['load5']:.2f} {load['load15']:.2f} on {load['cores']} cores "
+        f"({load['load1_per_core']:.2f} per core; limit {max_per_core} per core)"
+    )
+    if load["busy"] and not allow_busy:
+        sys.exit(
+            f"refusing to benchmark: 1-minute load {load['load1']:.2f} is above {max_per_core} per core "
+            f"({max_per_core * load['cores']:.2f} on this machine). Wait for the machine to be idle, or pass "
+            "--allow-busy to run anyway (results are then marked busy)."
+        )
+    if load["busy"]:
+        print("warning: machine is busy; timings are marked busy=True and are not comparable")
+    return load
+
+
+# --------------------------------------------------------------------------- timing
+@dataclass
+class Timing:
+    """Wall times of one benchmarked callable, in milliseconds."""
+
+    median_ms: float
+    times_ms: list[float]
+    warmup_ms: list[float] = field(default_factory=list)
+    reduced: bool = False  # True when the first call exceeded ``slow_s`` and fewer calls were timed
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def time_calls(
+    fn: Callable[[], object],
+    *,
+    warmup: int,
+    repeats: int,
+    before: Callable[[], object] | None = None,
+    sync: Callable[[], object] | None = None,
+    slow_s: float | None = None,
+) -> Timing:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls.
+
+    ``before()`` runs untimed before every call (warmup and timed), ``sync()`` runs inside the timed
+    region after the call (e.g. ``torch.cuda.synchronize``). When ``slow_s`` is given and a warmup
+    call takes longer than that, the remaining warmup calls are skipped and a single call is timed
+    (``reduced=True``).
+    """
+
+    def one() -> float:
+        if before is not None:
+            before()
+        start = time.perf_counter()
+        fn()
+        if sync is not None:
+            sync()
+        return (time.perf_counter() - start) * 1e3
+
+    warmup_ms: list[float] = []
+    reduced = False
+    for _ in range(warmup):
+        warmup_ms.append(one())
+        if slow_s is not None and warmup_ms[-1] > slow_s * 1e3:
+            reduced = True
+            break
+    times_ms = [one() for _ in range(1 if reduced else repeats)]
+    return Timing(statistics.median(times_ms), times_ms, warmup_ms, reduced)
+
+
+# --------------------------------------------------------------------------- writing results
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` as indented JSON, atomically (``path.tmp`` then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
+    """A GitHub markdown table; ``align`` is one character per column (``l``/``r``), default left."""
+    align = align or "l" * len(headers)
+    marks = {"l": ":--", "r": "--:", "c": ":-:"}
+    lines = [
+        "| " + " | ".join(str(h) for h in headers) + " |",
+        "| " + " | ".join(marks[a] for a in align) + " |",
+    ]
+    for row in rows:
+        cells = [str(c).replace("|", "\\|").replace("\n", " ") for c in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def update_markdown_section(path: Path, key: str, body: str, title: str = "# Benchmark results") -> None:
+    """Replace the section between ``<!-- key:start -->`` and ``<!-- key:end -->`` (append if absent)."""
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else f"{title}\n\nWritten by the scripts in benchmarks/; sections are replaced on each run.\n"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def fmt_ms(ms: float | None) -> str:
+    """Milliseconds with precision that suits their size."""
+    if ms is None:
+        return "—"
+    if ms >= 100:
+        return f"{ms:,.0f}"
+    if ms >= 10:
+        return f"{ms:.1f}"
+    return f"{ms:.2f}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.3f}×" if x < 10 else f"{x:,.1f}×"

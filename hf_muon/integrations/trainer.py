@@ -1,0 +1,36 @@
+"""``MuonTrainer`` and the mixin that gives any Trainer subclass (SFTTrainer, DPOTrainer, …) hf_muon."""
+
+from __future__ import annotations
+
+from transformers import Trainer
+
+from .transformers import OPTIM_NAME, build_optimizer
+
+
+class MuonTrainerMixin:
+    """Put before a ``transformers.Trainer`` subclass in the bases to train with :class:`hf_muon.Muon`.
+
+    ``muon_optim_args`` (a dict or ``"k=v,…"``; class attribute or ``__init__`` keyword) sets Muon's
+    knobs; without it, ``args.optim_args`` is used when ``args.optim == "muon"``. Learning rate, weight
+    decay, betas and eps come from the Trainer's ``args``; ``args.optim`` itself is ignored.
+    """
+
+    muon_optim_args = None
+
+    def __init__(self, *args, muon_optim_args=None, **kwargs):
+        if muon_optim_args is not None:
+            self.muon_optim_args = muon_optim_args
+        super().__init__(*args, **kwargs)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            opt_model = self.model if model is None else model
+            optim_args = self.muon_optim_args
+            if optim_args is None and getattr(self.args, "optim", None) == OPTIM_NAME:
+                optim_args = self.args.optim_args
+            self.optimizer = build_optimizer(opt_model, self.args, optim_args if optim_args is not None else "")
+        return super().create_optimizer(model)
+
+
+class MuonTrainer(MuonTrainerMixin, Trainer):
+    """``transformers.Trainer`` that always trains with :class:`hf_muon.Muon`."""
