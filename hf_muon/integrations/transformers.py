@@ -91,7 +91,7 @@ def check_backend(args) -> None:
     fsdp = getattr(args, "fsdp", None)
     if fsdp:
         cfg = getattr(args, "fsdp_config", None) or {}
-        version = int(cfg.get("fsdp_version", cfg.get("version", 1)) or 1)
+        version = int(cfg.get("version", cfg.get("fsdp_version", 2)) or 2)  # transformers 5 defaults to FSDP2
         if version < 2:
             raise ValueError(
                 "--optim muon does not work with FSDP v1: it hands the optimizer flattened 1-D FlatParameters, so "
