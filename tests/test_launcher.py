@@ -1,0 +1,104 @@
+"""Unmodified scripts: `python -m hf_muon.run`, `hf-muon run`, torchrun, TRL's sft module, and exact resume
+after SIGKILL. Each runs real processes on CPU."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, data_dir
+
+SCRIPT = REPO / "tests" / "scripts" / "train_clm.py"
+BIN = Path(sys.executable).parent
+
+
+def _env(**extra):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(REPO))
+    env.update(extra)
+    return env
+
+
+def _clm_args(out, steps=6, **extra):
+    d = data_dir()
+    args = ["--train_file", str(d / "pretrain" / "tinystories_validation_head.txt"),
+            "--tokenizer_dir", str(d / "tokenizers" / "gpt2"), "--output_dir", str(out), "--use_cpu", "true",
+            "--report_to", "none", "--max_steps", str(steps), "--per_device_train_batch_size", "4",
+            "--learning_rate", "3e-3", "--logging_steps", "1", "--seed", "0", "--disable_tqdm", "true",
+            "--save_strategy", "no", "--optim", "muon"]
+    for k, v in extra.items():
+        args += [f"--{k}", str(v)]
+    return args
+
+
+def _run(cmd, **kw):
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=kw.pop("env", _env()), cwd=REPO, **kw)
+    return proc
+
+
+def test_unmodified_script_needs_the_launcher_and_works_with_it(tmp_path):
+    plain = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "a")])
+    assert plain.returncode != 0 and "invalid choice: 'muon'" in plain.stderr
+    ok = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "b", optim_args="ns_steps=5")])
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert summary["optimizer"] == "Muon" and len(summary["losses"]) == 6
+    cli = _run([str(BIN / "hf-muon"), "run", str(SCRIPT), *_clm_args(tmp_path / "c", steps=2)])
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["optimizer"] == "Muon"
+
+
+def _final_weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    common = dict(save_strategy="steps", save_steps=4, lr_scheduler_type="cosine", warmup_steps=2)
+    full = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT),
+                 *_clm_args(tmp_path / "full", steps=8, **common)])
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "run", steps=8, **common)],
+                  env=_env(HF_MUON_TEST_KILL_AT_STEP="4"))
+    assert killed.returncode == -signal.SIGKILL
+    ckpt = tmp_path / "run" / "checkpoint-4"
+    assert (ckpt / "optimizer.pt").exists() and not (tmp_path / "run" / "checkpoint-8").exists()
+    # the optimizer checkpoint is plain tensors + primitives
+    sd = torch.load(ckpt / "optimizer.pt", weights_only=True)
+    assert any(g["use_muon"] for g in sd["param_groups"])
+    resumed = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT),
+                    *_clm_args(tmp_path / "run", steps=8, resume_from_checkpoint=ckpt, **common)])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "run")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_through_the_launcher(tmp_path):
+    if shutil.which("torchrun", path=str(BIN)) is None:
+        pytest.skip("torchrun not installed")
+    out = tmp_path / "ddp"
+    proc = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29531", "-m", "hf_muon.run",
+                 str(SCRIPT), *_clm_args(out, steps=3, ddp_backend="gloo")], timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["optimizer"] == "Muon"
+
+
+@pytest.mark.slow
+def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
+    out = tmp_path / "acc"
+    proc = _run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
+                 "29533", "-m", "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=3)],
+                env=_env(ACCELERATE_USE_CPU="true"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["optimizer"] == "Muon"
