@@ -24,6 +24,7 @@ _LAZY = {
     "MuonTrainer": ("hf_muon.integrations.trainer", "MuonTrainer"),
     "MuonTrainerMixin": ("hf_muon.integrations.trainer", "MuonTrainerMixin"),
     "MuonSFTTrainer": ("hf_muon.integrations.trl", "MuonSFTTrainer"),
+    "MuonDiagnosticsCallback": ("hf_muon.diagnostics.callback", "MuonDiagnosticsCallback"),
 }
 
 
@@ -40,6 +41,7 @@ __all__ = [
     "POLAR_EXPRESS",
     "SCALE_MODES",
     "Muon",
+    "MuonDiagnosticsCallback",
     "MuonSFTTrainer",
     "MuonTrainer",
     "MuonTrainerMixin",

@@ -17,6 +17,7 @@ variants do exactly that.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -122,6 +123,8 @@ class Muon(torch.optim.Optimizer):
             step=0,
         )
         self.batched = batched
+        self.track_stats = False  # set True (MuonDiagnosticsCallback does) to fill `last_stats` each step
+        self.last_stats: dict = {}
         params = list(params)
         if params and isinstance(params[0], dict) and adamw_lr is not None:
             params = [dict(g) for g in params]
@@ -182,6 +185,7 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        stats = _StepStats() if self.track_stats else None
         muon_work = []  # (group, params, updates)
         for gi, group in enumerate(self.param_groups):
             group["step"] += 1
@@ -192,18 +196,28 @@ class Muon(torch.optim.Optimizer):
                 muon_work.append((group, params, self._muon_momentum(group, params, grads)))
             else:
                 self._adamw(group, params, grads)
+                if stats is not None:
+                    stats.add_adamw(group, params, self.state)
         if muon_work:
             jobs = [
                 Job(self._as_matrix(u, group), self._ns_config(group))
                 for group, _, updates in muon_work
                 for u in updates
             ]
+            if stats is not None:
+                stats.start_ns(jobs[0].tensor.device)
             results = iter(self.orthogonalize(jobs))
+            if stats is not None:
+                stats.stop_ns(jobs[0].tensor.device)
             for group, params, _ in muon_work:
                 ortho = [next(results) for _ in params]
                 decoupled_decay_(params, group["lr"], group["weight_decay"])
                 scales = [self.update_scale(p, group) for p in params]
+                if stats is not None:
+                    stats.add_muon(group, ortho, scales)
                 apply_orthogonal_(params, ortho, group["lr"], scales)
+        if stats is not None:
+            self.last_stats = stats.finish()
         return loss
 
     def _collect(self, group: dict, gi: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -319,6 +333,59 @@ class Muon(torch.optim.Optimizer):
                 row["effective_lr"] = (g["lr"] * min(scales), g["lr"] * max(scales))
             rows.append(row)
         return rows
+
+
+class _StepStats:
+    """Per-step numbers for diagnostics (only built when ``track_stats`` is on).
+
+    Update RMS excludes weight decay: Muon ``lr·α·O``, AdamW ``lr·m̂/(√v̂ + ε)``.
+    """
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+        self.ns_seconds = 0.0
+        self.sq = {"muon": 0.0, "adamw": 0.0}
+        self.numel = {"muon": 0, "adamw": 0}
+        self.lr = {"muon": [], "adamw": []}
+
+    @staticmethod
+    def _sync(device):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def start_ns(self, device):
+        self._sync(device)
+        self._ns0 = time.perf_counter()
+
+    def stop_ns(self, device):
+        self._sync(device)
+        self.ns_seconds += time.perf_counter() - self._ns0
+
+    def add_muon(self, group, ortho, scales):
+        norms = torch.stack(torch._foreach_norm([o.float() for o in ortho])).double()
+        coef = torch.tensor(scales, dtype=torch.float64, device=norms.device) * group["lr"]
+        self.sq["muon"] += float(((norms * coef) ** 2).sum())
+        self.numel["muon"] += sum(o.numel() for o in ortho)
+        self.lr["muon"] += [group["lr"] * min(scales), group["lr"] * max(scales)]
+
+    def add_adamw(self, group, params, state):
+        beta1, beta2 = group["betas"]
+        for p in params:
+            st = state[p]
+            step = float(st["step"])
+            m = st["exp_avg"].float() / (1 - beta1**step)
+            v = st["exp_avg_sq"].float() / (1 - beta2**step)
+            self.sq["adamw"] += float((group["lr"] * m / (v.sqrt() + group["eps"])).pow(2).sum())
+            self.numel["adamw"] += p.numel()
+        self.lr["adamw"].append(group["lr"])
+
+    def finish(self) -> dict:
+        out = {"optimizer_seconds": time.perf_counter() - self.t0, "ns_seconds": self.ns_seconds}
+        for kind in ("muon", "adamw"):
+            if self.numel[kind]:
+                out[f"update_rms_{kind}"] = (self.sq[kind] / self.numel[kind]) ** 0.5
+                out[f"lr_{kind}_min"], out[f"lr_{kind}_max"] = min(self.lr[kind]), max(self.lr[kind])
+        return out
 
 
 def _scalar_dtype() -> torch.dtype:
