@@ -72,8 +72,12 @@ def load_tokenizer(data_dir: str | os.PathLike | None = None):
                 f"Point --data / ${DATA_ENV} at the shared data mirror, or pass data_dir=None to load "
                 f"{HUB_TOKENIZER!r} from the Hub."
             )
-    if len(tok) < 256:  # an empty BPE silently maps every text to []
-        raise ValueError(f"the GPT-2 tokenizer loaded from {root or HUB_TOKENIZER} has only {len(tok)} tokens")
+    if len(tok) < 256:  # transformers 5 can return an empty BPE (offline, no cache) that maps all text to []
+        where = tok_dir if root is not None else f"the Hub ({HUB_TOKENIZER}; offline or not cached?)"
+        raise ValueError(
+            f"the GPT-2 tokenizer loaded from {where} has only {len(tok)} tokens. Pass the shared data "
+            f"mirror as data_dir / --data / ${DATA_ENV} to use its tokenizers/gpt2."
+        )
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -85,7 +89,9 @@ def corpus_path(data_dir: str | os.PathLike | None, corpus: str = "tinystories")
         raise ValueError(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
     root = resolve_data_dir(data_dir)
     if root is None:
-        raise ValueError(f"no data dir given: pass data_dir (or --data) or set ${DATA_ENV} to the shared data mirror")
+        raise ValueError(
+            f"no data dir given: pass data_dir (or --data) or set ${DATA_ENV} to the shared data mirror"
+        )
     rel, hub = CORPORA[corpus]
     path = root / "pretrain" / rel
     if not path.is_file():

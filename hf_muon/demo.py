@@ -15,6 +15,12 @@ warmup+cosine schedule for both. fp32, CPU.
 Printed: the routing counts (which tensors Muon updates), both training-loss curves side by side,
 validation loss at a few points and final validation loss / perplexity. Written to ``--out``:
 ``demo.json`` (table and numbers) and ``demo.png`` (the curves).
+
+What to expect (2 CPU cores, defaults, 160 steps; validation loss, lower is better): AdamW 5.54,
+Muon 4.39. The comparison is at one shared lr, and AdamW is past its best there (a loss spike near
+step 30). In a small sweep of that setup AdamW did best at 2e-3 (4.99), and Muon beat that at every
+lr from 2e-3 up (4.59 at 2e-3, 4.11 at 1e-2). At 1e-3 the two were close (5.26 vs 5.22). Muon's gain
+here comes from staying stable, and improving, at learning rates where AdamW's hidden matrices do not.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,28 +56,82 @@ class Setup:
     eval_points: int
 
 
-FULL = Setup(hidden=128, layers=4, heads=4, intermediate=344, block_size=128, batch_size=8, steps=150,
-             max_tokens=None, max_val_blocks=48, logging_steps=5, eval_points=3)
-QUICK = Setup(hidden=32, layers=2, heads=2, intermediate=64, block_size=32, batch_size=4, steps=8,
-              max_tokens=6_000, max_val_blocks=8, logging_steps=2, eval_points=1)
+FULL = Setup(
+    hidden=128,
+    layers=4,
+    heads=4,
+    intermediate=344,
+    block_size=128,
+    batch_size=8,
+    steps=160,
+    max_tokens=None,
+    max_val_blocks=48,
+    logging_steps=5,
+    eval_points=4,
+)
+QUICK = Setup(
+    hidden=32,
+    layers=2,
+    heads=2,
+    intermediate=64,
+    block_size=32,
+    batch_size=4,
+    steps=8,
+    max_tokens=6_000,
+    max_val_blocks=8,
+    logging_steps=2,
+    eval_points=1,
+)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process instead of returning it to the OS.
+
+    Every step allocates fp32 logits of batch x seq x 50,257 (~200 MB) plus their gradients. glibc
+    serves such blocks with ``mmap`` and unmaps them on free, so each step page-faults ~1 GB of fresh
+    zeroed pages; on small VMs that kernel time was ~40% of the step (0.54 s -> 0.30 s per step with
+    this). Only this demo process is affected; a no-op off glibc. Returns True when applied.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("HF_MUON_DEMO_MALLOC", "1") == "0":
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1
+        return bool(ok and libc.mallopt(m_trim_threshold, (1 << 31) - 1) == 1)
+    except (OSError, AttributeError):
+        return False
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags (``--data``, ``--out``, ``--steps``, ``--seed``, ``--lr``, ``--quick`` ...)."""
     p = argparse.ArgumentParser(prog="python -m hf_muon.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default=os.environ.get("HF_MUON_DATA"),
-                   help="shared data mirror holding pretrain/ and tokenizers/ (default: $HF_MUON_DATA)")
+    p.add_argument(
+        "--data",
+        default=os.environ.get("HF_MUON_DATA"),
+        help="shared data mirror holding pretrain/ and tokenizers/ (default: $HF_MUON_DATA)",
+    )
     p.add_argument("--out", default="runs/demo", help="output folder for demo.json and demo.png")
     p.add_argument("--corpus", default="tinystories", help="tinystories | tinyshakespeare | wikitext2 | c4")
-    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps per run (default {FULL.steps}, "
-                   f"--quick {QUICK.steps})")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"optimizer steps per run (default {FULL.steps}, --quick {QUICK.steps})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the initial weights and the data order")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, the same for both optimizers")
-    p.add_argument("--weight-decay", type=float, default=0.1, help="decoupled weight decay for both (matrices)")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.1, help="decoupled weight decay for both (matrices)"
+    )
     p.add_argument("--warmup", type=float, default=0.1, help="warmup: fraction of steps (<1) or steps (>=1)")
     p.add_argument("--batch-size", type=int, default=None, help="blocks per step")
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma list out of: adamw, muon")
-    p.add_argument("--quick", action="store_true", help="a handful of steps on a very small model (a smoke test)")
+    p.add_argument(
+        "--quick", action="store_true", help="a handful of steps on a very small model (a smoke test)"
+    )
     args = p.parse_args(argv)
     if not args.data:
         p.error("--data is required (or set $HF_MUON_DATA): the folder holding pretrain/ and tokenizers/")
@@ -159,23 +220,25 @@ def _progress_callback_cls():
             if "loss" in logs:
                 self.training_bar.set_postfix(loss=f"{logs['loss']:.3f}", refresh=False)
             if "eval_loss" in logs:
-                self.training_bar.write(f"  [{self.label}] step {state.global_step:>4}: "
-                                        f"val loss {logs['eval_loss']:.4f}")
+                self.training_bar.write(
+                    f"  [{self.label}] step {state.global_step:>4}: val loss {logs['eval_loss']:.4f}"
+                )
 
     return _DemoProgress
 
 
-def train_one(name: str, config, train_ds, val_ds, args, setup: Setup, out: Path) -> dict:
+def train_one(name: str, config, train_ds, val_ds, args, setup: Setup, workdir: Path) -> dict:
     """Train one fresh copy of the model with optimizer ``name``; return its curves and final numbers."""
     from transformers import Trainer, TrainingArguments, default_data_collator
     from transformers.trainer_callback import ProgressCallback
 
     model = build_model(config, args.seed)
     optimizer = make_optimizer(name, model, args.lr, args.weight_decay)
+    groups = optimizer.describe() if hasattr(optimizer, "describe") else None  # peak lrs, before the schedule
     steps = args.steps or setup.steps
-    eval_steps = max(1, steps // (setup.eval_points + 1)) if setup.eval_points else steps
+    eval_steps = math.ceil(steps / max(1, setup.eval_points))  # the last evaluation lands on the last step
     targs = TrainingArguments(
-        output_dir=str(out / name),
+        output_dir=str(workdir / name),  # nothing is saved (save_strategy="no")
         max_steps=steps,
         per_device_train_batch_size=args.batch_size or setup.batch_size,
         per_device_eval_batch_size=2 * (args.batch_size or setup.batch_size),
@@ -234,9 +297,9 @@ def train_one(name: str, config, train_ds, val_ds, args, setup: Setup, out: Path
         "train_seconds": train_s,
         "steps": steps,
     }
-    if name == "muon":
+    if groups is not None:
         result["groups"] = [
-            {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()} for row in optimizer.describe()
+            {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()} for row in groups
         ]
     return result
 
@@ -279,11 +342,12 @@ def summarize(results: dict[str, dict]) -> dict:
     return {
         "logged_steps_compared": len(later),
         "logged_steps_muon_lower": sum(r["muon"] < r["adamw"] for r in later),
-        "mean_train_loss_gap_muon_minus_adamw": sum(r["muon"] - r["adamw"] for r in later) / max(1, len(later)),
+        "mean_train_loss_gap_muon_minus_adamw": sum(r["muon"] - r["adamw"] for r in later)
+        / max(1, len(later)),
         "val_loss_gap_muon_minus_adamw": m["val_loss"] - a["val_loss"],
         "adamw_final_train_loss": target,
         "muon_step_reaching_adamw_final_train_loss": steps_to_reach(m["train_curve"], target),
-        "adamw_step_reaching_it": a["train_curve"][-1][0],
+        "adamw_final_step": a["train_curve"][-1][0],
     }
 
 
@@ -318,6 +382,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     t_start = time.perf_counter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_freed_memory()
     setup = QUICK if args.quick else FULL
 
     import torch
@@ -339,14 +404,22 @@ def main(argv: list[str] | None = None) -> dict:
     config = build_config(setup, len(tok), tok.eos_token_id)
     probe = build_model(config, args.seed)
     n_params = sum(p.numel() for p in probe.parameters())
-    print(f"hf_muon {hf_muon.__version__} demo | torch {torch.__version__} | {torch.get_num_threads()} CPU threads")
-    print(f"data: {args.corpus} -> {len(train_ds)} train / {len(val_ds)} val blocks of {setup.block_size} tokens "
-          f"({len(train_ds) * setup.block_size:,} train tokens; {steps} steps x {batch} blocks = "
-          f"{steps * batch / len(train_ds):.2f} epochs)")
-    print(f"model: LlamaForCausalLM hidden={setup.hidden} layers={setup.layers} heads={setup.heads} "
-          f"intermediate={setup.intermediate} vocab={len(tok)} (tied) -> {n_params / 1e6:.2f}M params")
-    print(f"optim: lr={args.lr:g} (same for both), warmup {args.warmup:g} + cosine, weight_decay={args.weight_decay:g},"
-          f" grad clip 1.0, fp32, seed {args.seed}")
+    print(
+        f"hf_muon {hf_muon.__version__} demo | torch {torch.__version__} | {torch.get_num_threads()} CPU threads"
+    )
+    print(
+        f"data: {args.corpus} -> {len(train_ds)} train / {len(val_ds)} val blocks of {setup.block_size} tokens "
+        f"({len(train_ds) * setup.block_size:,} train tokens; {steps} steps x {batch} blocks = "
+        f"{steps * batch / len(train_ds):.2f} epochs)"
+    )
+    print(
+        f"model: LlamaForCausalLM hidden={setup.hidden} layers={setup.layers} heads={setup.heads} "
+        f"intermediate={setup.intermediate} vocab={len(tok)} (tied) -> {n_params / 1e6:.2f}M params"
+    )
+    print(
+        f"optim: lr={args.lr:g} (same for both), warmup {args.warmup:g} + cosine, weight_decay={args.weight_decay:g},"
+        f" grad clip 1.0, fp32, seed {args.seed}"
+    )
     print("routing (hf_muon.routing_report):")
     counts = hf_muon.routing_report(probe).splitlines()[-3:]
     print("\n".join("  " + line for line in counts))
@@ -355,10 +428,14 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, dict] = {}
     for name in args.optimizers:
         print(f"\n=== {LABELS[name]} ===", flush=True)
-        results[name] = train_one(name, config, train_ds, val_ds, args, setup, out)
+        with tempfile.TemporaryDirectory(prefix="hf_muon_demo_") as workdir:
+            results[name] = train_one(name, config, train_ds, val_ds, args, setup, Path(workdir))
         r = results[name]
-        print(f"{LABELS[name]}: {r['steps']} steps in {r['train_seconds']:.1f}s "
-              f"({r['steps'] / r['train_seconds']:.2f} steps/s); val loss {r['val_loss']:.4f}", flush=True)
+        print(
+            f"{LABELS[name]}: {r['steps']} steps in {r['train_seconds']:.1f}s incl. evaluation "
+            f"({r['steps'] / r['train_seconds']:.2f} steps/s); val loss {r['val_loss']:.4f}",
+            flush=True,
+        )
 
     names = list(results)
     rows = loss_table(results)
@@ -375,40 +452,67 @@ def main(argv: list[str] | None = None) -> dict:
     print("\nfinal validation")
     for n in names:
         r = results[n]
-        print(f"  {LABELS[n]:<6} loss {r['val_loss']:.4f}  perplexity {r['val_perplexity']:.2f}  "
-              f"(train {r['train_seconds']:.1f}s)")
+        print(
+            f"  {LABELS[n]:<6} loss {r['val_loss']:.4f}  perplexity {r['val_perplexity']:.2f}  "
+            f"(train+eval {r['train_seconds']:.1f}s)"
+        )
     summary = summarize(results)
     if summary:
         verdict = "lower" if summary["val_loss_gap_muon_minus_adamw"] < 0 else "NOT lower"
-        print(f"  Muon train loss below AdamW at {summary['logged_steps_muon_lower']}/"
-              f"{summary['logged_steps_compared']} logged steps (mean gap "
-              f"{summary['mean_train_loss_gap_muon_minus_adamw']:+.4f}); Muon final val loss is {verdict} "
-              f"({summary['val_loss_gap_muon_minus_adamw']:+.4f}).")
+        print(
+            f"  Muon train loss below AdamW at {summary['logged_steps_muon_lower']}/"
+            f"{summary['logged_steps_compared']} logged steps (mean gap "
+            f"{summary['mean_train_loss_gap_muon_minus_adamw']:+.4f}); Muon final val loss is {verdict} "
+            f"({summary['val_loss_gap_muon_minus_adamw']:+.4f})."
+        )
         hit = summary["muon_step_reaching_adamw_final_train_loss"]
-        print(f"  AdamW's final train loss {summary['adamw_final_train_loss']:.4f} (step "
-              f"{summary['adamw_step_reaching_it']}) is reached by Muon at step "
-              f"{hit if hit is not None else 'never (within this run)'}.")
+        print(
+            f"  AdamW's final train loss {summary['adamw_final_train_loss']:.4f} (step "
+            f"{summary['adamw_final_step']}) is reached by Muon at step "
+            f"{hit if hit is not None else 'never (within this run)'}."
+        )
+        if args.quick:
+            print("  (--quick is a smoke test: far too few steps on a 32-wide model to compare optimizers)")
 
     report = {
-        "args": {k: v for k, v in vars(args).items()},
+        "args": dict(vars(args)),
         "setup": vars(setup) | {"steps": steps, "batch_size": batch},
         "model": {"class": "LlamaForCausalLM", "params": n_params, **config.to_diff_dict()},
-        "data": {"corpus": args.corpus, "train_blocks": len(train_ds), "val_blocks": len(val_ds),
-                 "block_size": setup.block_size},
+        "data": {
+            "corpus": args.corpus,
+            "train_blocks": len(train_ds),
+            "val_blocks": len(val_ds),
+            "block_size": setup.block_size,
+        },
         "routing": [line.strip() for line in counts],
         "train_loss_table": rows,
         "results": results,
         "summary": summary,
-        "versions": {"torch": torch.__version__, "hf_muon": hf_muon.__version__, "python": sys.version.split()[0]},
+        "versions": {
+            "torch": torch.__version__,
+            "hf_muon": hf_muon.__version__,
+            "python": sys.version.split()[0],
+        },
         "total_seconds": None,
     }
     plotted = save_plot(results, out / "demo.png")
     report["total_seconds"] = time.perf_counter() - t_start
     (out / "demo.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"\nwrote {out / 'demo.json'}" + (f" and {out / 'demo.png'}" if plotted else " (no matplotlib: no plot)")
-          + f" | total {report['total_seconds']:.1f}s")
+    print(
+        f"\nwrote {out / 'demo.json'}"
+        + (f" and {out / 'demo.png'}" if plotted else " (no matplotlib: no plot)")
+        + f" | total {report['total_seconds']:.1f}s"
+    )
     return report
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """Entry point: :func:`main`, with missing data reported as one line instead of a traceback."""
+    try:
+        main(argv)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
+
+
 if __name__ == "__main__":
-    main()
+    cli()

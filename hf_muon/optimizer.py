@@ -31,6 +31,7 @@ from .scaling import SCALE_MODES, check_lr, fan_out_in, scale_factor
 from .update import apply_orthogonal_, decoupled_decay_, momentum_
 
 NONFINITE_POLICIES = ("error", "skip")
+DISTRIBUTED_MODES = ("auto", "none")
 MOMENTUM_DTYPES = (None, "float32")
 
 _FLAT_PARAM_HINT = (
@@ -71,6 +72,11 @@ class Muon(torch.optim.Optimizer):
         nonfinite: ``"error"`` raises naming the parameter and step; ``"skip"`` skips that parameter's
             update for the step and counts it in the group's ``nonfinite_skipped``.
         batched: stack same-shape matrices into one Newton-Schulz call (default True).
+        distributed: ``"auto"``: in a multi-process run, plain (replicated, DDP) parameters are
+            orthogonalized once each by a FLOP-balanced owner rank and the results all-gathered, and
+            DTensor (FSDP2) parameters are gathered to their owner and scattered back. ``"none"``: every
+            rank orthogonalizes all its plain parameters itself (for ranks training independent models).
+        process_group: group for the replicated exchange (default: WORLD).
     """
 
     def __init__(
@@ -93,6 +99,8 @@ class Muon(torch.optim.Optimizer):
         nonfinite: str = "error",
         batched: bool = True,
         foreach: bool | None = None,
+        distributed: str = "auto",
+        process_group=None,
     ):
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}")
@@ -123,6 +131,12 @@ class Muon(torch.optim.Optimizer):
             step=0,
         )
         self.batched = batched
+        if distributed not in DISTRIBUTED_MODES:
+            raise ValueError(f"distributed={distributed!r}; valid: {', '.join(DISTRIBUTED_MODES)}")
+        self.distributed, self.process_group = distributed, process_group
+        from .distributed.exchange import CommStats
+
+        self.comm_stats = CommStats()
         self.track_stats = False  # set True (MuonDiagnosticsCallback does) to fill `last_stats` each step
         self.last_stats: dict = {}
         params = list(params)
@@ -175,8 +189,30 @@ class Muon(torch.optim.Optimizer):
 
     # ------------------------------------------------------------------ override point
     def orthogonalize(self, jobs: list[Job]) -> list[torch.Tensor]:
-        """Orthogonalize every job's matrix (the one method distributed variants override)."""
+        """Orthogonalize every job's matrix; the single override point for subclasses.
+
+        Sharded (DTensor) updates, and replicated ones in a multi-process run with
+        ``distributed="auto"``, go through :mod:`hf_muon.distributed` (each matrix once, on its owner).
+        """
+        if self._use_distributed(jobs):
+            from .distributed import orthogonalize_distributed
+
+            return orthogonalize_distributed(jobs, self.process_group, self.batched, self.comm_stats)
         return run_jobs(jobs, batched=self.batched)
+
+    def _use_distributed(self, jobs) -> bool:
+        if any(_is_dtensor(j.tensor) for j in jobs):
+            return True
+        if self.distributed == "none" or not torch.distributed.is_available():
+            return False
+        return torch.distributed.is_initialized() and torch.distributed.get_world_size(self.process_group) > 1
+
+    @staticmethod
+    def _agree(flags: torch.Tensor, mesh) -> torch.Tensor:
+        """Element-wise max of per-parameter flags over the ranks sharing sharded params."""
+        if mesh is not None:
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX, group=mesh.get_group())
+        return flags
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -231,16 +267,17 @@ class Muon(torch.optim.Optimizer):
             grads.append(p.grad)
         if not grads:
             return params, grads
-        if group["use_muon"] and any(_is_dtensor(p) for p in params):
-            raise NotImplementedError(
-                "DTensor (FSDP2/TP) parameters need the distributed Muon (hf_muon.distributed); the single-process "
-                "hf_muon.Muon would orthogonalize local shards, which is wrong."
-            )
         # Cheap screen: a NaN/±inf anywhere makes the fp32 sum non-finite (one sync per group). Only
         # when it trips do we pay for the exact per-element check (an overflowing sum alone is not an error).
-        if bool(torch.stack([g.sum(dtype=torch.float32) for g in grads]).isfinite().all()):
+        # Sharded (DTensor) grads are screened on local shards and the verdict agreed across ranks.
+        local = [g.to_local() if _is_dtensor(g) else g for g in grads]
+        mesh = next((g.device_mesh for g in grads if _is_dtensor(g)), None)
+        flags = (~torch.stack([g.sum(dtype=torch.float32) for g in local]).isfinite()).to(torch.float32)
+        flags = self._agree(flags, mesh)
+        if not bool(flags.any()):
             return params, grads
-        bad = [i for i, g in enumerate(grads) if not bool(torch.isfinite(g).all())]
+        exact = torch.tensor([0.0 if not f or bool(torch.isfinite(g).all()) else 1.0 for f, g in zip(flags, local)])
+        bad = self._agree(exact.to(flags.device), mesh).nonzero().flatten().tolist()
         if not bad:
             return params, grads
         if group["nonfinite"] == "error":
@@ -256,6 +293,11 @@ class Muon(torch.optim.Optimizer):
         return [params[k] for k in keep], [grads[k] for k in keep]
 
     def _muon_momentum(self, group: dict, params: list, grads: list) -> list[torch.Tensor]:
+        for p in params:  # a backend may have swapped in flat 1-D views after construction (DeepSpeed ZeRO)
+            if p.ndim < 2 or getattr(p, "_is_flat_param", False):
+                i = next(k for k, q in enumerate(group["params"]) if q is p)
+                raise ValueError(f"Muon parameter {_param_label(group, self.param_groups.index(group), i, p)} "
+                                 f"became a flat {p.ndim}-D view at step {group['step']}. {_FLAT_PARAM_HINT}")
         mdtype = torch.float32 if group["momentum_dtype"] == "float32" else None
         bufs = []
         for p in params:
