@@ -102,3 +102,14 @@ def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["optimizer"] == "Muon"
+
+
+@pytest.mark.slow
+def test_shipped_ddp_config_runs_on_cpu(tmp_path):
+    out = tmp_path / "cfg"
+    proc = _run([str(BIN / "accelerate"), "launch", "--config_file", str(REPO / "recipes" / "accelerate" / "ddp.yaml"),
+                 "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29535", "-m",
+                 "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=2)],
+                env=_env(ACCELERATE_USE_CPU="true"), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
