@@ -140,10 +140,11 @@ def _train(model, opt, steps, seed=0):
 def test_state_dict_round_trip_with_weights_only_and_exact_resume():
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
-    make = lambda m: Muon([dict(params=[m[0].weight, m[2].weight], param_names=["0.weight", "2.weight"]),
-                           dict(params=[m[0].bias, m[2].bias], param_names=["0.bias", "2.bias"], use_muon=False,
-                                lr=1e-2)],
-                          lr=2e-2, coefficients=[(3.4445, -4.775, 2.0315)])
+    def make(m):
+        return Muon([dict(params=[m[0].weight, m[2].weight], param_names=["0.weight", "2.weight"]),
+                     dict(params=[m[0].bias, m[2].bias], param_names=["0.bias", "2.bias"], use_muon=False,
+                          lr=1e-2)],
+                    lr=2e-2, coefficients=[(3.4445, -4.775, 2.0315)])
     opt = make(model)
     _train(model, opt, 3)
     buf = io.BytesIO()

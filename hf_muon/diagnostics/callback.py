@@ -23,8 +23,15 @@ from transformers.trainer_callback import CallbackHandler
 
 from ..batching import Job, run_jobs
 from ..optimizer import Muon
-from .spectral import (DEFAULT_QUANTILES, layer_info, lifted_fraction, normalized_quantiles, orthogonality_error,
-                       singular_values, svd_entropy)
+from .spectral import (
+    DEFAULT_QUANTILES,
+    layer_info,
+    lifted_fraction,
+    normalized_quantiles,
+    orthogonality_error,
+    singular_values,
+    svd_entropy,
+)
 
 
 def _unwrap(optimizer):

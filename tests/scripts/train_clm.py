@@ -11,8 +11,15 @@ import signal
 from dataclasses import dataclass, field
 
 import torch
-from transformers import (GPT2TokenizerFast, HfArgumentParser, LlamaConfig, LlamaForCausalLM, Trainer,
-                          TrainerCallback, TrainingArguments)
+from transformers import (
+    GPT2TokenizerFast,
+    HfArgumentParser,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 
 @dataclass
