@@ -84,11 +84,17 @@ def build_llama(tiny: bool) -> nn.Module:
     """Llama, hidden 256, 4 layers, intermediate 688, vocab 8192, 4 heads, untied (≈7.4M params)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    size = dict(hidden_size=64, num_hidden_layers=2, intermediate_size=172, vocab_size=512) if tiny else dict(
-        hidden_size=256, num_hidden_layers=4, intermediate_size=688, vocab_size=8192
+    size = (
+        dict(hidden_size=64, num_hidden_layers=2, intermediate_size=172, vocab_size=512)
+        if tiny
+        else dict(hidden_size=256, num_hidden_layers=4, intermediate_size=688, vocab_size=8192)
     )
     config = LlamaConfig(
-        **size, num_attention_heads=4, num_key_value_heads=4, tie_word_embeddings=False, max_position_embeddings=512
+        **size,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+        max_position_embeddings=512,
     )
     return LlamaForCausalLM(config)
 
@@ -97,7 +103,13 @@ def build_gpt2(tiny: bool) -> nn.Module:
     """GPT-2 small: the default GPT2Config (124M params, tied embeddings)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=512, n_positions=128) if tiny else GPT2Config()
+    config = (
+        GPT2Config(
+            n_embd=64, n_layer=2, n_head=4, vocab_size=512, n_positions=128, bos_token_id=0, eos_token_id=0
+        )
+        if tiny
+        else GPT2Config()
+    )
     return GPT2LMHeadModel(config)
 
 
@@ -105,12 +117,33 @@ def build_qwen3_moe(tiny: bool) -> nn.Module:
     """Qwen3-MoE, hidden 256, 4 layers, 8 experts (top-2), moe_intermediate 128, vocab 8192, untied."""
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    size = dict(hidden_size=64, num_hidden_layers=2, num_experts=4, moe_intermediate_size=32, vocab_size=512,
-                intermediate_size=128, head_dim=16) if tiny else dict(
-        hidden_size=256, num_hidden_layers=4, num_experts=8, moe_intermediate_size=128, vocab_size=8192,
-        intermediate_size=688, head_dim=64)
+    size = (
+        dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_experts=4,
+            moe_intermediate_size=32,
+            vocab_size=512,
+            intermediate_size=128,
+            head_dim=16,
+        )
+        if tiny
+        else dict(
+            hidden_size=256,
+            num_hidden_layers=4,
+            num_experts=8,
+            moe_intermediate_size=128,
+            vocab_size=8192,
+            intermediate_size=688,
+            head_dim=64,
+        )
+    )
     config = Qwen3MoeConfig(
-        **size, num_experts_per_tok=2, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
+        **size,
+        num_experts_per_tok=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=False,
         max_position_embeddings=512,
     )
     return Qwen3MoeForCausalLM(config)
@@ -139,14 +172,14 @@ class Case:
     def reset(self) -> None:
         """Initial weights back, gradients dropped."""
         with torch.no_grad():
-            for p, w in zip(self.params, self.initial):
+            for p, w in zip(self.params, self.initial, strict=True):
                 p.copy_(w)
                 p.grad = None
 
     def load_grads(self) -> None:
         """The fixed gradients into ``p.grad`` (a fresh tensor where an optimizer dropped it)."""
         with torch.no_grad():
-            for p, g in zip(self.params, self.grads):
+            for p, g in zip(self.params, self.grads, strict=True):
                 if p.grad is None:
                     p.grad = g.clone()
                 else:
@@ -169,7 +202,9 @@ def make_case(spec: ModelSpec, tiny: bool, device: torch.device) -> Case:
     )
     case.initial = [p.detach().clone() for p in params]
     gen = torch.Generator().manual_seed(GRAD_SEED)
-    case.grads = [(torch.randn(p.shape, generator=gen) * GRAD_STD).to(device=device, dtype=p.dtype) for p in params]
+    case.grads = [
+        (torch.randn(p.shape, generator=gen) * GRAD_STD).to(device=device, dtype=p.dtype) for p in params
+    ]
     return case
 
 
@@ -192,8 +227,9 @@ def tensor_nbytes(obj, seen: set[int] | None = None) -> int:
 class Stepper:
     """One or more optimizers stepped together (a Muon implementation plus an AdamW for the rest)."""
 
-    def __init__(self, *optimizers: torch.optim.Optimizer):
+    def __init__(self, *optimizers: torch.optim.Optimizer, note: str = ""):
         self.optimizers = optimizers
+        self.note = note  # how this run deviates from the optimizer's defaults, if it does
 
     def step(self) -> None:
         for opt in self.optimizers:
@@ -233,7 +269,8 @@ def build_heavyball(case: Case, tiny: bool) -> Stepper:
         # torch.compile's cold start (~30 s per model on 2 cores) would blow the smoke test's budget.
         heavyball.utils.compile_mode = None
     muon = heavyball.Muon(case.muon)
-    return Stepper(muon, _torch_adamw(case.other)) if case.other else Stepper(muon)
+    note = "torch.compile off (--tiny)" if tiny else ""
+    return Stepper(muon, _torch_adamw(case.other), note=note) if case.other else Stepper(muon, note=note)
 
 
 def build_pytorch_optimizer(case: Case, tiny: bool) -> Stepper:
@@ -266,21 +303,51 @@ def optimizer_specs(device: torch.device) -> list[OptimizerSpec]:
     auto = str(resolve_dtype("auto", device, torch.float32)).replace("torch.", "")
     return [
         OptimizerSpec("AdamW (torch)", "adamw", build_adamw, "torch.optim.AdamW defaults (foreach=None)"),
-        OptimizerSpec("torch.optim.Muon + AdamW", "peer", build_torch_muon,
-                      "bf16 NS, one matrix at a time; rest on torch AdamW"),
-        OptimizerSpec("Keller muon (SingleDeviceMuonWithAuxAdam)", "peer", build_keller,
-                      "bf16 NS, one matrix at a time; own Adam for the rest"),
-        OptimizerSpec("heavyball.Muon + AdamW", "peer", build_heavyball,
-                      "bf16 NS (stochastic rounding), torch.compile; rest on torch AdamW", flattens_3d=True),
-        OptimizerSpec("pytorch_optimizer.Muon", "peer", build_pytorch_optimizer,
-                      "bf16 NS, same-shape matrices stacked; own AdamW for the rest", flattens_3d=True),
+        OptimizerSpec(
+            "torch.optim.Muon + AdamW",
+            "peer",
+            build_torch_muon,
+            "bf16 NS, one matrix at a time; rest on torch AdamW",
+        ),
+        OptimizerSpec(
+            "Keller muon (SingleDeviceMuonWithAuxAdam)",
+            "peer",
+            build_keller,
+            "bf16 NS, one matrix at a time; own Adam for the rest",
+        ),
+        OptimizerSpec(
+            "heavyball.Muon + AdamW",
+            "peer",
+            build_heavyball,
+            "bf16 NS (stochastic rounding), torch.compile; rest on torch AdamW",
+            flattens_3d=True,
+        ),
+        OptimizerSpec(
+            "pytorch_optimizer.Muon",
+            "peer",
+            build_pytorch_optimizer,
+            "bf16 NS, same-shape matrices stacked; own AdamW for the rest",
+            flattens_3d=True,
+        ),
         OptimizerSpec("hf_muon", "hf_muon", hf_muon_builder(), f"polar_express, NS {auto} (auto), batched"),
-        OptimizerSpec("hf_muon coefficients=keller", "hf_muon", hf_muon_builder(coefficients="keller"),
-                      f"NS {auto}, batched"),
-        OptimizerSpec("hf_muon batched=False", "hf_muon", hf_muon_builder(batched=False),
-                      f"polar_express, NS {auto}, one matrix at a time"),
-        OptimizerSpec("hf_muon ns_dtype=bfloat16", "hf_muon", hf_muon_builder(ns_dtype="bfloat16"),
-                      "polar_express, NS bf16, batched"),
+        OptimizerSpec(
+            "hf_muon coefficients=keller",
+            "hf_muon",
+            hf_muon_builder(coefficients="keller"),
+            f"NS {auto}, batched",
+        ),
+        OptimizerSpec(
+            "hf_muon batched=False",
+            "hf_muon",
+            hf_muon_builder(batched=False),
+            f"polar_express, NS {auto}, one matrix at a time",
+        ),
+        OptimizerSpec(
+            "hf_muon ns_dtype=bfloat16",
+            "hf_muon",
+            hf_muon_builder(ns_dtype="bfloat16"),
+            "polar_express, NS bf16, batched",
+        ),
     ]
 
 
@@ -288,8 +355,16 @@ def _sync(device: torch.device) -> Callable[[], None] | None:
     return torch.cuda.synchronize if device.type == "cuda" else None
 
 
-def run_optimizer(case: Case, spec: OptimizerSpec, *, tiny: bool, device: torch.device, warmup: int,
-                  repeats: int, slow_s: float) -> dict:
+def run_optimizer(
+    case: Case,
+    spec: OptimizerSpec,
+    *,
+    tiny: bool,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    slow_s: float,
+) -> dict:
     """Time ``step()`` of one optimizer on one model; a failure becomes a record with its reason."""
     record: dict = {"name": spec.name, "family": spec.family, "note": spec.note}
     if spec.flattens_3d and any(p.ndim == 3 for p in case.muon):
@@ -306,10 +381,20 @@ def run_optimizer(case: Case, spec: OptimizerSpec, *, tiny: bool, device: torch.
     precision = torch.get_float32_matmul_precision()
     try:
         stepper = spec.build(case, tiny)
-        timing = common.time_calls(stepper.step, warmup=warmup, repeats=repeats, before=before, sync=sync,
-                                   slow_s=slow_s)
-        record.update(status="ok", step_ms=timing.median_ms, timing=timing.to_dict(),
-                      state_bytes=stepper.state_bytes())
+        timing = common.time_calls(
+            stepper.step, warmup=warmup, repeats=repeats, before=before, sync=sync, slow_s=slow_s
+        )
+        record.update(
+            status="ok", step_ms=timing.median_ms, timing=timing.to_dict(), state_bytes=stepper.state_bytes()
+        )
+        if stepper.note:
+            record["note"] += f"; {stepper.note}"
+        record["other_cores"] = timing.other_cores
+        if timing.other_cores is not None and timing.other_cores > common.MAX_OTHER_CORES:
+            record["note"] += f"; CONTENDED: other processes used {timing.other_cores:.1f} cores while timing"
+        first = timing.warmup_ms[0] if timing.warmup_ms else None
+        if first is not None and first > 1000 and first > 10 * timing.median_ms:
+            record["note"] += f"; first step {first / 1e3:.1f} s (one-off setup)"
         if timing.reduced:
             record["note"] += f"; slow (>{slow_s:g} s/step): {len(timing.warmup_ms)} warmup + 1 timed step"
     except Exception as e:  # a peer that fails is reported with its reason, never dropped
@@ -322,7 +407,9 @@ def run_optimizer(case: Case, spec: OptimizerSpec, *, tiny: bool, device: torch.
         if device.type == "cuda":
             torch.cuda.empty_cache()
     if torch.get_float32_matmul_precision() != precision:  # keep one optimizer's global changes from the next
-        record["note"] += f"; changed float32 matmul precision to {torch.get_float32_matmul_precision()!r} (restored)"
+        record["note"] += (
+            f"; changed float32 matmul precision to {torch.get_float32_matmul_precision()!r} (restored)"
+        )
         torch.set_float32_matmul_precision(precision)
     return record
 
@@ -378,9 +465,16 @@ def ns_throughput(case: Case, device: torch.device, dtypes: list[str], warmup: i
     for m in mats:
         key = "x".join(str(d) for d in sorted(m.shape[-2:]))
         shapes[key] = shapes.get(key, 0) + math.prod(m.shape[:-2])
-    out = {"model": case.name, "matrices": len(mats), "wide_shapes": shapes, "steps": NS_STEPS,
-           "coefficients": "polar_express", "gflop_per_call": flops / 1e9,
-           "default_dtype": str(resolve_dtype("auto", device, torch.float32)).replace("torch.", ""), "rows": []}
+    out = {
+        "model": case.name,
+        "matrices": len(mats),
+        "wide_shapes": shapes,
+        "steps": NS_STEPS,
+        "coefficients": "polar_express",
+        "gflop_per_call": flops / 1e9,
+        "default_dtype": str(resolve_dtype("auto", device, torch.float32)).replace("torch.", ""),
+        "rows": [],
+    }
     sync = _sync(device)
     triples = schedule("polar_express", NS_STEPS)
     for name in dtypes:
@@ -390,12 +484,17 @@ def ns_throughput(case: Case, device: torch.device, dtypes: list[str], warmup: i
         stacks = floor_stacks(mats, dtype)
         row = {"dtype": str(dtype).replace("torch.", "")}
         for label, fn in (
-            ("hf_muon_batched", lambda: run_jobs(jobs, batched=True)),
-            ("hf_muon_unbatched", lambda: run_jobs(jobs, batched=False)),
-            ("floor", lambda: bare_matmul_floor(stacks, triples)),
+            ("hf_muon_batched", lambda jobs=jobs: run_jobs(jobs, batched=True)),
+            ("hf_muon_unbatched", lambda jobs=jobs: run_jobs(jobs, batched=False)),
+            ("floor", lambda stacks=stacks: bare_matmul_floor(stacks, triples)),
         ):
             t = common.time_calls(fn, warmup=warmup, repeats=repeats, sync=sync)
-            row[label] = {"ms": t.median_ms, "gflops": flops / (t.median_ms * 1e-3) / 1e9, "times_ms": t.times_ms}
+            row[label] = {
+                "ms": t.median_ms,
+                "gflops": flops / (t.median_ms * 1e-3) / 1e9,
+                "times_ms": t.times_ms,
+                "other_cores": t.other_cores,
+            }
         row["batched_vs_floor"] = row["floor"]["ms"] / row["hf_muon_batched"]["ms"]
         out["rows"].append(row)
     return out
@@ -418,11 +517,18 @@ def target_checks(models: dict[str, dict], ns: dict | None, device: torch.device
         checks.append({"target": line, "status": "SKIPPED", "measured": f"device is {device.type}"})
     elif hf.get("step_ms") and torch_muon.get("step_ms"):
         ratio = hf["step_ms"] / torch_muon["step_ms"]
-        checks.append({"target": line, "status": "MET" if ratio <= TARGET_RATIO_TORCH_MUON else "NOT MET",
-                       "measured": f"{ratio:.4f}× ({hf['step_ms']:.1f} ms vs {torch_muon['step_ms']:.1f} ms){caveat}",
-                       "value": ratio})
+        checks.append(
+            {
+                "target": line,
+                "status": "MET" if ratio <= TARGET_RATIO_TORCH_MUON else "NOT MET",
+                "measured": f"{ratio:.4f}× ({hf['step_ms']:.1f} ms vs {torch_muon['step_ms']:.1f} ms){caveat}",
+                "value": ratio,
+            }
+        )
     else:
-        checks.append({"target": line, "status": "NOT MEASURED", "measured": "hf_muon or torch.optim.Muon missing"})
+        checks.append(
+            {"target": line, "status": "NOT MEASURED", "measured": "hf_muon or torch.optim.Muon missing"}
+        )
 
     line = f"CPU: hf_muon step ≤ AdamW step + floor/{TARGET_FLOOR_EFFICIENCY}"
     floor_ms = None
@@ -433,12 +539,20 @@ def target_checks(models: dict[str, dict], ns: dict | None, device: torch.device
         checks.append({"target": line, "status": "SKIPPED", "measured": f"device is {device.type}"})
     elif hf.get("step_ms") and adamw.get("step_ms") and floor_ms:
         bound = adamw["step_ms"] + floor_ms / TARGET_FLOOR_EFFICIENCY
-        checks.append({"target": line, "status": "MET" if hf["step_ms"] <= bound else "NOT MET",
-                       "measured": f"{hf['step_ms']:.1f} ms vs {adamw['step_ms']:.1f} + {floor_ms:.1f}/"
-                                   f"{TARGET_FLOOR_EFFICIENCY} = {bound:.1f} ms ({ns['default_dtype']} floor){caveat}",
-                       "value": hf["step_ms"], "bound": bound})
+        checks.append(
+            {
+                "target": line,
+                "status": "MET" if hf["step_ms"] <= bound else "NOT MET",
+                "measured": f"{hf['step_ms']:.1f} ms vs {adamw['step_ms']:.1f} + {floor_ms:.1f}/"
+                f"{TARGET_FLOOR_EFFICIENCY} = {bound:.1f} ms ({ns['default_dtype']} floor){caveat}",
+                "value": hf["step_ms"],
+                "bound": bound,
+            }
+        )
     else:
-        checks.append({"target": line, "status": "NOT MEASURED", "measured": "hf_muon, AdamW or floor missing"})
+        checks.append(
+            {"target": line, "status": "NOT MEASURED", "measured": "hf_muon, AdamW or floor missing"}
+        )
 
     line = "state bytes = AdamW's − 4 B × (Muon params)"
     for name, m in models.items():
@@ -451,10 +565,19 @@ def target_checks(models: dict[str, dict], ns: dict | None, device: torch.device
         diff = hf_b - expected
         text = f"hf_muon {hf_b:,} B, AdamW {ad_b:,} − 4×{m['muon_params']:,} = {expected:,} B; difference {diff:+,} B"
         if diff == -4 * m["muon_tensors"]:
-            text += (f" = the {m['muon_tensors']} 0-d fp32 `step` tensors AdamW keeps per Muon tensor"
-                     " (moment buffers alone: equal)")
-        checks.append({"target": f"{line} [{name}]", "status": "MET" if diff == 0 else "NOT MET",
-                       "measured": text + (caveat if tiny else ""), "value": hf_b, "expected": expected})
+            text += (
+                f" = the {m['muon_tensors']} 0-d fp32 `step` tensors AdamW keeps per Muon tensor"
+                " (moment buffers alone: equal)"
+            )
+        checks.append(
+            {
+                "target": f"{line} [{name}]",
+                "status": "MET" if diff == 0 else "NOT MET",
+                "measured": text + (caveat if tiny else ""),
+                "value": hf_b,
+                "expected": expected,
+            }
+        )
     return checks
 
 
@@ -468,18 +591,31 @@ def model_table(m: dict) -> str:
         if r["status"] != "ok":
             note = f"FAILED: {r['reason'][:240]}"
         state = f"{r['state_bytes'] / 2**20:.2f}" if r.get("state_bytes") is not None else "—"
-        rows.append([r["name"], common.fmt_ms(r["step_ms"]), common.fmt_ratio(r.get("ratio_adamw")), state, note])
+        rows.append(
+            [r["name"], common.fmt_ms(r["step_ms"]), common.fmt_ratio(r.get("ratio_adamw")), state, note]
+        )
     return common.markdown_table(["optimizer", "step ms", "×AdamW", "state MB", "note"], rows, "lrrrl")
 
 
 def ns_table(ns: dict) -> str:
     rows = []
     for r in ns["rows"]:
-        for label, key in (("hf_muon batched NS", "hf_muon_batched"), ("hf_muon unbatched NS", "hf_muon_unbatched"),
-                           ("bare same-shape matmul floor", "floor")):
+        for label, key in (
+            ("hf_muon batched NS", "hf_muon_batched"),
+            ("hf_muon unbatched NS", "hf_muon_unbatched"),
+            ("bare same-shape matmul floor", "floor"),
+        ):
             default = " (default)" if r["dtype"] == ns["default_dtype"] else ""
-            rows.append([label, r["dtype"] + default, common.fmt_ms(r[key]["ms"]), f"{r[key]['gflops']:.1f}"])
-    return common.markdown_table(["what", "dtype", "ms", "GFLOP/s"], rows, "llrr")
+            others = r[key].get("other_cores") or 0.0
+            note = (
+                f"CONTENDED: other processes used {others:.1f} cores"
+                if others > common.MAX_OTHER_CORES
+                else ""
+            )
+            rows.append(
+                [label, r["dtype"] + default, common.fmt_ms(r[key]["ms"]), f"{r[key]['gflops']:.1f}", note]
+            )
+    return common.markdown_table(["what", "dtype", "ms", "GFLOP/s", "note"], rows, "llrrl")
 
 
 def report(data: dict) -> str:
@@ -489,25 +625,46 @@ def report(data: dict) -> str:
         "## Optimizer step (benchmarks/bench_step.py)",
         "",
         f"Run {data['date']} on {mach['cpu']} ({mach['cores']} cores, {mach['torch_threads']} torch threads"
-        + (f", GPU {mach['gpu']['name']}" if mach.get("gpu") else "") + f"), device `{data['args']['device']}`; "
+        + (f", GPU {mach['gpu']['name']}" if mach.get("gpu") else "")
+        + f"), device `{data['args']['device']}`; "
         f"torch {ver['torch']}, transformers {ver['transformers']}, hf_muon {ver['hf_muon']}, "
         f"muon-optimizer {ver['muon-optimizer']}, heavyball {ver['heavyball']}, pytorch-optimizer "
         f"{ver['pytorch-optimizer']}. Load at start {load['load1']:.2f} (1 min)"
-        + (" — **machine busy, numbers not comparable**" if load["busy"] else "") + ".",
+        + (" — **machine busy, numbers not comparable**" if load["busy"] else "")
+        + (
+            " — **other processes ran during timing (rows marked CONTENDED), numbers not comparable**"
+            if data["contended"]
+            else ""
+        )
+        + ".",
         "",
         "Median wall time of `optimizer.step()` alone with fixed seeded gradients (same for all; restored "
         "untimed before every step); state = bytes of the tensors in `optimizer.state`. Every Muon "
         "implementation gets the Muon set of `hf_muon.route(model)`; the rest runs on its own AdamW or on "
         "torch AdamW. Raw numbers: `benchmarks/results/step.json`.",
+        "",
+        f"Models run: {', '.join(data['args']['models'])}"
+        + (f"; repeats {data['args']['repeats']}" if data["args"].get("repeats") else "")
+        + ".",
     ]
+    size = " (--tiny config)" if data["args"]["tiny"] else ""
     for name, m in data["models"].items():
-        lines += ["", f"### {name}: {m['params']:,} params, {m['muon_params']:,} in {m['muon_tensors']} Muon tensors "
-                  f"(warmup {m['warmup']}, {m['repeats']} timed steps)", "", model_table(m)]
+        lines += [
+            "",
+            f"### {name}{size}: {m['params']:,} params, {m['muon_params']:,} in {m['muon_tensors']} Muon tensors "
+            f"(warmup {m['warmup']}, {m['repeats']} timed steps)",
+            "",
+            model_table(m),
+        ]
     if data.get("ns_throughput"):
         ns = data["ns_throughput"]
-        lines += ["", f"### Newton-Schulz throughput: {ns['model']} Muon matrices ({ns['matrices']} matrices, wide "
-                  f"shapes {ns['wide_shapes']}, {ns['steps']} steps, {ns['gflop_per_call']:.2f} GFLOP per call)", "",
-                  ns_table(ns)]
+        lines += [
+            "",
+            f"### Newton-Schulz throughput: {ns['model']} Muon matrices ({ns['matrices']} matrices, wide "
+            f"shapes {ns['wide_shapes']}, {ns['steps']} steps, {ns['gflop_per_call']:.2f} GFLOP per call)",
+            "",
+            ns_table(ns),
+        ]
     lines += ["", "### Targets", ""]
     lines += [f"- {c['target']}: **{c['status']}** — {c['measured']}" for c in data["targets"]]
     return "\n".join(lines) + "\n"
@@ -516,18 +673,44 @@ def report(data: dict) -> str:
 # --------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tiny", action="store_true", help="very small models, 1 warmup + 2 timed steps (smoke test)")
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="very small models, 1 thread, 1 warmup + 2 timed steps (smoke test, < 60 s)",
+    )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument("--repeats", type=int, default=None, help="timed steps per optimizer (default: per model)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps before timing (default 2, tiny 1)")
-    ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS), metavar="MODEL",
-                    help=f"subset of: {', '.join(MODELS)}")
-    ap.add_argument("--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core")
-    ap.add_argument("--slow-step-s", type=float, default=SLOW_STEP_S,
-                    help="a step slower than this is timed once, after one warmup (default 30)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="JSON path (default results/step.json, tiny: results/step_tiny.json)")
-    ap.add_argument("--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)")
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="timed steps per optimizer (default: per model)"
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps before timing (default 2, tiny 1)"
+    )
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        choices=sorted(MODELS),
+        default=list(MODELS),
+        metavar="MODEL",
+        help=f"subset of: {', '.join(MODELS)}",
+    )
+    ap.add_argument(
+        "--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core"
+    )
+    ap.add_argument(
+        "--slow-step-s",
+        type=float,
+        default=SLOW_STEP_S,
+        help="a step slower than this is timed once, after one warmup (default 30)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON path (default results/step.json, tiny: results/step_tiny.json)",
+    )
+    ap.add_argument(
+        "--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)"
+    )
     return ap.parse_args(argv)
 
 
@@ -539,6 +722,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device available")
     device = torch.device(args.device)
+    if args.tiny:
+        # Smoke test: timings are meaningless at these sizes, and one thread keeps the run short and
+        # predictable when other processes hold the cores (OpenMP threads waiting on a busy core stall).
+        torch.set_num_threads(1)
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 2)
     started = time.time()
     data: dict = {
@@ -560,12 +747,22 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         case = make_case(spec, args.tiny, device)
         n_params = sum(p.numel() for p in case.params)
-        print(f"\n== {model_name}: {n_params:,} params, {sum(p.numel() for p in case.muon):,} on Muon "
-              f"({len(case.muon)} tensors); warmup {warmup}, {repeats} timed steps", flush=True)
+        print(
+            f"\n== {model_name}: {n_params:,} params, {sum(p.numel() for p in case.muon):,} on Muon "
+            f"({len(case.muon)} tensors); warmup {warmup}, {repeats} timed steps",
+            flush=True,
+        )
         records = []
         for opt_spec in specs:
-            r = run_optimizer(case, opt_spec, tiny=args.tiny, device=device, warmup=warmup, repeats=repeats,
-                              slow_s=args.slow_step_s)
+            r = run_optimizer(
+                case,
+                opt_spec,
+                tiny=args.tiny,
+                device=device,
+                warmup=warmup,
+                repeats=repeats,
+                slow_s=args.slow_step_s,
+            )
             shown = f"{r['step_ms']:.2f} ms" if r["status"] == "ok" else f"FAILED ({r['reason'][:160]})"
             print(f"  {opt_spec.name:<44} {shown}", flush=True)
             records.append(r)
@@ -588,6 +785,15 @@ def main(argv: list[str] | None = None) -> int:
         del case
         gc.collect()
     data["targets"] = target_checks(data["models"], data["ns_throughput"], device, args.tiny)
+    data["contended"] = any(
+        (r.get("other_cores") or 0) > common.MAX_OTHER_CORES
+        for m in data["models"].values()
+        for r in m["optimizers"]
+    ) or any(
+        (row[k].get("other_cores") or 0) > common.MAX_OTHER_CORES
+        for row in (data["ns_throughput"] or {}).get("rows", [])
+        for k in ("hf_muon_batched", "hf_muon_unbatched", "floor")
+    )
     data["load_at_end"] = common.load_average()
     data["seconds"] = time.time() - started
 

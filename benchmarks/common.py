@@ -4,6 +4,8 @@
 * :func:`check_load`: refuse to benchmark on a busy machine. The 1-minute load average must be at most
   ``MAX_LOAD_PER_CORE`` per core unless ``--allow-busy`` is passed; a busy core (another process)
   inflates CPU timings several-fold, so such numbers are not reported as results.
+* :class:`OtherProcesses`: how many cores other processes used during a timed region (the load check
+  only sees the start of a run); timings with more than ``MAX_OTHER_CORES`` are flagged.
 * :func:`time_calls`: median wall time of a callable after warmup calls (with an optional untimed
   ``before`` hook per call and a device sync inside the timed region).
 * :func:`markdown_table`, :func:`update_markdown_section`, :func:`write_json`: writing results.
@@ -57,7 +59,9 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _cpu_flags(wanted: Sequence[str] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> list[str]:
+def _cpu_flags(
+    wanted: Sequence[str] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"),
+) -> list[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -80,10 +84,15 @@ def _memory_gib() -> float | None:
 
 def _git_revision() -> dict:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
@@ -107,7 +116,11 @@ def machine_info(device: str = "cpu") -> dict:
     }
     if device == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda}
+        info["gpu"] = {
+            "name": props.name,
+            "memory_gib": round(props.total_memory / 2**30, 1),
+            "cuda": torch.version.cuda,
+        }
     return info
 
 
@@ -143,18 +156,25 @@ def load_average() -> dict:
 
 
 def check_load(allow_busy: bool, max_per_core: float = MAX_LOAD_PER_CORE) -> dict:
-    """Print the load and exit (status 3) when the machine is busy, unless ``allow_busy``.
+    """Print the load and exit (status 1, with the reason) when the machine is busy, unless ``allow_busy``.
 
     Busy means a 1-minute load average above ``max_per_core`` per core. When run_all.py has already
-    checked (``HF_MUON_BENCH_LOAD_CHECKED`` set), that reading is recorded as well.
+    checked (``HF_MUON_BENCH_LOAD_CHECKED`` set), its reading before the first script is the one that
+    counts (the load now includes the previous script); this script's own reading is kept under
+    ``"at_script_start"``.
     """
+    parent = os.environ.get(PARENT_LOAD_ENV)
+    if parent:
+        load = json.loads(parent)
+        load["at_script_start"] = load_average()
+        load["checked_by"] = "run_all.py"
+        print(f"load checked by run_all.py before the first script: {load['load1']:.2f} (1 min)")
+        return load
     load = load_average()
     load["max_per_core"] = max_per_core
     load["busy"] = load["load1_per_core"] > max_per_core
     load["allow_busy"] = allow_busy
-    parent = os.environ.get(PARENT_LOAD_ENV)
-    if parent:
-        load["checked_by_run_all"] = json.loads(parent)
+    load["checked_by"] = "script"
     print(
         f"load average {load['load1']:.2f} {load['load5']:.2f} {load['load15']:.2f} on {load['cores']} cores "
         f"({load['load1_per_core']:.2f} per core; limit {max_per_core} per core)"
@@ -170,6 +190,46 @@ def check_load(allow_busy: bool, max_per_core: float = MAX_LOAD_PER_CORE) -> dic
     return load
 
 
+# --------------------------------------------------------------------------- other processes during a run
+MAX_OTHER_CORES = 0.2
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its reaped children)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+        own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        utime, stime, cutime, cstime = (int(x) for x in own[11:15])
+    except (OSError, ValueError, IndexError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq + steal) / tick, (utime + stime + cutime + cstime) / tick
+
+
+class OtherProcesses:
+    """Average number of cores that *other* processes kept busy while the ``with`` block ran.
+
+    Machine busy time (``/proc/stat``) minus this process's own CPU time (``/proc/self/stat``), over
+    wall time. The load check only sees the start of a run; this catches processes that start during
+    it. ``cores`` stays None where /proc is not available, and for blocks shorter than ``min_wall_s``
+    (the counters tick every 10 ms, too coarse for a few milliseconds).
+    """
+
+    min_wall_s = 0.25
+
+    def __enter__(self) -> OtherProcesses:
+        self.cores: float | None = None
+        self._start = (_cpu_seconds(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        (before, t0), after = self._start, _cpu_seconds()
+        wall = time.perf_counter() - t0
+        if before is not None and after is not None and wall >= self.min_wall_s:
+            self.cores = max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / wall)
+
+
 # --------------------------------------------------------------------------- timing
 @dataclass
 class Timing:
@@ -178,7 +238,8 @@ class Timing:
     median_ms: float
     times_ms: list[float]
     warmup_ms: list[float] = field(default_factory=list)
-    reduced: bool = False  # True when the first call exceeded ``slow_s`` and fewer calls were timed
+    reduced: bool = False  # True when a warmup call exceeded ``slow_s`` and one call was timed
+    other_cores: float | None = None  # cores other processes kept busy during the timed calls
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,8 +258,8 @@ def time_calls(
 
     ``before()`` runs untimed before every call (warmup and timed), ``sync()`` runs inside the timed
     region after the call (e.g. ``torch.cuda.synchronize``). When ``slow_s`` is given and a warmup
-    call takes longer than that, the remaining warmup calls are skipped and a single call is timed
-    (``reduced=True``).
+    call (the second one, when there are several: the first carries one-off costs) takes longer than
+    that, the remaining warmup calls are skipped and a single call is timed (``reduced=True``).
     """
 
     def one() -> float:
@@ -212,13 +273,15 @@ def time_calls(
 
     warmup_ms: list[float] = []
     reduced = False
-    for _ in range(warmup):
+    for i in range(warmup):
         warmup_ms.append(one())
-        if slow_s is not None and warmup_ms[-1] > slow_s * 1e3:
+        # the first call carries one-off costs (state allocation, torch.compile): judge it only if it is the only one
+        if slow_s is not None and (i > 0 or warmup == 1) and warmup_ms[-1] > slow_s * 1e3:
             reduced = True
             break
-    times_ms = [one() for _ in range(1 if reduced else repeats)]
-    return Timing(statistics.median(times_ms), times_ms, warmup_ms, reduced)
+    with OtherProcesses() as others:
+        times_ms = [one() for _ in range(1 if reduced else repeats)]
+    return Timing(statistics.median(times_ms), times_ms, warmup_ms, reduced, others.cores)
 
 
 # --------------------------------------------------------------------------- writing results
@@ -248,7 +311,11 @@ def update_markdown_section(path: Path, key: str, body: str, title: str = "# Ben
     """Replace the section between ``<!-- key:start -->`` and ``<!-- key:end -->`` (append if absent)."""
     start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
     block = f"{start}\n{body.rstrip()}\n{end}"
-    text = path.read_text() if path.exists() else f"{title}\n\nWritten by the scripts in benchmarks/; sections are replaced on each run.\n"
+    text = (
+        path.read_text()
+        if path.exists()
+        else f"{title}\n\nWritten by the scripts in benchmarks/; sections are replaced on each run.\n"
+    )
     if start in text and end in text:
         head, rest = text.split(start, 1)
         tail = rest.split(end, 1)[1]

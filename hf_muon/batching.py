@@ -28,12 +28,13 @@ class NSConfig:
     coefficients: str | tuple = "polar_express"
     dtype: str = "auto"
     method: str = "newton_schulz"
+    power: float = 0.0  # spectral power p: U Σ^p Vᵀ (0 = orthogonalize)
 
     def key(self):
         c = self.coefficients
         if not isinstance(c, str):
             c = tuple(tuple(float(x) for x in t) if isinstance(t, (list, tuple)) else float(t) for t in c)
-        return (self.steps, c, self.dtype, self.method)
+        return (self.steps, c, self.dtype, self.method, float(self.power))
 
 
 @dataclass
@@ -43,6 +44,10 @@ class Job:
 
 
 def _run_one(x: torch.Tensor, cfg: NSConfig) -> torch.Tensor:
+    if cfg.power:
+        from .spectral_power import spectral_power
+
+        return spectral_power(x, cfg.power, method="svd" if cfg.method == "svd" else "auto")
     if cfg.method == "svd":
         return svd_orthogonalize(x)
     return newton_schulz(x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype)

@@ -26,12 +26,14 @@ from torch.optim.adamw import adamw as _adamw_functional
 
 from .batching import Job, NSConfig, run_jobs
 from .coefficients import schedule
+from .ns_schedule import normalized_sigma_quantile, steps_for
 from .orthogonalize import METHODS, NS_DTYPES
 from .scaling import SCALE_MODES, check_lr, fan_out_in, scale_factor
 from .update import apply_orthogonal_, decoupled_decay_, momentum_
 
 NONFINITE_POLICIES = ("error", "skip")
 DISTRIBUTED_MODES = ("auto", "none")
+UPDATE_BASES = ("momentum", "adam")
 MOMENTUM_DTYPES = (None, "float32")
 
 _FLAT_PARAM_HINT = (
@@ -62,7 +64,10 @@ class Muon(torch.optim.Optimizer):
         adamw_lr: lr for AdamW groups that do not set their own (default: ``lr``).
         weight_decay: decoupled decay ``W ← W(1 − lr·λ)`` for groups that do not set their own.
         momentum, nesterov: Muon momentum (SGD-style sum, Nesterov mix; see :mod:`hf_muon.update`).
-        ns_steps: Newton-Schulz iterations per Muon group.
+        ns_steps: Newton-Schulz iterations per Muon group, or ``"auto"`` (per matrix, the fewest steps
+            that lift the ``auto_quantile`` σ-quantile of its normalised update to ``auto_target``;
+            group keys ``auto_quantile``/``auto_target``/``auto_every``/``auto_min``/``auto_max``; see
+            :mod:`hf_muon.ns_schedule`). Depth and regex schedules are resolved by ``param_groups``.
         coefficients: ``"polar_express"`` (default), ``"keller"`` or a list of ``(a, b, c)``.
         scale_mode: ``"moonlight"`` (0.2·√max(A,B), default), ``"keller"``, ``"mup"``, ``"none"``.
         ns_dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU) or an explicit dtype name.
@@ -77,6 +82,11 @@ class Muon(torch.optim.Optimizer):
             DTensor (FSDP2) parameters are gathered to their owner and scattered back. ``"none"``: every
             rank orthogonalizes all its plain parameters itself (for ranks training independent models).
         process_group: group for the replicated exchange (default: WORLD).
+        spectral_power: p in [0, 1]: apply ``U Σ^p Vᵀ`` instead of orthogonalizing (p = 0, Muon). For
+            p > 0 the update keeps part of the input's scale, so moonlight's RMS matching only holds at
+            p = 0; use ``scale_mode="none"`` and tune the lr (Delving into Muon, arXiv 2602.04669).
+        update_base: ``"momentum"`` (the mSGD family: Muon at p = 0) or ``"adam"`` (the Adam family:
+            ``Ψ_p`` of Adam's bias-corrected ``m̂/(√v̂+ε)``, with ``betas``/``eps``; AdamW at p = 1).
     """
 
     def __init__(
@@ -101,6 +111,8 @@ class Muon(torch.optim.Optimizer):
         foreach: bool | None = None,
         distributed: str = "auto",
         process_group=None,
+        spectral_power: float = 0.0,
+        update_base: str = "momentum",
     ):
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}")
@@ -118,6 +130,13 @@ class Muon(torch.optim.Optimizer):
             momentum_dtype=momentum_dtype,
             transposed=False,
             experts=False,
+            spectral_power=spectral_power,
+            update_base=update_base,
+            auto_quantile=0.5,
+            auto_target=0.5,
+            auto_every=100,
+            auto_min=1,
+            auto_max=15,
             betas=tuple(betas),
             eps=eps,
             amsgrad=False,
@@ -169,9 +188,20 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"{where}: ns_method={g['ns_method']!r}; valid: {', '.join(METHODS)}")
         if g["momentum_dtype"] not in MOMENTUM_DTYPES:
             raise ValueError(f"{where}: momentum_dtype={g['momentum_dtype']!r}; valid: None, 'float32'")
+        if not 0.0 <= float(g["spectral_power"]) <= 1.0:
+            raise ValueError(f"{where}: spectral_power={g['spectral_power']} must be in [0, 1]")
+        if g["update_base"] not in UPDATE_BASES:
+            raise ValueError(f"{where}: update_base={g['update_base']!r}; valid: {', '.join(UPDATE_BASES)}")
         if not 0.0 <= g["momentum"] < 1.0:
             raise ValueError(f"{where}: momentum={g['momentum']} must be in [0, 1)")
-        schedule(g["coefficients"], g["ns_steps"])  # raises on bad presets/lists/steps
+        if g["ns_steps"] == "auto":
+            if not (0 < g["auto_quantile"] < 1 and 0 < g["auto_target"] <= 1 and g["auto_every"] >= 1
+                    and 0 <= g["auto_min"] <= g["auto_max"]):
+                raise ValueError(f"{where}: invalid auto NS settings (auto_quantile in (0,1), auto_target in (0,1], "
+                                 "auto_every >= 1, 0 <= auto_min <= auto_max)")
+            schedule(g["coefficients"], g["auto_max"])
+        else:
+            schedule(g["coefficients"], g["ns_steps"])  # raises on bad presets/lists/steps
         check_lr(g["lr"], g["scale_mode"], stacklevel=4)
         for i, p in enumerate(g["params"]):
             self._check_matrix(g, gi, i, p)
@@ -229,16 +259,17 @@ class Muon(torch.optim.Optimizer):
             if not params:
                 continue
             if group["use_muon"]:
-                muon_work.append((group, params, self._muon_momentum(group, params, grads)))
+                base = self._adam_direction if group["update_base"] == "adam" else self._muon_momentum
+                muon_work.append((group, params, base(group, params, grads)))
             else:
                 self._adamw(group, params, grads)
                 if stats is not None:
                     stats.add_adamw(group, params, self.state)
         if muon_work:
             jobs = [
-                Job(self._as_matrix(u, group), self._ns_config(group))
-                for group, _, updates in muon_work
-                for u in updates
+                Job(m, self._ns_config(group, self._auto_steps(group, p, m) if group["ns_steps"] == "auto" else None))
+                for group, params, updates in muon_work
+                for p, m in zip(params, (self._as_matrix(u, group) for u in updates))
             ]
             if stats is not None:
                 stats.start_ns(jobs[0].tensor.device)
@@ -307,6 +338,24 @@ class Muon(torch.optim.Optimizer):
             bufs.append(state["momentum_buffer"])
         return momentum_(bufs, grads, group["momentum"], group["nesterov"])
 
+    def _adam_direction(self, group: dict, params: list, grads: list) -> list[torch.Tensor]:
+        """Adam's bias-corrected ``m̂/(√v̂ + ε)`` (the Adam family of the spectral family)."""
+        beta1, beta2 = group["betas"]
+        out = []
+        for p, g in zip(params, grads):
+            state = self.state[p]
+            if "exp_avg" not in state:
+                state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            t = float(state["step"])
+            state["exp_avg"].lerp_(g, 1 - beta1)
+            state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denom = (state["exp_avg_sq"] / (1 - beta2**t)).sqrt_().add_(group["eps"])
+            out.append(state["exp_avg"] / (1 - beta1**t) / denom)
+        return out
+
     @staticmethod
     def _as_matrix(u: torch.Tensor, group: dict) -> torch.Tensor:
         if u.ndim == 2 or (group["experts"] and u.ndim == 3):
@@ -314,8 +363,21 @@ class Muon(torch.optim.Optimizer):
         return u.reshape(u.size(0), -1)  # conv (out, in, k...) -> (out, in*k*k)
 
     @staticmethod
-    def _ns_config(group: dict) -> NSConfig:
-        return NSConfig(group["ns_steps"], group["coefficients"], group["ns_dtype"], group["ns_method"])
+    def _ns_config(group: dict, steps: int | None = None) -> NSConfig:
+        if steps is None:
+            steps = group["ns_steps"] if group["ns_steps"] != "auto" else group["auto_max"]
+        return NSConfig(steps, group["coefficients"], group["ns_dtype"], group["ns_method"],
+                        float(group["spectral_power"]))
+
+    def _auto_steps(self, group: dict, p: torch.Tensor, matrix: torch.Tensor) -> int:
+        """Per-matrix steps for ``ns_steps="auto"``, re-estimated every ``auto_every`` steps."""
+        state = self.state[p]
+        if "ns_steps" not in state or (group["step"] - 1) % group["auto_every"] == 0:
+            full = matrix.full_tensor() if _is_dtensor(matrix) else matrix
+            sigma = normalized_sigma_quantile(full, group["auto_quantile"])
+            steps = steps_for(sigma, group["coefficients"], group["auto_target"], group["auto_min"], group["auto_max"])
+            state["ns_steps"] = torch.tensor(steps, dtype=torch.int64)
+        return int(state["ns_steps"])
 
     @staticmethod
     def update_scale(p: torch.Tensor, group: dict) -> float:

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .layers import layer_info
+from .ns_schedule import resolve_steps
+
 LORA_POLICIES = ("adamw", "b_only", "both")
 MOE_POLICIES = ("adamw", "muon")
 CONV_POLICIES = ("adamw", "muon")
@@ -265,21 +268,30 @@ def param_groups(
 
     ``lr`` sets the Muon groups' lr, ``adamw_lr`` the AdamW groups' (both default to the optimizer's
     ``lr``). ``weight_decay`` applies to decayed groups (biases and norms get 0). Extra keyword
-    arguments (``ns_steps=…``, ``scale_mode=…``) are stored on the Muon groups. Raises when no
+    arguments (``scale_mode=…``) are stored on the Muon groups; ``ns_steps`` may be a schedule
+    (``"last2:10"``, ``DepthSchedule``, ``{regex: steps}``, ``"auto"``; see :mod:`hf_muon.ns_schedule`),
+    resolved per parameter here, with Muon groups split by step count. Raises when no
     parameter is routed to Muon unless ``require_muon=False``.
     """
     routes = route(model, lora_policy=lora_policy, moe_experts=moe_experts, conv=conv, include=include, exclude=exclude)
+    steps_spec = muon_options.pop("ns_steps", None)
+    n_layers = _num_layers(model, routes)
     buckets: dict[tuple, dict] = {}
     for r in routes:
         if r.route == "frozen":
             continue
         muon = r.route == "muon"
-        key = (muon, r.decay, r.transposed, r.experts)
+        steps = None
+        if muon and steps_spec is not None:
+            steps = resolve_steps(steps_spec, r.name, layer_info(r.name)[0], n_layers)
+        key = (muon, r.decay, r.transposed, r.experts, steps)
         g = buckets.get(key)
         if g is None:
             g = {"params": [], "param_names": [], "use_muon": muon}
             if muon:
                 g.update(transposed=r.transposed, experts=r.experts, **muon_options)
+                if steps is not None:
+                    g["ns_steps"] = steps
                 if lr is not None:
                     g["lr"] = lr
             elif adamw_lr is not None:
@@ -297,7 +309,16 @@ def param_groups(
             + "\nMuon takes 2-D nn.Linear/Conv1D weights inside the backbone; use include=[regex] to force others."
         )
     # AdamW groups first (Trainer logs group 0's lr), then Muon; deterministic order for checkpoints.
-    return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3]))]
+    return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4])))]
+
+
+def _num_layers(model: nn.Module, routes: list[Route]) -> int | None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    n = getattr(getattr(base, "config", None), "num_hidden_layers", None)
+    if isinstance(n, int):
+        return n
+    depths = [d for d in (layer_info(r.name)[0] for r in routes) if d is not None]
+    return max(depths) + 1 if depths else None
 
 
 def routing_report(model_or_routes, **route_kwargs) -> str:

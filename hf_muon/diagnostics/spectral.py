@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import math
-import re
 
 import torch
+
+from ..layers import layer_info  # noqa: F401  (re-exported)
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -59,15 +60,3 @@ def lifted_fraction(O: torch.Tensor, threshold: float = 0.5) -> float:
     """Share of singular values of ``O`` at or above ``threshold``."""
     sv = torch.linalg.svdvals(O.detach().double())
     return float((sv >= threshold).double().mean())
-
-
-_DEPTH = re.compile(r"\.(?:layers|h|layer|blocks|block)\.(\d+)\.")
-
-
-def layer_info(name: str) -> tuple[int | None, str]:
-    """(depth index, layer type) from a parameter name like ``model.layers.3.self_attn.q_proj.weight``."""
-    m = _DEPTH.search("." + name)
-    depth = int(m.group(1)) if m else None
-    parts = [p for p in name.split(".") if p not in ("weight", "default", "base_layer")]
-    kind = parts[-1] if parts else name
-    return depth, kind

@@ -26,7 +26,7 @@ class MuonArgs:
     """Every Muon knob reachable from ``--optim_args`` (defaults = hf_muon.Muon's)."""
 
     scale_mode: str = "moonlight"
-    ns_steps: int = 5
+    ns_steps: int | str = 5  # int, "auto", or "last<k>:<steps>[:<default>]"
     coefficients: str | list = "polar_express"
     muon_lr: float | None = None  # absolute Muon lr
     muon_lr_ratio: float | None = None  # Muon lr = ratio × --learning_rate
@@ -42,6 +42,11 @@ class MuonArgs:
     momentum_dtype: str | None = None
     nonfinite: str = "error"
     batched: bool = True
+    spectral_power: float = 0.0
+    update_base: str = "momentum"
+    auto_quantile: float = 0.5
+    auto_target: float = 0.5
+    auto_every: int = 100
 
     def muon_lr_for(self, learning_rate: float) -> float:
         if self.muon_lr is not None:
@@ -52,9 +57,15 @@ class MuonArgs:
 
     def optimizer_kwargs(self) -> dict:
         """Keyword arguments for :class:`hf_muon.Muon` (lr/decay/betas/eps come from elsewhere)."""
-        return dict(scale_mode=self.scale_mode, ns_steps=self.ns_steps, coefficients=self.coefficients,
+        return dict(scale_mode=self.scale_mode, coefficients=self.coefficients,
                     momentum=self.momentum, nesterov=self.nesterov, ns_dtype=self.ns_dtype, ns_method=self.ns_method,
-                    momentum_dtype=self.momentum_dtype, nonfinite=self.nonfinite, batched=self.batched)
+                    momentum_dtype=self.momentum_dtype, nonfinite=self.nonfinite, batched=self.batched,
+                    spectral_power=self.spectral_power, update_base=self.update_base)
+
+    def group_options(self) -> dict:
+        """Per-group keys set through :func:`hf_muon.param_groups` (``ns_steps`` may be a schedule)."""
+        return dict(ns_steps=self.ns_steps, auto_quantile=self.auto_quantile, auto_target=self.auto_target,
+                    auto_every=self.auto_every)
 
     def routing_kwargs(self) -> dict:
         return dict(lora_policy=self.lora_policy, moe_experts=self.moe_experts, conv=self.conv,
@@ -117,9 +128,23 @@ def _text(key, v):
     return v
 
 
+def _ns_steps(key, v):
+    from ..ns_schedule import parse_schedule
+
+    try:
+        out = parse_schedule(v)
+    except ValueError:
+        out = None
+    if out is None or isinstance(out, dict):
+        raise ValueError(f"optim_args {key}={v!r} is not valid; valid values: an int, auto, last<k>:<steps>[:<default>]")
+    if isinstance(out, int) and not 0 <= out <= 100:
+        raise ValueError(f"optim_args {key}={v!r} is out of range [0, 100]")
+    return v if not isinstance(out, int) else out
+
+
 PARSERS = {
     "scale_mode": _choice(SCALE_MODES),
-    "ns_steps": _number(int, 0, 100),
+    "ns_steps": _ns_steps,
     "coefficients": _coefficients,
     "muon_lr": _number(float, 0.0),
     "muon_lr_ratio": _number(float, 0.0),
@@ -135,6 +160,11 @@ PARSERS = {
     "momentum_dtype": _optional(_choice([m for m in MOMENTUM_DTYPES if m])),
     "nonfinite": _choice(NONFINITE_POLICIES),
     "batched": _bool,
+    "spectral_power": _number(float, 0.0, 1.0),
+    "update_base": _choice(("momentum", "adam")),
+    "auto_quantile": _number(float, 0.0, 1.0),
+    "auto_target": _number(float, 0.0, 1.0),
+    "auto_every": _number(int, 1),
 }
 assert set(PARSERS) == {f.name for f in fields(MuonArgs)}
 

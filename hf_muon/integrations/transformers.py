@@ -113,7 +113,7 @@ def build_optimizer(model, args, optim_args: MuonArgs | dict | str | None = None
     )
     lr = args.learning_rate
     groups = param_groups(model, lr=margs.muon_lr_for(lr), adamw_lr=lr, weight_decay=args.weight_decay,
-                          **margs.routing_kwargs())
+                          **margs.routing_kwargs(), **margs.group_options())
     kwargs = dict(lr=lr, weight_decay=args.weight_decay, betas=(args.adam_beta1, args.adam_beta2),
                   eps=args.adam_epsilon, **margs.optimizer_kwargs())
     kwargs.update(overrides)
