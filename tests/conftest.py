@@ -71,3 +71,12 @@ def tiny_bert_classifier():
 
     return BertForSequenceClassification(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1,
                                                     num_attention_heads=4, intermediate_size=64, num_labels=3))
+
+
+def free_port() -> int:
+    """A TCP port that is free right now (for torchrun/accelerate rendezvous in tests)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, free_port
 
 from hf_muon import Muon, param_groups, route
 from hf_muon.distributed import assign_owners, imbalance, ns_cost, round_robin
@@ -15,7 +15,6 @@ from hf_muon.distributed.exchange import _chunk_rows
 
 SCRIPT = REPO / "tests" / "scripts" / "dist_train.py"
 BIN = os.path.dirname(sys.executable)
-_PORT = iter(range(29700, 29800))
 
 
 def _llama_shapes(h, layers, inter, kv_ratio=1):
@@ -44,7 +43,7 @@ def test_ns_cost_and_chunk_rows():
 
 
 def _torchrun(world, *args, env=None, timeout=240):
-    cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", str(world), "--master_port", str(next(_PORT)),
+    cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", str(world), "--master_port", str(free_port()),
            str(SCRIPT), *map(str, args)]
     e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(env or {}))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=REPO, timeout=timeout)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir
+from conftest import REPO, data_dir, free_port
 
 SCRIPT = REPO / "tests" / "scripts" / "train_clm.py"
 BIN = Path(sys.executable).parent
@@ -86,7 +86,7 @@ def test_torchrun_ddp_through_the_launcher(tmp_path):
     if shutil.which("torchrun", path=str(BIN)) is None:
         pytest.skip("torchrun not installed")
     out = tmp_path / "ddp"
-    proc = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29531", "-m", "hf_muon.run",
+    proc = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hf_muon.run",
                  str(SCRIPT), *_clm_args(out, steps=3, ddp_backend="gloo")], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -97,7 +97,7 @@ def test_torchrun_ddp_through_the_launcher(tmp_path):
 def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
     out = tmp_path / "acc"
     proc = _run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
-                 "29533", "-m", "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=3)],
+                 str(free_port()), "-m", "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=3)],
                 env=_env(ACCELERATE_USE_CPU="true"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -108,7 +108,7 @@ def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
 def test_shipped_ddp_config_runs_on_cpu(tmp_path):
     out = tmp_path / "cfg"
     proc = _run([str(BIN / "accelerate"), "launch", "--config_file", str(REPO / "recipes" / "accelerate" / "ddp.yaml"),
-                 "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", "29535", "-m",
+                 "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port()), "-m",
                  "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=2)],
                 env=_env(ACCELERATE_USE_CPU="true"), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -71,7 +71,7 @@ def test_muon_update_matches_float64_reference(scale_mode, nesterov, coefficient
 def test_fp32_muon_matches_reference_to_fp32_precision():
     params = _params([(64, 32), (32, 96)])
     kw = dict(lr=1e-2, weight_decay=0.1, ns_steps=5, coefficients="polar_express")
-    opt = Muon(params, **kw)
+    opt = Muon(params, ns_dtype="float32", **kw)
     grads = _grads_like(params, 1)
     for p, g in zip(params, grads):
         p.grad = g
@@ -185,13 +185,13 @@ def test_same_shape_matrices_are_orthogonalized_in_one_batched_call():
     import hf_muon.batching as batching
 
     with mock.patch.object(batching, "_run_one", wraps=batching._run_one) as spy:
-        Muon(params, lr=1e-2).step()
+        Muon(params, lr=1e-2, ns_dtype="float32").step()
     assert spy.call_count == 2  # (16,32)x3 + transposed (32,16)x2 -> one call; (8,8) -> one call
     assert spy.call_args_list[0].args[0].shape == (5, 16, 32)
     batched = [p.detach().clone() for p in params]
     for p, s in zip(params, snap):
         p.data.copy_(s)
-    Muon(params, lr=1e-2, batched=False).step()
+    Muon(params, lr=1e-2, batched=False, ns_dtype="float32").step()
     for p, b in zip(params, batched):
         assert torch.allclose(p, b, atol=1e-6)
 

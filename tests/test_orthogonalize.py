@@ -33,8 +33,8 @@ def test_ns_is_the_scalar_polynomial_on_singular_values(coefficients, shape):
 
 def test_singular_values_land_in_the_known_bands():
     G = torch.randn(128, 256)
-    sv_k = torch.linalg.svdvals(orthogonalize(G, 5, "keller"))
-    sv_p = torch.linalg.svdvals(orthogonalize(G, 5, "polar_express"))
+    sv_k = torch.linalg.svdvals(orthogonalize(G, 5, "keller", dtype="float32"))
+    sv_p = torch.linalg.svdvals(orthogonalize(G, 5, "polar_express", dtype="float32"))
     assert 0.6 < sv_k.min() and sv_k.max() < 1.25
     assert 0.8 < sv_p.min() and sv_p.max() < 1.15
     # Polar Express is tighter around 1 than Keller at equal steps
@@ -70,7 +70,7 @@ def test_zero_and_tiny_inputs_give_zeros_not_nan(coefficients):
 @pytest.mark.parametrize("shape", [(1, 37), (37, 1), (1, 10_000), (10_000, 1), (1, 1)])
 def test_vectors_and_extreme_aspect(shape):
     g = torch.randn(*shape)
-    O = orthogonalize(g, 5, "keller")
+    O = orthogonalize(g, 5, "keller", dtype="float32")
     f1 = float(scalar_map(1.0, "keller", 5))  # a rank-1 input has one normalised singular value: 1
     assert O.shape == g.shape
     assert torch.allclose(O, f1 * g / g.norm(), atol=1e-5)
@@ -78,30 +78,53 @@ def test_vectors_and_extreme_aspect(shape):
 
 def test_wide_and_tall_are_transposes():
     G = torch.randn(30, 70)
-    assert torch.allclose(orthogonalize(G.T.contiguous()), orthogonalize(G).T, atol=1e-6)
+    assert torch.allclose(orthogonalize(G.T.contiguous(), dtype="float32"), orthogonalize(G, dtype="float32").T,
+                          atol=1e-6)
 
 
 def test_batched_equals_per_matrix():
     G = torch.randn(3, 4, 16, 40)
     G[1, 2] = 0.0  # one zero matrix inside a batch must not disturb the others
     G[0, 1] *= 1e4  # nor one with a very different scale (normalisation is per matrix)
-    O = orthogonalize(G, 5, "polar_express")
+    O = orthogonalize(G, 5, "polar_express", dtype="float32")
     for i in range(3):
         for j in range(4):
-            assert torch.allclose(O[i, j], orthogonalize(G[i, j], 5, "polar_express"), atol=1e-6)
+            assert torch.allclose(O[i, j], orthogonalize(G[i, j], 5, "polar_express", dtype="float32"), atol=1e-6)
     assert O[1, 2].abs().max() == 0
 
 
-def test_bf16_input_and_dtype_policy():
+def test_bf16_input_and_explicit_dtypes():
     G = torch.randn(32, 64)
     ref = orthogonalize(G, 5, "keller", dtype="float32")
-    O = orthogonalize(G.bfloat16(), 5, "keller")  # auto on CPU computes in fp32, returns bf16
+    O = orthogonalize(G.bfloat16(), 5, "keller", dtype="float32")  # bf16 in, fp32 compute, bf16 out
     assert O.dtype == torch.bfloat16
     assert (O.float() - ref).abs().max() < 0.02
-    O16 = orthogonalize(G, 5, "keller", dtype="bfloat16")  # explicit bf16 compute
+    O16 = orthogonalize(G, 5, "keller", dtype="bfloat16")  # bf16 compute, result back in the input dtype
     assert O16.dtype == torch.float32 and (O16 - ref).abs().max() < 0.1
+    sv = torch.linalg.svdvals(O16)
+    assert 0.6 < sv.min() and sv.max() < 1.3
+
+
+def test_auto_dtype_policy(monkeypatch):
+    from hf_muon.orthogonalize import cpu_has_fast_bf16
+
     cpu = torch.device("cpu")
-    assert resolve_dtype("auto", cpu, torch.bfloat16) == torch.float32
+    cpu_has_fast_bf16.cache_clear()
+    monkeypatch.setenv("HF_MUON_CPU_NS_DTYPE", "float32")
+    assert resolve_dtype("auto", cpu, torch.float32) == torch.float32
+    cpu_has_fast_bf16.cache_clear()
+    monkeypatch.setenv("HF_MUON_CPU_NS_DTYPE", "bfloat16")
+    assert resolve_dtype("auto", cpu, torch.float32) == torch.bfloat16
+    cpu_has_fast_bf16.cache_clear()
+    monkeypatch.setenv("HF_MUON_CPU_NS_DTYPE", "fp8")
+    with pytest.raises(ValueError, match="valid: float32, bfloat16"):
+        resolve_dtype("auto", cpu, torch.float32)
+    cpu_has_fast_bf16.cache_clear()
+    monkeypatch.delenv("HF_MUON_CPU_NS_DTYPE")
+    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
+    native = any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))
+    assert resolve_dtype("auto", cpu, torch.float32) == (torch.bfloat16 if native else torch.float32)
+    cpu_has_fast_bf16.cache_clear()
     assert resolve_dtype("auto", cpu, torch.float64) == torch.float64
     assert resolve_dtype("auto", torch.device("cuda"), torch.float32) == torch.bfloat16
     assert resolve_dtype(torch.float16, cpu, torch.float32) == torch.float16
