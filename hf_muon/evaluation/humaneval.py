@@ -80,6 +80,9 @@ def evaluate_humaneval(
 ) -> dict[str, Any]:
     """``pass@k`` for each allowed ``k``, ``status_counts`` of all executions, + the common keys."""
     require_code_execution(allow_code_execution)
+    too_big = [k for k in ks if not 1 <= int(k) <= num_samples]
+    if too_big:
+        raise ValueError(f"pass@k needs 1 <= k <= num_samples={num_samples}; got ks={list(ks)}")
     rows, report = load(data_dir, limit)
     sampling = num_samples > 1
     gens = generate_until(model, tokenizer, [ex["prompt"] for ex in rows], stop=STOP, max_new_tokens=max_new_tokens,

@@ -37,8 +37,8 @@ ROLES = ("system", "user", "assistant")
 
 
 def parse_row(row: Any) -> dict[str, Any]:
-    """Validate one row: ``messages`` is a list of ``{role in system/user/assistant, content: str}`` with at least one
-    non-empty assistant message."""
+    """Validate one row: ``messages`` is a list of ``{role in system/user/assistant, content: non-empty str}`` with at
+    least one assistant message."""
     if not isinstance(row, dict):
         raise MalformedRow(f"expected a JSON object, got {type(row).__name__}")
     messages = row.get("messages")
@@ -48,6 +48,8 @@ def parse_row(row: Any) -> dict[str, Any]:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
             raise MalformedRow(f"message {i} must be {{role: system|user|assistant, content: str}}")
+        if not m["content"].strip():
+            raise MalformedRow(f"message {i} ({m['role']}) has empty content")
         clean.append({"role": m["role"], "content": m["content"]})
     if not any(m["role"] == "assistant" and m["content"].strip() for m in clean):
         raise MalformedRow("no non-empty assistant message")

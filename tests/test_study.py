@@ -1,0 +1,110 @@
+"""The mismatch study: the whole 2x2 on a tiny config, malformed tulu rows, resume after a kill, model cards."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, data_dir
+
+from hf_muon.study import load_config, run_study
+from hf_muon.study.cards import validate_card
+
+TINY = REPO / "recipes" / "mismatch" / "tiny.yaml"
+
+
+def test_tiny_study_end_to_end(tmp_path):
+    cfg = load_config(TINY, {"output_dir": str(tmp_path / "run"), "data_dir": str(data_dir()),
+                             "model_cards_dir": str(tmp_path / "cards")})
+    report = run_study(cfg, log=lambda *a: None)
+    text = (report / "report.md").read_text()
+    for pair in ("adamw / adamw", "adamw / muon", "muon / adamw", "muon / muon", "adamw / -", "muon / -"):
+        assert f"| {pair} |" in text
+    assert "Does Moonlight's ordering reproduce?" in text and "MMLU acc" in text
+    assert (report / "loss_curves.png").stat().st_size > 1000 and (report / "scores.png").stat().st_size > 1000
+    cards = sorted((tmp_path / "cards").glob("*.md"))
+    assert len(cards) == 6
+    for card in cards:
+        validate_card(card)
+    results = json.loads((report / "results.json").read_text())
+    assert results["data"]["sft_train"] == 90 and results["data"]["sft_heldout"] == 10
+    base = json.loads((tmp_path / "run" / "seed0" / "base-muon" / "DONE.json").read_text())
+    assert base["chosen_lr"] in (3e-3, 1e-2) and set(base["sweep"]) == {"0.003", "0.01"}
+    # a re-run does no work: every unit is marked done
+    t = time.time()
+    run_study(cfg, log=lambda *a: None)
+    assert time.time() - t < 30
+
+
+def test_malformed_tulu_rows_are_counted_and_skipped(tmp_path):
+    mirror = tmp_path / "data"
+    shutil.copytree(data_dir() / "tokenizers", mirror / "tokenizers")
+    (mirror / "sft").mkdir(parents=True)
+    good = (data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl").read_text().splitlines()[:20]
+    bad = [
+        "{not json",
+        json.dumps({"id": "b1", "messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]}),
+        json.dumps({"id": "b2", "messages": [{"role": "user", "content": "only a question"}]}),
+        json.dumps({"id": "b3", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]}),
+        json.dumps({"id": "b4", "messages": "not a list"}),
+    ]
+    (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text("\n".join(good[:10] + bad + good[10:]) + "\n")
+    from hf_muon.study.pipeline import sft_rows
+
+    cfg = load_config(TINY, {"data_dir": str(mirror)})
+    train, held, report = sft_rows(cfg)
+    assert report.rows == 25 and report.malformed == 5
+    assert len(train) + len(held) == 20 and len(held) == 2
+    assert all(any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"]) for r in train)
+
+
+def test_config_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pretrain: {stepz: 3}\n")
+    with pytest.raises(ValueError, match=r"unknown config key 'pretrain.stepz'.*valid keys: corpus"):
+        load_config(bad)
+    bad.write_text("optimizers: [adamw, lion]\n")
+    with pytest.raises(ValueError, match="'lion' is not valid; valid: adamw, muon"):
+        load_config(bad)
+    bad.write_text("pretrain: {corpus: books3}\n")
+    with pytest.raises(ValueError, match="valid: tinystories, c4"):
+        load_config(bad)
+
+
+def test_shipped_configs_load():
+    for f in sorted((REPO / "recipes" / "mismatch").glob("*.yaml")):
+        load_config(f)
+
+
+def test_card_validation_rejects_missing_metadata(tmp_path):
+    p = tmp_path / "README.md"
+    p.write_text("---\nlicense: apache-2.0\n---\n# no tags\n")
+    with pytest.raises(ValueError, match="lacks 'tags'"):
+        validate_card(p)
+
+
+@pytest.mark.slow
+def test_killed_study_resumes_and_skips_finished_units(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_MUON_DATA=str(data_dir()), PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "hf_muon.cli", "study", str(TINY), "--output-dir", str(out)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = out / "seed0" / "sft-adamw-adamw" / "DONE.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the first SFT unit never finished"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "report" / "report.md").exists()
+    stamps = {p: p.stat().st_mtime for p in out.glob("seed0/*/DONE.json")}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "report" / "report.md").exists()
+    for p, mtime in stamps.items():
+        assert p.stat().st_mtime == mtime, f"{p} was redone"
+    assert len(list(out.glob("seed0/sft-*/DONE.json"))) == 4
