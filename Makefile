@@ -15,7 +15,7 @@ export HF_EVALUATE_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_MUON_DATA ?= $(abspath ../shared/data)
 
-.PHONY: venv install test test-slow test-all demo bench bench-gpu lint clean
+.PHONY: venv install test test-slow test-all demo demo-optimizers bench bench-gpu lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,12 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow" --durations=25
 
+# The main job: the pretraining-vs-SFT optimizer-mismatch study, smoke scale (~15 min on 2 CPU cores).
 demo: $(STAMP)
+	$(PY) -m hf_muon.cli study recipes/mismatch/smoke.yaml --data-dir "$(HF_MUON_DATA)" --output-dir runs/mismatch-smoke
+
+# The older quick comparison: a tiny Llama trained with AdamW and with Muon through Trainer (~3 min).
+demo-optimizers: $(STAMP)
 	$(PY) -m hf_muon.demo --data "$(HF_MUON_DATA)" --out runs/demo
 
 bench: $(BENCH_STAMP)

@@ -108,3 +108,30 @@ def test_killed_study_resumes_and_skips_finished_units(tmp_path):
     for p, mtime in stamps.items():
         assert p.stat().st_mtime == mtime, f"{p} was redone"
     assert len(list(out.glob("seed0/sft-*/DONE.json"))) == 4
+
+
+@pytest.mark.slow
+def test_public_base_mode_with_a_local_tiny_model(tmp_path):
+    """public_base.yaml's code path (SFT a pretrained checkpoint with each optimizer), on a tiny local model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_muon.data import load_tokenizer
+
+    tok = load_tokenizer(data_dir())
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                     ).save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    cfg = load_config(REPO / "recipes" / "mismatch" / "public_base.yaml", {
+        "output_dir": str(tmp_path / "run"), "data_dir": str(data_dir()),
+        "model": {"base_model": str(tmp_path / "base")},
+        "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl", "max_steps": 2, "batch_size": 2, "max_length": 64,
+                "lrs": {"adamw": 1e-3, "muon": 1e-3}, "lora": True},
+        "eval": {"tasks": ["arc_easy"], "limit": {"arc_easy": 2, "perplexity": 2, "sft_loss": 2}, "batch_size": 2}})
+    report = run_study(cfg, log=lambda *a: None)
+    text = (report / "report.md").read_text()
+    for pair in ("pretrained / adamw", "pretrained / muon", "pretrained / adamw (LoRA)", "pretrained / muon (LoRA)"):
+        assert f"| {pair} |" in text

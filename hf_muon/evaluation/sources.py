@@ -116,11 +116,12 @@ def load_rows(
     data_dir=None,
     rel_path: str,
     hub: HubSpec | None,
+    local: bool = True,
 ) -> tuple[list[Any], LoadReport]:
     """All rows ``parse`` accepts, in file order, and the :class:`LoadReport` of what was skipped.
 
     ``hub=None`` marks data that exists only in the local mirror (an error when no data dir is configured)."""
-    path = local_file(data_dir, rel_path)
+    path = local_file(data_dir, rel_path) if local else None  # local=False: always the Hub
     if path is not None:
         rows, where, source = iter_jsonl(path), "line", str(path)
     elif hub is None:

@@ -46,7 +46,8 @@ class PretrainSpec:
 @dataclass
 class SFTSpec:
     dataset: str = "allenai/tulu-3-sft-mixture"  # Hub name; the local mirror file has the same schema
-    mirror_file: str = "sft/tulu3_sft_mixture_sample.jsonl"
+    mirror_file: str | None = "sft/tulu3_sft_mixture_sample.jsonl"  # under data_dir; null: read ``dataset`` from the Hub
+    max_rows: int | None = None  # cap on rows read from the Hub
     heldout_fraction: float = 0.1
     max_length: int = 256
     epochs: float = 2.0  # Moonlight Table 6: two epochs

@@ -116,11 +116,12 @@ def _hub_documents(corpus: str, max_tokens: int | None) -> list[str]:
 def sft_rows(cfg: StudyConfig):
     """Valid tulu rows split into (train, heldout) plus the load report (malformed rows counted, skipped)."""
     from ..evaluation.sft_loss import SOURCES, parse_row, split_indices
-    from ..evaluation.sources import load_rows
+    from ..evaluation.sources import HubSpec, load_rows
 
-    rel, hub = SOURCES["tulu3_sft"]
-    rel = cfg.sft.mirror_file or rel
-    rows, report = load_rows("sft", parse_row, data_dir=_data_dir(cfg), rel_path=rel, hub=hub)
+    rel = cfg.sft.mirror_file or SOURCES["tulu3_sft"][0]
+    hub = HubSpec(cfg.sft.dataset, None, "train", cfg.sft.max_rows)  # the whole mixture unless max_rows is set
+    rows, report = load_rows("sft", parse_row, data_dir=cfg.data_dir, rel_path=rel, hub=hub,
+                             local=cfg.sft.mirror_file is not None)
     train = [rows[i] for i in split_indices(len(rows), "train", cfg.sft.heldout_fraction)]
     held = [rows[i] for i in split_indices(len(rows), "heldout", cfg.sft.heldout_fraction)]
     return train, held, report
