@@ -25,6 +25,7 @@ import torch
 from torch.optim.adamw import adamw as _adamw_functional
 
 from .batching import Job, NSConfig, run_jobs
+from .distributed.exchange import CommStats
 from .coefficients import schedule
 from .ns_schedule import normalized_sigma_quantile, steps_for
 from .orthogonalize import METHODS, NS_DTYPES
@@ -153,8 +154,6 @@ class Muon(torch.optim.Optimizer):
         if distributed not in DISTRIBUTED_MODES:
             raise ValueError(f"distributed={distributed!r}; valid: {', '.join(DISTRIBUTED_MODES)}")
         self.distributed, self.process_group = distributed, process_group
-        from .distributed.exchange import CommStats
-
         self.comm_stats = CommStats()
         self.track_stats = False  # set True (MuonDiagnosticsCallback does) to fill `last_stats` each step
         self.last_stats: dict = {}
@@ -164,14 +163,16 @@ class Muon(torch.optim.Optimizer):
             for g in params:
                 if not g.get("use_muon", True):
                     g.setdefault("lr", adamw_lr)
-        super().__init__(params, defaults)
+        super().__init__(params, defaults)  # validates each group through add_param_group
         if not any(g["use_muon"] and g["params"] for g in self.param_groups):
             raise ValueError(
                 "Muon was requested but no parameter is routed to it (every group has use_muon=False or no params). "
                 "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
             )
-        for gi, g in enumerate(self.param_groups):
-            self._validate_group(g, gi)
+
+    def add_param_group(self, param_group: dict) -> None:
+        super().add_param_group(param_group)
+        self._validate_group(self.param_groups[-1], len(self.param_groups) - 1)
 
     # ------------------------------------------------------------------ validation
     def _validate_group(self, g: dict, gi: int) -> None:
@@ -202,7 +203,7 @@ class Muon(torch.optim.Optimizer):
             schedule(g["coefficients"], g["auto_max"])
         else:
             schedule(g["coefficients"], g["ns_steps"])  # raises on bad presets/lists/steps
-        check_lr(g["lr"], g["scale_mode"], stacklevel=4)
+        check_lr(g["lr"], g["scale_mode"], stacklevel=5)
         for i, p in enumerate(g["params"]):
             self._check_matrix(g, gi, i, p)
 

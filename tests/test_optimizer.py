@@ -264,3 +264,11 @@ def test_adamw_lr_default_and_describe():
     assert rows[0]["kind"] == "muon" and rows[0]["lr"] == 2e-3
     assert rows[1]["kind"] == "adamw" and rows[1]["lr"] == 5e-4
     assert rows[0]["effective_lr"][0] == pytest.approx(2e-3 * 0.2 * 8 ** 0.5)
+
+
+def test_groups_added_later_are_validated_too():
+    opt = Muon(_params([(4, 4)]), lr=1e-3)
+    with pytest.raises(ValueError, match="valid: moonlight"):
+        opt.add_param_group(dict(params=_params([(4, 4)]), scale_mode="bogus"))
+    opt.add_param_group(dict(params=_params([(3,)]), use_muon=False, lr=1e-2))
+    assert opt.param_groups[-1]["use_muon"] is False
