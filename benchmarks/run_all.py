@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 # Script files in this folder, run in this order; each takes --device, --tiny and --allow-busy.
-SCRIPTS = ("bench_step.py", "bench_trainer.py", "bench_distributed.py")
+SCRIPTS = ("bench_step.py", "bench_trainer.py", "bench_distributed.py", "bench_convergence.py", "bench_scaling.py")
 
 
 def main(argv: list[str] | None = None) -> int:
