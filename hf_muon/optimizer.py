@@ -25,8 +25,8 @@ import torch
 from torch.optim.adamw import adamw as _adamw_functional
 
 from .batching import Job, NSConfig, run_jobs
-from .distributed.exchange import CommStats
 from .coefficients import schedule
+from .distributed.exchange import CommStats
 from .ns_schedule import normalized_sigma_quantile, steps_for
 from .orthogonalize import METHODS, NS_DTYPES
 from .scaling import SCALE_MODES, check_lr, fan_out_in, scale_factor
