@@ -155,7 +155,9 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"distributed={distributed!r}; valid: {', '.join(DISTRIBUTED_MODES)}")
         self.distributed, self.process_group = distributed, process_group
         self.comm_stats = CommStats()
-        self.track_stats = False  # set True (MuonDiagnosticsCallback does) to fill `last_stats` each step
+        # False, "light" (NS time, Muon update RMS, lrs: cheap) or "full" (+ AdamW update RMS, which costs a
+        # pass over every AdamW parameter). MuonDiagnosticsCallback sets it per step and reads `last_stats`.
+        self.track_stats: bool | str = False
         self.last_stats: dict = {}
         params = list(params)
         if params and isinstance(params[0], dict) and adamw_lr is not None:
@@ -264,7 +266,7 @@ class Muon(torch.optim.Optimizer):
                 muon_work.append((group, params, base(group, params, grads)))
             else:
                 self._adamw(group, params, grads)
-                if stats is not None:
+                if stats is not None and self.track_stats != "light":
                     stats.add_adamw(group, params, self.state)
         if muon_work:
             jobs = [

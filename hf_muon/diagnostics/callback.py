@@ -1,7 +1,8 @@
 """``MuonDiagnosticsCallback``: Muon health numbers through the Trainer's ``report_to`` and a JSONL file.
 
-Every step (from :attr:`hf_muon.Muon.last_stats`): update RMS per group kind (Muon ``lr·α·O``,
-AdamW ``lr·m̂/(√v̂+ε)``), effective lrs, Newton-Schulz seconds and their share of the training step.
+Every step (from :attr:`hf_muon.Muon.last_stats`): Muon update RMS (``lr·α·O``), effective lrs,
+Newton-Schulz seconds and their share of the training step; AdamW's update RMS (``lr·m̂/(√v̂+ε)``, a
+pass over every AdamW parameter) on the steps the Trainer logs.
 Every ``every`` steps: SVD entropy of each Muon weight, σ-quantiles of each layer's
 Frobenius-normalised momentum, and the orthogonality error of a few re-orthogonalized momenta.
 
@@ -97,6 +98,11 @@ class MuonDiagnosticsCallback(TrainerCallback):
 
     # ---------------------------------------------------------------- events
     def on_step_begin(self, args, state, control, **kwargs):
+        # AdamW's update RMS needs a pass over every AdamW parameter: only on steps the Trainer will log.
+        if self.optimizer is not None:
+            logging_steps = max(1, int(args.logging_steps) if args.logging_steps >= 1 else 1)
+            logged = (state.global_step + 1) % logging_steps == 0 or state.global_step == 0
+            self.optimizer.track_stats = "full" if logged else "light"
         self._t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 import statistics
@@ -39,6 +40,7 @@ def _fmt(values: list[float]) -> str:
 def collect(cfg, root: Path) -> dict:
     """{pair: {column label: [value per seed]}} plus the raw per-unit records."""
     table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    counts: dict[str, int] = {}  # questions scored per column (for the chance-level test)
     units = []
     for unit in model_units(cfg, root):
         f = unit["dir"] / "scores.json"
@@ -51,11 +53,17 @@ def collect(cfg, root: Path) -> dict:
             v = scores.get(task, {}).get(key)
             if v is not None:
                 table[unit["pair"]][label].append(float(v) * scale)
-    return {"table": table, "units": units}
+                counts[label] = int(scores[task].get("n_scored") or 0)
+    return {"table": table, "units": units, "counts": counts}
 
 
-def ordering_notes(table: dict, cfg) -> list[str]:
-    """Plain statements: does Muon/Muon come out on top, by how much vs the seed spread, and at chance?"""
+def ordering_notes(table: dict, cfg, counts: dict | None = None) -> list[str]:
+    """Plain statements: does Muon/Muon come out on top, by how much vs the seed spread, and at chance?
+
+    "At chance" means the best pairing is within two binomial standard errors of the chance rate for
+    the number of questions scored (e.g. ±11.5 points around 25% for 57 questions).
+    """
+    counts = counts or {}
     notes = []
     sft_pairs = [p for p in table if not p.endswith("/ -") and "LoRA" not in p]
     for label, _, _, _, higher, chance in COLUMNS:
@@ -74,8 +82,11 @@ def ordering_notes(table: dict, cfg) -> list[str]:
                 " (within noise)" if gap <= spread else " (beyond one std)")
         else:
             text += f"; top-two gap {gap:.2f}, one seed only (no noise estimate)"
-        if chance is not None and max(means.values()) <= chance + (spread or 0) + 2.0:
-            text += f"; every pairing is at chance level ({chance:g}), so this ordering carries no signal"
+        n = counts.get(label, 0)
+        se = 100 * math.sqrt(chance / 100 * (1 - chance / 100) / n) if chance and n else 0.0
+        if chance is not None and max(means.values()) <= chance + 2 * se + (spread or 0) + 1e-9:
+            text += (f"; every pairing is within chance level ({chance:g}" + (f" ± {2 * se:.1f}, n={n}" if se else "")
+                     + "), so this ordering carries no signal")
         notes.append(text + ".")
     return notes
 
@@ -172,7 +183,7 @@ def write_report(cfg, root: Path, out: Path, log=print) -> Path:
             dst = Path(cfg.model_cards_dir) / f"{name}.md"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, dst)
-    notes = ordering_notes(table, cfg)
+    notes = ordering_notes(table, cfg, collected["counts"])
     moon = ["| pretrain / SFT | MMLU | HumanEval | MBPP | GSM8K |", "|---|---|---|---|---|"] + [
         f"| {k} | " + " | ".join(f"{v:g}" for v in vals) + " |" for k, vals in MOONLIGHT_TABLE6.items()]
     md = [f"# Optimizer-mismatch study: {cfg.name}", "",
