@@ -69,6 +69,11 @@ SLOW_STEP_S = 30.0
 TARGET_RATIO_TORCH_MUON = 0.025
 TARGET_FLOOR_EFFICIENCY = 0.85
 TARGET_MODEL = "llama-7.4M"
+# Peers the issue lists that cannot run here, with the reason (kept in the report, never dropped silently).
+UNAVAILABLE_PEERS = {
+    "NVIDIA emerging-optimizers": "not on PyPI (`pip install emerging-optimizers` finds no distribution, checked "
+    "2026-11-25); it installs from its git repository, which this machine cannot reach",
+}
 
 
 # --------------------------------------------------------------------------- models
@@ -654,6 +659,8 @@ def report(data: dict) -> str:
         f"Models run: {', '.join(data['args']['models'])}"
         + (f"; repeats {data['args']['repeats']}" if data["args"].get("repeats") else "")
         + ".",
+        "",
+        "Peers not run: " + "; ".join(f"{k}: {v}" for k, v in UNAVAILABLE_PEERS.items()) + ".",
     ]
     size = " (--tiny config)" if data["args"]["tiny"] else ""
     for name, m in data["models"].items():
