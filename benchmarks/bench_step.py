@@ -809,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in (data["ns_throughput"] or {}).get("rows", [])
         for k in ("hf_muon_batched", "hf_muon_unbatched", "floor")
     )
+    data["unavailable_peers"] = UNAVAILABLE_PEERS
     data["load_at_end"] = common.load_average()
     data["seconds"] = time.time() - started
 
