@@ -1,9 +1,13 @@
 """hf_muon: Muon (orthogonalized momentum) for the HuggingFace stack.
 
 Pipeline, one concept per module:
-    coefficients → orthogonalize → batching (math)
-    update → optimizer (one torch.optim.Optimizer: Muon + AdamW groups)
-    scaling (scale modes, lr conversion), routing (which params go where)
+    math          coefficients → orthogonalize → batching; spectral_power (U Σ^p Vᵀ); ns_schedule
+    optimizer     update (the rule) → optimizer (one torch.optim.Optimizer: Muon + AdamW groups); reference
+    routing       scaling (scale modes, lr conversion), routing (which params go where), factory
+    distributed   distributed/ (FLOP-balanced owners, DDP all-gather, FSDP2 all-to-all)
+    integrations  integrations/ (--optim muon, optim_args, Trainer/TRL mixins), run (launcher), cli
+    diagnostics   diagnostics/ (spectra, callback, plots); evaluation/ + metrics/ (scoring)
+    recipes       study/ (the optimizer-mismatch study), research (recipe helpers), data, chat, demo
 """
 
 from .coefficients import KELLER, POLAR_EXPRESS, scalar_map, schedule
