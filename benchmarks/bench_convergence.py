@@ -63,7 +63,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -638,56 +637,19 @@ def report(data: dict) -> str:
 
 # --------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--tiny",
-        action="store_true",
-        help="hidden-32 2-layer model, 30 steps, 1 thread (smoke test, < 60 s); no RESULTS.md",
-    )
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument(
-        "--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core"
-    )
+    ap = common.standard_parser(__doc__, "convergence", plots="the PNGs",
+                                tiny_help="hidden-32 2-layer model, 30 steps, 1 thread (smoke test, < 60 s); no RESULTS.md")
     ap.add_argument("--data", default=None, help="data mirror (default $HF_MUON_DATA, else ../shared/data)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per run (default 400, tiny 30)")
-    ap.add_argument(
-        "--eval-every", type=int, default=None, help="steps between evaluations (default 25, tiny 10)"
-    )
-    ap.add_argument(
-        "--lrs",
-        type=float,
-        nargs="+",
-        default=list(LRS),
-        help="lr grid for AdamW and hf_muon (default: %(default)s)",
-    )
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON path (default results/convergence.json, tiny: results/convergence_tiny.json)",
-    )
-    ap.add_argument(
-        "--plots-dir",
-        type=Path,
-        default=None,
-        help="where the PNGs go (default results/; tiny: a temporary folder that is removed)",
-    )
-    ap.add_argument(
-        "--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)"
-    )
+    ap.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default 25, tiny 10)")
+    ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS),
+                    help="lr grid for AdamW and hf_muon (default: %(default)s)")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    load = common.check_load(args.allow_busy)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no CUDA device available")
-    device = torch.device(args.device)
-    if args.tiny:
-        torch.set_num_threads(1)  # predictable smoke test when other processes hold the cores
+    load, device = common.start(args)
     size = TINY if args.tiny else FULL
     steps = args.steps or size.steps
     eval_every = args.eval_every or size.eval_every

@@ -44,7 +44,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -402,48 +401,16 @@ def report(data: dict) -> str:
 
 # --------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--tiny",
-        action="store_true",
-        help="four very small sizes, 1 thread, 1 warmup + 2 timed steps (smoke test, < 30 s)",
-    )
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument(
-        "--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core"
-    )
+    ap = common.standard_parser(__doc__, "scaling", plots="scaling.png",
+                                tiny_help="four very small sizes, 1 thread, 1 warmup + 2 timed steps (smoke test, < 30 s)")
     ap.add_argument("--repeats", type=int, default=None, help="timed steps per optimizer (default: per size)")
-    ap.add_argument(
-        "--warmup", type=int, default=None, help="untimed steps before timing (default 2, tiny 1)"
-    )
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON path (default results/scaling.json, tiny: results/scaling_tiny.json)",
-    )
-    ap.add_argument(
-        "--plots-dir",
-        type=Path,
-        default=None,
-        help="where scaling.png goes (default results/; tiny: a temporary folder that is removed)",
-    )
-    ap.add_argument(
-        "--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)"
-    )
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps before timing (default 2, tiny 1)")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    load = common.check_load(args.allow_busy)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no CUDA device available")
-    device = torch.device(args.device)
-    if args.tiny:
-        torch.set_num_threads(1)  # predictable smoke test when other processes hold the cores
+    load, device = common.start(args)
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 2)
     started = time.time()
     sizes = TINY_SIZES if args.tiny else FULL_SIZES

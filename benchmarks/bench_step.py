@@ -40,7 +40,6 @@ import gc
 import math
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -687,60 +686,20 @@ def report(data: dict) -> str:
 
 # --------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--tiny",
-        action="store_true",
-        help="very small models, 1 thread, 1 warmup + 2 timed steps (smoke test, < 60 s)",
-    )
-    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ap.add_argument(
-        "--repeats", type=int, default=None, help="timed steps per optimizer (default: per model)"
-    )
-    ap.add_argument(
-        "--warmup", type=int, default=None, help="untimed steps before timing (default 2, tiny 1)"
-    )
-    ap.add_argument(
-        "--models",
-        nargs="+",
-        choices=sorted(MODELS),
-        default=list(MODELS),
-        metavar="MODEL",
-        help=f"subset of: {', '.join(MODELS)}",
-    )
-    ap.add_argument(
-        "--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core"
-    )
-    ap.add_argument(
-        "--slow-step-s",
-        type=float,
-        default=SLOW_STEP_S,
-        help="a step slower than this is timed once, after one warmup (default 30)",
-    )
-    ap.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON path (default results/step.json, tiny: results/step_tiny.json)",
-    )
-    ap.add_argument(
-        "--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)"
-    )
+    ap = common.standard_parser(__doc__, "step",
+                                tiny_help="very small models, 1 thread, 1 warmup + 2 timed steps (smoke test, < 60 s)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed steps per optimizer (default: per model)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps before timing (default 2, tiny 1)")
+    ap.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS), metavar="MODEL",
+                    help=f"subset of: {', '.join(MODELS)}")
+    ap.add_argument("--slow-step-s", type=float, default=SLOW_STEP_S,
+                    help="a step slower than this is timed once, after one warmup (default 30)")
     return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    load = common.check_load(args.allow_busy)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit("--device cuda: no CUDA device available")
-    device = torch.device(args.device)
-    if args.tiny:
-        # Smoke test: timings are meaningless at these sizes, and one thread keeps the run short and
-        # predictable when other processes hold the cores (OpenMP threads waiting on a busy core stall).
-        torch.set_num_threads(1)
+    load, device = common.start(args)
     warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 2)
     started = time.time()
     data: dict = {

@@ -9,10 +9,12 @@
 * :func:`time_calls`: median wall time of a callable after warmup calls (with an optional untimed
   ``before`` hook per call and a device sync inside the timed region).
 * :func:`markdown_table`, :func:`update_markdown_section`, :func:`write_json`: writing results.
+* :func:`standard_parser` / :func:`start`: the command-line flags and start-up every timed script shares.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -20,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -188,6 +191,45 @@ def check_load(allow_busy: bool, max_per_core: float = MAX_LOAD_PER_CORE) -> dic
     if load["busy"]:
         print("warning: machine is busy; timings are marked busy=True and are not comparable")
     return load
+
+
+# --------------------------------------------------------------------------- shared flags and start-up
+def standard_parser(doc: str, name: str, tiny_help: str, plots: str | None = None) -> argparse.ArgumentParser:
+    """A parser with the flags every benchmark script takes (``name`` names its JSON in results/).
+
+    ``--tiny``, ``--device``, ``--allow-busy``, ``--out``, ``--no-markdown``, plus ``--plots-dir`` when the
+    script draws figures (``plots`` says what goes there).
+    """
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--tiny", action="store_true", help=tiny_help)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core")
+    ap.add_argument("--out", type=Path, default=None,
+                    help=f"JSON path (default results/{name}.json, tiny: results/{name}_tiny.json)")
+    if plots:
+        ap.add_argument("--plots-dir", type=Path, default=None,
+                        help=f"where {plots} go (default results/; tiny: a temporary folder that is removed)")
+    ap.add_argument("--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)")
+    return ap
+
+
+def start(args: argparse.Namespace):
+    """Common start-up: quiet deprecation noise, check the load, pick the device; returns (load, device).
+
+    ``--tiny`` runs use one torch thread: timings are meaningless at those sizes, and one thread keeps the
+    smoke test short and predictable when other processes hold the cores (OpenMP threads waiting on a busy
+    core stall).
+    """
+    import torch
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    load = check_load(args.allow_busy)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device available")
+    if args.tiny:
+        torch.set_num_threads(1)
+    return load, torch.device(args.device)
 
 
 # --------------------------------------------------------------------------- other processes during a run

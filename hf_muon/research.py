@@ -13,6 +13,8 @@ FLOP counting and the small statistics the reports need.
 * :class:`RunStore`: one JSON per training run under ``<out>/runs``; a finished run whose stored spec
   equals the requested one is loaded instead of re-run, so an interrupted recipe resumes where it
   stopped (granularity: one training run).
+* :func:`start_recipe` / :class:`Recipe`: the common ``main`` of a recipe (arguments, config, data, run
+  store, the reproducing command) and its ending (``summary.json`` + ``report.md``).
 * :func:`ns_flops`: Newton-Schulz FLOPs ``steps·(4m²n + 2m³)`` of an ``m×n`` matrix (``m ≤ n``): per
   step ``A = XXᵀ`` (2m²n), ``A²`` (2m³) and ``B·X`` (2m²n).
 * :func:`fit_power_law`: least squares of ``log y = c + α log x`` (slope α, R², standard error).
@@ -641,9 +643,60 @@ def parse_args(argv: Sequence[str] | None, description: str, default_out: Path):
     return args
 
 
+# ----------------------------------------------------------------------------------- one recipe run
+@dataclass
+class Recipe:
+    """What every recipe's ``main`` sets up: its config, output folder, run store, data and command."""
+
+    name: str
+    cfg: dict
+    out: Path
+    store: RunStore
+    data: LMData
+    command: str
+    results: dict = field(default_factory=dict)
+
+    def run(self, run_id: str, spec: dict, fn: Callable[[], dict]) -> dict:
+        """One resumable training run; its result (with ``wall_s``) is kept in ``self.results``."""
+        res = self.store.run(run_id, spec, fn)
+        rec = self.store.load(run_id)
+        res["wall_s"] = rec.get("wall_s", 0) if rec else 0
+        self.results[run_id] = res
+        return res
+
+    def finish(self, summary: dict, report: str) -> Path:
+        """Write ``summary.json`` (with config, command, environment, data and run bookkeeping) and
+        ``report.md``; print where they are."""
+        full = {"config": self.cfg, "command": self.command, "environment": environment(),
+                "data": self.data.info, **summary, "executed": self.store.executed, "skipped": self.store.skipped}
+        write_json(self.out / "summary.json", full)
+        (self.out / "report.md").write_text(report)
+        print(f"ran {len(self.store.executed)} run(s), skipped {len(self.store.skipped)} finished; "
+              f"report: {self.out / 'report.md'}")
+        return self.out
+
+
+def start_recipe(script: str | os.PathLike, doc: str, defaults: dict, argv: Sequence[str] | None) -> Recipe:
+    """Parse ``CONFIG [--out DIR]``, load the config over ``defaults``, quiet transformers, set the thread
+    count, open the run store and prepare the data (default output: ``results/`` beside ``script``)."""
+    import sys
+
+    script = Path(script).resolve()
+    args = parse_args(argv, doc.splitlines()[0], script.parent / "results")
+    cfg = load_config(args.config, defaults)
+    quiet_transformers()
+    set_threads(cfg.get("threads"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = RunStore(args.out)
+    data = prepare_data(cfg["data"])
+    command = command_line(script, list(argv if argv is not None else sys.argv[1:]))
+    return Recipe(cfg.get("name", script.parent.name), cfg, args.out, store, data, command)
+
+
 __all__ = [
     "DATA_DEFAULTS",
     "OPTIM_DEFAULTS",
+    "Recipe",
     "TRAIN_DEFAULTS",
     "LMData",
     "RunStore",
@@ -672,6 +725,7 @@ __all__ = [
     "progress",
     "prepare_data",
     "set_threads",
+    "start_recipe",
     "train",
     "time_estimate",
     "train_flops",

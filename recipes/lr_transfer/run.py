@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 
 from hf_muon import research as R
 from hf_muon.scaling import SCALE_MODES, convert_lr
-
-HERE = Path(__file__).resolve().parent
 
 DEFAULTS = {
     "name": "lr_transfer",
@@ -293,14 +290,8 @@ def report(cfg: dict, an: dict, est: dict, command: str, figs: list[str], result
 
 
 def main(argv=None) -> Path:
-    args = R.parse_args(argv, __doc__.splitlines()[0], HERE / "results")
-    cfg = R.load_config(args.config, DEFAULTS)
-    R.quiet_transformers()
-    R.set_threads(cfg["threads"])
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    store = R.RunStore(out)
-    data = R.prepare_data(cfg["data"])
+    rc = R.start_recipe(__file__, __doc__, DEFAULTS, argv)
+    cfg, data = rc.cfg, rc.data
     gr = grids(cfg)
     est = estimate(cfg, gr, data.vocab_size)
     print(f"lr_transfer: {est['runs']} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
@@ -308,26 +299,15 @@ def main(argv=None) -> Path:
     for mode, lrs in gr.items():
         print(f"  {mode}: lr grid {lrs}")
     plan = [(int(w), mode, lr) for w in cfg["model"]["widths"] for mode, lrs in gr.items() for lr in lrs]
-    results: dict[str, dict] = {}
     for w, mode, lr in R.progress(plan, desc="lr_transfer runs"):
-        rid = run_id(w, mode, lr)
-        res = store.run(rid, spec_of(cfg, w, mode, lr), lambda w=w, mode=mode, lr=lr: execute(cfg, data, w, mode, lr))
-        rec = store.load(rid)
-        res["wall_s"] = rec.get("wall_s", 0) if rec else 0
-        results[rid] = res
-    an = analyse(cfg, gr, results)
-    figs = plots(an, out)
-    command = R.command_line(Path(__file__), list(argv if argv is not None else sys.argv[1:]))
-    R.write_json(out / "summary.json", {"config": cfg, "command": command, "estimate": est,
-               "environment": R.environment(), "data": data.info,
-                                        "grids": gr, "analysis": an, "executed": store.executed,
-                                        "skipped": store.skipped})
-    (out / "report.md").write_text(report(cfg, an, est, command, figs, results, data.info))
+        rc.run(run_id(w, mode, lr), spec_of(cfg, w, mode, lr), lambda w=w, mode=mode, lr=lr: execute(cfg, data, w, mode, lr))
+    an = analyse(cfg, gr, rc.results)
+    figs = plots(an, rc.out)
     for mode, md in an["modes"].items():
         opt = {w: md["per_width"][str(w)]["refined_lr"] for w in an["widths"]}
         print(f"{mode}: optimal lr per width {opt}; max/min {R.fmt(md['ratio'], 3)}")
-    print(f"ran {len(store.executed)} run(s), skipped {len(store.skipped)} finished; report: {out / 'report.md'}")
-    return out
+    return rc.finish({"estimate": est, "grids": gr, "analysis": an},
+                     report(cfg, an, est, rc.command, figs, rc.results, data.info))
 
 
 if __name__ == "__main__":

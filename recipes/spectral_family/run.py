@@ -22,12 +22,9 @@ skips finished runs.
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from hf_muon import research as R
-
-HERE = Path(__file__).resolve().parent
 
 # Paper (BeyondMuon figures, guide §3): best lr and final val loss of GPT-2 124M on OpenWebText, 100B tokens.
 PAPER = {
@@ -336,51 +333,33 @@ def report(cfg: dict, an: dict, est: dict, command: str, figs: list[str], result
 
 
 def main(argv=None) -> Path:
-    args = R.parse_args(argv, __doc__.splitlines()[0], HERE / "results")
-    cfg = R.load_config(args.config, DEFAULTS)
+    rc = R.start_recipe(__file__, __doc__, DEFAULTS, argv)
+    cfg, data = rc.cfg, rc.data
     vs = variants(cfg)
-    R.quiet_transformers()
-    R.set_threads(cfg["threads"])
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    store = R.RunStore(out)
-    data = R.prepare_data(cfg["data"])
     est = estimate(cfg, vs, data.vocab_size)
     print(f"spectral_family: {est['runs']} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
           f"{est['minutes']:.1f} min", flush=True)
-    results: dict[str, dict] = {}
-    grid = [(name, v, float(lr)) for name, v in vs.items() for lr in v["lrs"]]
-
     base_seed = int(cfg["train"]["seed"])
 
     def do(name, v, lr, seed=None):
-        rid = run_id(name, lr, seed)
         s = base_seed if seed is None else seed
-        res = store.run(rid, spec_of(cfg, name, v, lr, s), lambda: execute(cfg, data, name, v, lr, s))
-        rec = store.load(rid)
-        res["wall_s"] = rec.get("wall_s", 0) if rec else 0
-        results[rid] = res
+        rc.run(run_id(name, lr, seed), spec_of(cfg, name, v, lr, s), lambda: execute(cfg, data, name, v, lr, s))
 
+    grid = [(name, v, float(lr)) for name, v in vs.items() for lr in v["lrs"]]
     for name, v, lr in R.progress(grid, desc="spectral_family lr grid"):
         do(name, v, lr)
-    pre = analyse(cfg, vs, results)
+    pre = analyse(cfg, vs, rc.results)
     noise_runs = [(n, int(s)) for n in cfg["noise"]["variants"] if n in vs and pre["best"][n]["best_lr"] is not None
                   for s in cfg["noise"]["seeds"] if int(s) != base_seed]
     for name, seed in R.progress(noise_runs, desc="spectral_family noise seeds"):
         do(name, vs[name], pre["best"][name]["best_lr"], seed)
-    an = analyse(cfg, vs, results)
-    figs = plots(an, results, out)
-    command = R.command_line(Path(__file__), list(argv if argv is not None else sys.argv[1:]))
-    params = next((r["params"] for r in results.values() if "params" in r), None)
-    R.write_json(out / "summary.json", {"config": cfg, "command": command, "estimate": est,
-               "environment": R.environment(), "data": data.info,
-                                        "params": params, "analysis": an, "paper": PAPER,
-                                        "executed": store.executed, "skipped": store.skipped})
-    (out / "report.md").write_text(report(cfg, an, est, command, figs, results, data.info, params))
+    an = analyse(cfg, vs, rc.results)
+    figs = plots(an, rc.results, rc.out)
+    params = next((r["params"] for r in rc.results.values() if "params" in r), None)
     for k, v in an["checks"].items():
         print(f"{k}: {v['verdict']} (gap {R.fmt(v['delta'])})")
-    print(f"ran {len(store.executed)} run(s), skipped {len(store.skipped)} finished; report: {out / 'report.md'}")
-    return out
+    return rc.finish({"estimate": est, "params": params, "analysis": an, "paper": PAPER},
+                     report(cfg, an, est, rc.command, figs, rc.results, data.info, params))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ Each training run writes ``<out>/runs/<id>.json``; re-running skips finished run
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import torch
@@ -46,7 +45,6 @@ from hf_muon.ns_schedule import (
 )
 from hf_muon.orthogonalize import newton_schulz
 
-HERE = Path(__file__).resolve().parent
 TYPES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
          "down_proj": "down"}
 TYPE_ORDER = ["q", "k", "v", "o", "gate", "up", "down"]
@@ -624,39 +622,22 @@ def report(cfg: dict, an: dict, bench: dict | None, est: dict, command: str, fig
 
 
 def main(argv=None) -> Path:
-    args = R.parse_args(argv, __doc__.splitlines()[0], HERE / "results")
-    cfg = R.load_config(args.config, DEFAULTS)
-    R.quiet_transformers()
-    R.set_threads(cfg["threads"])
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    store = R.RunStore(out)
-    data = R.prepare_data(cfg["data"])
+    rc = R.start_recipe(__file__, __doc__, DEFAULTS, argv)
+    cfg, data = rc.cfg, rc.data
     runs = plan(cfg)
     est = estimate(cfg, runs, data.vocab_size)
     print(f"spectral_laws: {len(runs)} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
           f"{est['minutes']:.1f} min", flush=True)
-    results: dict[str, dict] = {}
     for run in R.progress(runs, desc="spectral_laws runs"):
-        res = store.run(run["run_id"], run_spec(cfg, run), lambda run=run: execute(cfg, data, run))
-        rec = store.load(run["run_id"])
-        res["wall_s"] = rec.get("wall_s", 0) if rec else 0
-        results[run["run_id"]] = res
-    an = analyse(cfg, results)
-    bench = ns_benchmark_summary(cfg, results)
-    figs = plots(cfg, an, bench, results, out)
-    command = R.command_line(Path(__file__), list(argv if argv is not None else sys.argv[1:]))
-    summary = {"config": cfg, "command": command, "estimate": est,
-               "environment": R.environment(), "data": data.info, "ladder": an["ladder"],
-               "fits": an["fits"], "comparison": an["comparison"],
-               "ns_benchmark": {k: v for k, v in (bench or {}).items()}, "executed": store.executed,
-               "skipped": store.skipped}
-    R.write_json(out / "summary.json", summary)
-    (out / "report.md").write_text(report(cfg, an, bench, est, command, figs, results, data.info))
+        rc.run(run["run_id"], run_spec(cfg, run), lambda run=run: execute(cfg, data, run))
+    an = analyse(cfg, rc.results)
+    bench = ns_benchmark_summary(cfg, rc.results)
+    figs = plots(cfg, an, bench, rc.results, rc.out)
     if bench and bench["target"]:
         print(bench["target"]["text"], flush=True)
-    print(f"ran {len(store.executed)} run(s), skipped {len(store.skipped)} finished; report: {out / 'report.md'}")
-    return out
+    return rc.finish({"estimate": est, "ladder": an["ladder"], "fits": an["fits"], "comparison": an["comparison"],
+                      "ns_benchmark": dict(bench or {})},
+                     report(cfg, an, bench, est, rc.command, figs, rc.results, data.info))
 
 
 if __name__ == "__main__":

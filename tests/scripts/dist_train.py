@@ -130,13 +130,13 @@ def main():
                   open(os.path.join(a.out, "stats.json"), "w"))
     if dist.is_initialized():
         dist.barrier()
-        dist.destroy_process_group()
+    # gloo objects can hang in their destructors on a loaded 2-core box with 4 ranks (CI saw one rank stuck
+    # for 150 s while main()'s locals were freed, after destroy_process_group). Everything is written and
+    # every rank passed the barrier, so leave here, before any gloo object is torn down.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
     main()
-    # gloo's background threads occasionally keep a finished rank from exiting (seen on 2-core CI boxes
-    # with 4 ranks): everything is written and the group destroyed, so leave without interpreter teardown.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
