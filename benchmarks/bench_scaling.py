@@ -224,6 +224,16 @@ def run_size(size: Size, *, warmup: int, repeats: int | None, device: torch.devi
         device=device,
         ns=False,
     )
+    adamw_fused = time_optimizer(
+        "AdamW fused",
+        lambda: torch.optim.AdamW(params, lr=LR, fused=True),
+        params,
+        grads,
+        warmup=warmup,
+        repeats=reps,
+        device=device,
+        ns=False,
+    )
     hf = time_optimizer(
         "hf_muon",
         lambda: hf_muon.Muon(hf_muon.param_groups(model), lr=LR),
@@ -238,7 +248,9 @@ def run_size(size: Size, *, warmup: int, repeats: int | None, device: torch.devi
         hf["ns_gflops"] = flops / (hf["ns_ms"] * 1e-3) / 1e9
     if hf.get("step_ms") and adamw.get("step_ms"):
         hf["ratio_adamw"] = hf["step_ms"] / adamw["step_ms"]
-    for r in (adamw, hf):
+    if hf.get("step_ms") and adamw_fused.get("step_ms"):
+        hf["ratio_adamw_fused"] = hf["step_ms"] / adamw_fused["step_ms"]
+    for r in (adamw, adamw_fused, hf):
         shown = f"{r['step_ms']:.2f} ms" if r["status"] == "ok" else f"FAILED ({r['reason'][:160]})"
         extra = (
             f"  (NS {r['ns_ms']:.2f} ms = {100 * r['ns_share']:.0f}%)" if r.get("ns_ms") is not None else ""
@@ -253,6 +265,7 @@ def run_size(size: Size, *, warmup: int, repeats: int | None, device: torch.devi
         "warmup": warmup,
         "repeats": reps,
         "adamw": adamw,
+        "adamw_fused": adamw_fused,
         "hf_muon": hf,
         "seconds": time.time() - t0,
     }
@@ -273,6 +286,7 @@ def write_plot(data: dict, folder: Path) -> str:
     fig, ax = plt.subplots(figsize=(7, 5))
     for key, field, label, style in (
         ("adamw", "step_ms", "torch AdamW step", dict(color="tab:blue", marker="o")),
+        ("adamw_fused", "step_ms", "torch AdamW (fused) step", dict(color="tab:cyan", marker="s")),
         ("hf_muon", "step_ms", "hf_muon step", dict(color="tab:red", marker="o")),
         ("hf_muon", "ns_ms", "hf_muon NS part", dict(color="tab:red", marker="x", ls="--", alpha=0.6)),
     ):
@@ -336,7 +350,8 @@ def report(data: dict) -> str:
         "",
         "Median wall time of `optimizer.step()` alone (fixed seeded gradients, restored untimed before every "
         f"step) for Llamas of growing width and depth (vocab {data['sizes'][0]['size']['vocab']:,}, untied, fp32). "
-        "torch AdamW on every parameter vs `hf_muon.Muon(param_groups(model))` at defaults (Polar Express, "
+        "torch AdamW on every parameter (default path and `fused=True`) vs `hf_muon.Muon(param_groups(model))` "
+        "at defaults (AdamW part fused, Polar Express, "
         f"{NS_STEPS} NS steps, batched, NS dtype {data['ns_dtype']}). NS = time inside hf_muon's `orthogonalize` "
         "within the same steps; share = NS ms / step ms. Raw numbers: "
         f"`benchmarks/results/{data['json_name']}`.",
@@ -344,9 +359,11 @@ def report(data: dict) -> str:
     ]
     rows = []
     for r in data["sizes"]:
-        a, h = r["adamw"], r["hf_muon"]
+        a, af, h = r["adamw"], r.get("adamw_fused", {}), r["hf_muon"]
         notes = []
-        for label, rec in (("AdamW", a), ("hf_muon", h)):
+        for label, rec in (("AdamW", a), ("AdamW fused", af), ("hf_muon", h)):
+            if not rec:
+                continue
             if rec["status"] != "ok":
                 notes.append(f"{label} FAILED: {rec['reason'][:160]}")
             elif (rec.get("other_cores") or 0) > common.MAX_OTHER_CORES:
@@ -359,8 +376,10 @@ def report(data: dict) -> str:
                 fmt_count(r["params"]),
                 fmt_count(r["muon_params"]),
                 common.fmt_ms(a.get("step_ms")),
+                common.fmt_ms(af.get("step_ms")),
                 common.fmt_ms(h.get("step_ms")),
                 common.fmt_ratio(h.get("ratio_adamw")),
+                common.fmt_ratio(h.get("ratio_adamw_fused")),
                 common.fmt_ms(h.get("ns_ms")),
                 "—" if h.get("ns_share") is None else f"{100 * h['ns_share']:.0f}%",
                 "—" if h.get("ns_gflops") is None else f"{h['ns_gflops']:.0f}",
@@ -375,8 +394,10 @@ def report(data: dict) -> str:
                 "params",
                 "Muon params",
                 "AdamW ms",
+                "AdamW fused ms",
                 "hf_muon ms",
                 "×AdamW",
+                "×AdamW fused",
                 "NS ms",
                 "NS share",
                 "NS GFLOP/s",
@@ -384,7 +405,7 @@ def report(data: dict) -> str:
                 "note",
             ],
             rows,
-            "lrrrrrrrrrl",
+            "lrrrrrrrrrrrl",
         )
     )
     slopes = data["slopes"]
@@ -435,12 +456,13 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": results,
         "slopes": {
             "AdamW": loglog_slope(*pts("adamw", "step_ms")),
+            "AdamW fused": loglog_slope(*pts("adamw_fused", "step_ms")),
             "hf_muon": loglog_slope(*pts("hf_muon", "step_ms")),
             "hf_muon NS": loglog_slope(*pts("hf_muon", "ns_ms")),
         },
     }
     data["contended"] = any(
-        (r[k].get("other_cores") or 0) > common.MAX_OTHER_CORES for r in results for k in ("adamw", "hf_muon")
+        (r[k].get("other_cores") or 0) > common.MAX_OTHER_CORES for r in results for k in ("adamw", "adamw_fused", "hf_muon")
     )
     data["load_at_end"] = common.load_average()
     data["seconds"] = time.time() - started

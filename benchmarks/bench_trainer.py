@@ -1,4 +1,4 @@
-"""HF Trainer end to end: tokens/s with ``--optim muon`` vs ``--optim adamw_torch``, and the cost of
+"""HF Trainer end to end: tokens/s with ``--optim muon`` vs ``--optim adamw_torch`` (and ``adamw_torch_fused``), and the cost of
 ``MuonDiagnosticsCallback`` at its default interval.
 
 Same model (a Llama with hidden 256, 4 layers, intermediate 688, GPT-2 vocabulary), same real text
@@ -100,7 +100,8 @@ def main(argv=None):
 
     res = {}
     with tempfile.TemporaryDirectory() as d:
-        for name, optim, diag in (("adamw_torch", "adamw_torch", False), ("muon", "muon", False),
+        for name, optim, diag in (("adamw_torch", "adamw_torch", False), ("adamw_torch_fused", "adamw_torch_fused", False),
+                                  ("muon", "muon", False),
                                   ("muon + diagnostics", "muon", True)):
             res[name] = _run(optim, diag, ds, vocab, args, Path(d) / name.replace(" ", "_"))
             print(f"{name}: {res[name]['step_ms_median']:.1f} ms/step, {res[name]['tokens_per_s']:.0f} tokens/s",

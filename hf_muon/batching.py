@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .orthogonalize import newton_schulz, svd_orthogonalize
+from .coefficients import schedule
+from .orthogonalize import newton_schulz, normalize_into, ns_iterate, resolve_dtype, svd_orthogonalize
 
 
 @dataclass
@@ -58,6 +59,20 @@ def batch_key(t: torch.Tensor, cfg: NSConfig):
     return (min(m, n), max(m, n), t.device, t.dtype, cfg.key())
 
 
+def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
+    """One bucket: wide ``(c, m, n)`` pieces of equal shape → their results stacked as ``(B, m, n)``."""
+    if cfg.method == "newton_schulz" and not cfg.power:
+        # Stack, normalise and cast in one pass per piece (no fp32 concatenation of the whole stack, no separate
+        # division and cast), then iterate. Equal to newton_schulz on the concatenation up to the summation
+        # order inside each Frobenius norm (a transposed piece is reduced in its own memory order).
+        first = pieces[0]
+        compute = resolve_dtype(cfg.dtype, first.device, first.dtype)
+        X = torch.empty((sum(w.size(0) for w in pieces), first.size(-2), first.size(-1)), dtype=compute,
+                        device=first.device)
+        return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps))
+    return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)
+
+
 def run_jobs(jobs: Sequence[Job], batched: bool = True) -> list[torch.Tensor]:
     """Orthogonalize every job; returns one tensor per job, shaped like the job's tensor.
 
@@ -73,10 +88,6 @@ def run_jobs(jobs: Sequence[Job], batched: bool = True) -> list[torch.Tensor]:
     for i, job in enumerate(jobs):
         buckets.setdefault(batch_key(job.tensor, job.config), []).append(i)
     for idx in buckets.values():
-        cfg = jobs[idx[0]].config
-        if len(idx) == 1:
-            out[idx[0]] = _run_one(jobs[idx[0]].tensor, cfg)
-            continue
         pieces, counts, tall = [], [], []
         for i in idx:
             t = jobs[i].tensor
@@ -86,7 +97,7 @@ def run_jobs(jobs: Sequence[Job], batched: bool = True) -> list[torch.Tensor]:
             pieces.append(w)
             counts.append(w.size(0))
             tall.append(is_tall)
-        result = _run_one(torch.cat(pieces, dim=0), cfg)
+        result = _run_stack(pieces, jobs[idx[0]].config)
         for i, chunk, is_tall in zip(idx, torch.split(result, counts, dim=0), tall):
             t = jobs[i].tensor
             chunk = chunk.mT if is_tall else chunk

@@ -71,10 +71,17 @@ class Muon(torch.optim.Optimizer):
             :mod:`hf_muon.ns_schedule`). Depth and regex schedules are resolved by ``param_groups``.
         coefficients: ``"polar_express"`` (default), ``"keller"`` or a list of ``(a, b, c)``.
         scale_mode: ``"moonlight"`` (0.2·√max(A,B), default), ``"keller"``, ``"mup"``, ``"none"``.
-        ns_dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU) or an explicit dtype name.
+        ns_dtype: ``"auto"`` (bf16 on CUDA and on CPUs with native bf16 dot products, else fp32; see
+            :func:`hf_muon.orthogonalize.resolve_dtype`) or an explicit dtype name.
         ns_method: ``"newton_schulz"`` or ``"svd"`` (exact reference, slow).
         momentum_dtype: ``None`` (param dtype) or ``"float32"`` (fp32 buffers for bf16/fp16 params).
         betas, eps: AdamW hyperparameters (torch.optim.AdamW defaults).
+        fused: AdamW groups run torch's fused AdamW kernel. ``None`` (default): fused whenever the group
+            allows it (floating-point tensors, DTensors included, on a device with the kernel, CPU or CUDA, and ``foreach``
+            not set), else torch's foreach / single-tensor path. Fused is ~10x faster than the single-tensor
+            path on CPU and equal to ``torch.optim.AdamW(fused=True)`` bit for bit. ``False``: never (equal
+            to ``torch.optim.AdamW(foreach=foreach)``); ``True``: always (an error where impossible).
+        foreach: as in torch.optim.AdamW, for AdamW groups that are not fused.
         nonfinite: ``"error"`` raises naming the parameter and step; ``"skip"`` skips that parameter's
             update for the step and counts it in the group's ``nonfinite_skipped``.
         batched: stack same-shape matrices into one Newton-Schulz call (default True).
@@ -110,6 +117,7 @@ class Muon(torch.optim.Optimizer):
         nonfinite: str = "error",
         batched: bool = True,
         foreach: bool | None = None,
+        fused: bool | None = None,
         distributed: str = "auto",
         process_group=None,
         spectral_power: float = 0.0,
@@ -145,7 +153,7 @@ class Muon(torch.optim.Optimizer):
             foreach=foreach,
             capturable=False,
             differentiable=False,
-            fused=None,
+            fused=fused,
             nonfinite=nonfinite,
             nonfinite_skipped=0,
             step=0,
@@ -182,6 +190,10 @@ class Muon(torch.optim.Optimizer):
         if g["nonfinite"] not in NONFINITE_POLICIES:
             raise ValueError(f"{where}: nonfinite={g['nonfinite']!r}; valid: {', '.join(NONFINITE_POLICIES)}")
         if not g["use_muon"]:
+            if g["fused"] and g["foreach"]:
+                raise ValueError(f"{where}: fused=True and foreach=True cannot be set together (as in torch.optim.AdamW)")
+            if g["fused"] and g["differentiable"]:
+                raise ValueError(f"{where}: fused=True does not support differentiable=True")
             return
         if g["scale_mode"] not in SCALE_MODES:
             raise ValueError(f"{where}: scale_mode={g['scale_mode']!r}; valid: {', '.join(SCALE_MODES)}")
@@ -389,11 +401,14 @@ class Muon(torch.optim.Optimizer):
         return scale_factor(d_out, d_in, group["scale_mode"])
 
     def _adamw(self, group: dict, params: list, grads: list) -> None:
+        fused = group["fused"]
+        if fused is None:
+            fused = group["foreach"] is None and _fusable(group, params, grads)
         exp_avgs, exp_avg_sqs, steps = [], [], []
         for p in params:
             state = self.state[p]
             if len(state) == 0:
-                on_device = group["capturable"] or group["fused"]
+                on_device = group["capturable"] or fused
                 state["step"] = (
                     torch.zeros((), dtype=torch.float32, device=p.device)
                     if on_device
@@ -401,6 +416,10 @@ class Muon(torch.optim.Optimizer):
                 )
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            elif fused and state["step"].device != p.device:
+                # the fused kernel keeps the step count beside the parameter (a state loaded from an unfused run
+                # or from another device has it on the CPU)
+                state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
             steps.append(state["step"])
@@ -415,7 +434,7 @@ class Muon(torch.optim.Optimizer):
             foreach=group["foreach"],
             capturable=group["capturable"],
             differentiable=group["differentiable"],
-            fused=group["fused"],
+            fused=fused,
             grad_scale=None,
             found_inf=None,
             has_complex=any(torch.is_complex(p) for p in params),
@@ -493,6 +512,20 @@ class _StepStats:
                 out[f"update_rms_{kind}"] = (self.sq[kind] / self.numel[kind]) ** 0.5
                 out[f"lr_{kind}_min"], out[f"lr_{kind}_max"] = min(self.lr[kind]), max(self.lr[kind])
         return out
+
+
+def _fusable(group: dict, params: list, grads: list) -> bool:
+    """Whether torch's fused AdamW kernel can take this group: real floating-point tensors (plain or DTensor:
+    FSDP2 and DDP then run the same kernel), grads of the parameters' dtype, on devices that have the kernel."""
+    if group["differentiable"]:
+        return False
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    devices = _get_fused_kernels_supported_devices()
+    for p, g in zip(params, grads):
+        if p.device.type not in devices or not p.is_floating_point() or g.dtype != p.dtype or g.device != p.device:
+            return False
+    return True
 
 
 def _scalar_dtype() -> torch.dtype:

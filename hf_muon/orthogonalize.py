@@ -82,6 +82,36 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_d
         raise ValueError(f"unknown ns dtype {dtype!r}; valid: {', '.join(NS_DTYPES)}") from None
 
 
+def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficients="polar_express",
+                   eps: float = 1e-7) -> torch.Tensor:
+    """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(s·‖·‖_F, eps)`` into consecutive slices
+    of ``out`` ``(B, m, n)`` (any dtype, e.g. bf16: the quotient is computed in at least fp32 and rounded once,
+    as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack)."""
+    scale = normalization_scale(coefficients)
+    k = 0
+    for w in pieces:
+        norm_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
+        norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
+        norm = (norm * scale).clamp_min_(eps)
+        c = w.size(0)
+        torch.div(w, norm, out=out[k:k + c])
+        k += c
+    return out
+
+
+def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]]) -> torch.Tensor:
+    """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n)."""
+    if X.ndim == 3:
+        mm, addmm = torch.bmm, torch.baddbmm
+    else:
+        mm, addmm = torch.mm, torch.addmm
+    for a, b, c in triples:
+        A = mm(X, X.mT)
+        B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
+        X = addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
+    return X
+
+
 def newton_schulz(
     G: torch.Tensor,
     steps: int = 5,
@@ -101,19 +131,11 @@ def newton_schulz(
     norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
     norm = (norm * normalization_scale(coefficients)).clamp_min_(eps)
     X = (X / norm).to(compute)  # promotes to the norm dtype, then casts to the compute dtype
-    batched = X.ndim > 2
-    if batched:
-        lead = X.shape[:-2]
+    lead = X.shape[:-2]
+    if X.ndim > 3:
         X = X.reshape(-1, X.size(-2), X.size(-1))
-        mm, addmm = torch.bmm, torch.baddbmm
-    else:
-        mm, addmm = torch.mm, torch.addmm
-    for a, b, c in triples:
-        A = mm(X, X.mT)
-        B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
-        X = addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
-    if batched:
-        X = X.reshape(*lead, X.size(-2), X.size(-1))
+    X = ns_iterate(X, triples)
+    X = X.reshape(*lead, X.size(-2), X.size(-1))
     return X.mT if tall else X
 
 

@@ -22,15 +22,18 @@ def _grads_like(params, seed):
     return [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
 
 
-def test_adamw_groups_are_bit_identical_to_torch_adamw():
+# hf_muon's default (fused=None) takes torch's fused kernel on CPU; fused=False is torch's default path.
+@pytest.mark.parametrize("ours,theirs", [(dict(), dict(fused=True)), (dict(fused=False), dict()),
+                                         (dict(foreach=True), dict(foreach=True))], ids=["auto-fused", "unfused", "foreach"])
+def test_adamw_groups_are_bit_identical_to_torch_adamw(ours, theirs):
     muon_w = _params([(16, 8)])
     adam = _params([(8,), (32, 8), (5,)])
     adam_ref = [torch.nn.Parameter(p.detach().clone()) for p in adam]
     opt = Muon([dict(params=muon_w), dict(params=adam[:2], use_muon=False, weight_decay=0.05),
                 dict(params=adam[2:], use_muon=False, weight_decay=0.0)],
-               lr=3e-3, betas=(0.9, 0.95), eps=1e-7)
+               lr=3e-3, betas=(0.9, 0.95), eps=1e-7, **ours)
     ref = torch.optim.AdamW([dict(params=adam_ref[:2], weight_decay=0.05), dict(params=adam_ref[2:], weight_decay=0.0)],
-                            lr=3e-3, betas=(0.9, 0.95), eps=1e-7)
+                            lr=3e-3, betas=(0.9, 0.95), eps=1e-7, **theirs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
     sched_ref = torch.optim.lr_scheduler.LambdaLR(ref, lambda s: 1.0 / (1 + s))
     for step in range(6):
@@ -43,6 +46,46 @@ def test_adamw_groups_are_bit_identical_to_torch_adamw():
         assert torch.equal(p, q)
         for k in ("exp_avg", "exp_avg_sq", "step"):
             assert torch.equal(opt.state[p][k], ref.state[q][k])
+
+
+def test_fused_adamw_resumes_from_a_weights_only_checkpoint_like_torch():
+    """The fused default through a weights_only save/load equals torch's fused AdamW run uninterrupted; an
+    unfused checkpoint keeps its own setting on load (the saved group wins, as in torch)."""
+    adam = _params([(32, 8), (8,)])
+    muon_w = _params([(16, 8)])
+    ref_p = [torch.nn.Parameter(p.detach().clone()) for p in adam]
+    ref = torch.optim.AdamW(ref_p, lr=1e-2, weight_decay=0.1, fused=True)
+
+    def groups():
+        return [dict(params=muon_w), dict(params=adam, use_muon=False)]
+
+    opt = Muon(groups(), lr=1e-2)
+    for step in range(5):
+        if step == 3:
+            buf = io.BytesIO()
+            torch.save(opt.state_dict(), buf)
+            buf.seek(0)
+            opt = Muon(groups(), lr=1e-2)
+            opt.load_state_dict(torch.load(buf, weights_only=True))
+        grads = _grads_like(muon_w + adam, step)
+        for p, g in zip(muon_w + adam, grads):
+            p.grad = g
+        for p, g in zip(ref_p, grads[1:]):
+            p.grad = g
+        opt.step(), ref.step()
+    for p, q in zip(adam, ref_p):
+        assert torch.equal(p, q)
+        assert float(opt.state[p]["step"]) == 5.0
+    unfused = Muon(groups(), lr=1e-2, fused=False)
+    unfused.step()
+    resumed = Muon(groups(), lr=1e-2)
+    resumed.load_state_dict(unfused.state_dict())
+    assert resumed.param_groups[1]["fused"] is False
+
+
+def test_fused_and_foreach_together_is_an_error():
+    with pytest.raises(ValueError, match="fused=True and foreach=True"):
+        Muon([dict(params=_params([(4,)]), use_muon=False)], fused=True, foreach=True)
 
 
 @pytest.mark.parametrize("scale_mode", ["moonlight", "keller", "mup", "none"])
@@ -184,10 +227,10 @@ def test_same_shape_matrices_are_orthogonalized_in_one_batched_call():
     snap = [p.detach().clone() for p in params]
     import hf_muon.batching as batching
 
-    with mock.patch.object(batching, "_run_one", wraps=batching._run_one) as spy:
+    with mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy:
         Muon(params, lr=1e-2, ns_dtype="float32").step()
     assert spy.call_count == 2  # (16,32)x3 + transposed (32,16)x2 -> one call; (8,8) -> one call
-    assert spy.call_args_list[0].args[0].shape == (5, 16, 32)
+    assert [tuple(w.shape) for w in spy.call_args_list[0].args[0]] == [(1, 16, 32)] * 5
     batched = [p.detach().clone() for p in params]
     for p, s in zip(params, snap):
         p.data.copy_(s)
@@ -203,7 +246,7 @@ def test_groups_with_different_lrs_and_settings_share_batches_only_when_compatib
     import hf_muon.batching as batching
 
     opt = Muon([dict(params=[a], lr=1e-2), dict(params=[b], lr=1e-3), dict(params=[c], ns_steps=7)], lr=1e-3)
-    with mock.patch.object(batching, "_run_one", wraps=batching._run_one) as spy:
+    with mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy:
         opt.step()
     assert spy.call_count == 2  # a and b batch together; c has a different ns_steps
 
