@@ -101,7 +101,7 @@ def test_optim_args_cover_every_knob_and_lr_ratio(tmp_path):
 
     args = _args(tmp_path, optim="muon", learning_rate=1e-3, weight_decay=0.05, adam_beta1=0.8, adam_epsilon=1e-6,
                  optim_args="muon_lr_ratio=2,scale_mode=mup,momentum=0.9,nesterov=false,ns_dtype=float32,"
-                            "nonfinite=skip,exclude=o_proj,coefficients=3.4445:-4.775:2.0315;3:-3:1")
+                            "nonfinite=skip,exclude=o_proj,coefficients=3.4445:-4.775:2.0315;3:-3:1,adamw_fused=false")
     trainer = Trainer(model=tiny_llama(), args=args, train_dataset=_token_data())
     opt = trainer.create_optimizer()
     muon = [g for g in opt.param_groups if g["use_muon"]]
@@ -112,6 +112,7 @@ def test_optim_args_cover_every_knob_and_lr_ratio(tmp_path):
         "mup", 0.9, False, "float32", "skip")
     assert g["coefficients"] == [[3.4445, -4.775, 2.0315], [3.0, -3.0, 1.0]]
     assert adam[0]["betas"] == (0.8, 0.999) and adam[0]["eps"] == 1e-6
+    assert {g["fused"] for g in opt.param_groups} == {False}
     assert all("o_proj" not in n for g in muon for n in g["param_names"])
     assert {g["weight_decay"] for g in muon} == {0.05}
 

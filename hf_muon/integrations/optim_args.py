@@ -42,6 +42,7 @@ class MuonArgs:
     momentum_dtype: str | None = None
     nonfinite: str = "error"
     batched: bool = True
+    adamw_fused: bool | None = None  # None: torch's fused AdamW kernel wherever it applies
     spectral_power: float = 0.0
     update_base: str = "momentum"
     auto_quantile: float = 0.5
@@ -60,7 +61,7 @@ class MuonArgs:
         return dict(scale_mode=self.scale_mode, coefficients=self.coefficients,
                     momentum=self.momentum, nesterov=self.nesterov, ns_dtype=self.ns_dtype, ns_method=self.ns_method,
                     momentum_dtype=self.momentum_dtype, nonfinite=self.nonfinite, batched=self.batched,
-                    spectral_power=self.spectral_power, update_base=self.update_base)
+                    fused=self.adamw_fused, spectral_power=self.spectral_power, update_base=self.update_base)
 
     def group_options(self) -> dict:
         """Per-group keys set through :func:`hf_muon.param_groups` (``ns_steps`` may be a schedule)."""
@@ -160,6 +161,7 @@ PARSERS = {
     "momentum_dtype": _optional(_choice([m for m in MOMENTUM_DTYPES if m])),
     "nonfinite": _choice(NONFINITE_POLICIES),
     "batched": _bool,
+    "adamw_fused": _optional(_bool),
     "spectral_power": _number(float, 0.0, 1.0),
     "update_base": _choice(("momentum", "adam")),
     "auto_quantile": _number(float, 0.0, 1.0),
