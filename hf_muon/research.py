@@ -280,6 +280,9 @@ OPTIM_DEFAULTS: dict[str, Any] = {
 }
 
 
+AUTO_KEYS = ("auto_quantile", "auto_target", "auto_min", "auto_max")
+
+
 def build_optimizer(model, cfg: dict):
     """``hf_muon.Muon`` over ``hf_muon.param_groups(model, ns_steps=…)`` (a schedule is resolved per
     parameter); AdamW groups (embeddings, head, norms, biases) get ``adamw_lr``."""
@@ -288,9 +291,12 @@ def build_optimizer(model, cfg: dict):
     from .optimizer import Muon
     from .routing import param_groups
 
-    cfg = merge_config(OPTIM_DEFAULTS, cfg, "optimizer")
+    # the auto rule's settings are optional keys (absent: the optimizer's defaults), so configs that never use
+    # "auto" keep their specs
+    auto = {k: cfg[k] for k in AUTO_KEYS if k in cfg}
+    cfg = merge_config(OPTIM_DEFAULTS, {k: v for k, v in cfg.items() if k not in AUTO_KEYS}, "optimizer")
     steps = cfg["ns_steps"]
-    extra = {"auto_every": int(cfg["auto_every"])} if steps == "auto" else {}
+    extra = {"auto_every": int(cfg["auto_every"]), **auto} if steps == "auto" else {}
     groups = param_groups(model, ns_steps=steps, **extra)
     with warnings.catch_warnings():  # sweeps deliberately visit lrs outside a mode's usual range
         warnings.filterwarnings("ignore", message=r"Muon lr=")

@@ -194,7 +194,23 @@ def test_spectral_laws_helpers():
     ids = [r["run_id"] for r in mod.plan(cfg)]
     assert len([i for i in ids if i.startswith("ladder_")]) >= 5
     # uniform5 is the ladder run at the benchmark width; the other three schedules get their own runs
-    assert [i for i in ids if i.startswith("ns_")] == ["ns_uniform10_w256", "ns_depth_last1_10_w256", "ns_auto_w256"]
+    assert [i for i in ids if i.startswith("ns_")] == ["ns_uniform10_w256", "ns_depth_last1_10_w256", "ns_auto_w256",
+                                                      "ns_auto_q01_w256", "ns_auto_q01_t95_w256"]
+    # an auto variant carries its own rule settings into the run (and its spec); plain "auto" uses the section's
+    runs = {r["run_id"]: r for r in mod.plan(cfg)}
+    assert runs["ns_auto_q01_t95_w256"]["auto"] == {"auto_quantile": 0.01, "auto_target": 0.95, "auto_min": 1,
+                                                    "auto_max": 15}
+    assert "auto" not in runs["ns_auto_w256"]
+    assert mod.run_spec(cfg, runs["ns_auto_q01_t95_w256"])["auto"]["auto_target"] == 0.95
+    with pytest.raises(ValueError, match="unknown auto setting.*auto_quantil"):
+        mod.split_schedule({"auto": {"auto_quantil": 0.1}}, cfg["ns_benchmark"])
+    # the rule picks more steps for a matrix whose spectrum has a small tail: σ = 1 on 30 directions, 1e-4 on 2;
+    # normalised by ‖M‖_F = √30: the median 0.18 needs 5 Polar Express steps, the tail 1.8e-5 needs 11 (lift
+    # thresholds 2.4e-5 at 10 steps, 1.3e-5 at 11)
+    M = torch.diag(torch.tensor([1.0] * 30 + [1e-4] * 2))
+    bench = cfg["ns_benchmark"]
+    assert mod.schedule_steps("auto", "model.layers.0.mlp.up_proj.weight", M, 4, bench, "polar_express") == 5
+    assert mod.schedule_steps({"auto": {"auto_quantile": 0.01}}, "x", M, 4, bench, "polar_express") == 11
 
 
 def test_spectral_family_relations():
@@ -273,6 +289,7 @@ def test_tiny_recipe_end_to_end_and_resume(name, tmp_path, recipe_env, capsys):
     assert f"ran 0 run(s), skipped {len(runs)} finished" in capsys.readouterr().out
     if name == "spectral_laws":
         assert "Target 'auto matches uniform-10 quality" in report
+        assert set(summary["ns_benchmark"]["variants"]) == {"auto_q01"} and "Auto variant `auto_q01`" in report
         assert ("MET" in report) and summary["ns_benchmark"]["target"]["flops_ratio"] > 0
         assert len(summary["fits"]) == 7 * 4
     if name == "spectral_family":
