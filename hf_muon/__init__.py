@@ -3,7 +3,8 @@
 Pipeline, one concept per module:
     math          coefficients → orthogonalize → batching; spectral_power (U Σ^p Vᵀ); ns_schedule
     optimizer     update (the rule) → optimizer (one torch.optim.Optimizer: Muon + AdamW groups); reference
-    routing       scaling (scale modes, lr conversion), routing (which params go where), factory
+    routing       scaling (scale modes, lr conversion), fused (per-block QKV/gate_up), routing (which params go
+                  where), factory
     distributed   distributed/ (FLOP-balanced owners, DDP all-gather, FSDP2 all-to-all)
     integrations  integrations/ (--optim muon, optim_args, Trainer/TRL mixins), run (launcher), cli
     diagnostics   diagnostics/ (spectra, callback, plots); evaluation/ + metrics/ (scoring)
@@ -12,6 +13,7 @@ Pipeline, one concept per module:
 
 from .coefficients import KELLER, POLAR_EXPRESS, scalar_map, schedule
 from .factory import create_optimizer
+from .fused import Split
 from .integrations import autoregister as _autoregister
 from .optimizer import Muon
 from .orthogonalize import newton_schulz, orthogonalize, svd_orthogonalize
@@ -50,6 +52,7 @@ __all__ = [
     "MuonTrainer",
     "MuonTrainerMixin",
     "Route",
+    "Split",
     "check_lr",
     "convert_lr",
     "create_optimizer",

@@ -12,12 +12,14 @@ The optimizer, the distributed owner-compute path and the benchmarks all go thro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from .coefficients import schedule
+from .fused import Split, assemble, blocks
 from .orthogonalize import newton_schulz, normalize_into, ns_iterate, resolve_dtype, svd_orthogonalize
 
 
@@ -30,12 +32,14 @@ class NSConfig:
     dtype: str = "auto"
     method: str = "newton_schulz"
     power: float = 0.0  # spectral power p: U Σ^p Vᵀ (0 = orthogonalize)
+    split: Split | None = None  # fused projection: orthogonalize these blocks separately (hf_muon.fused)
+    ratios: tuple[float, ...] | None = None  # per-block scale relative to the whole matrix, applied on assembly
 
     def key(self):
         c = self.coefficients
         if not isinstance(c, str):
             c = tuple(tuple(float(x) for x in t) if isinstance(t, (list, tuple)) else float(t) for t in c)
-        return (self.steps, c, self.dtype, self.method, float(self.power))
+        return (self.steps, c, self.dtype, self.method, float(self.power), self.split, self.ratios)
 
 
 @dataclass
@@ -79,6 +83,8 @@ def run_jobs(jobs: Sequence[Job], batched: bool = True) -> list[torch.Tensor]:
     Results are in the Newton-Schulz compute dtype (callers cast when they apply them). With
     ``batched=False`` each job runs alone (the unbatched variant the benchmarks compare against).
     """
+    if any(job.config.split is not None for job in jobs):
+        return _run_split(jobs, batched)
     out: list[torch.Tensor | None] = [None] * len(jobs)
     if not batched:
         for i, job in enumerate(jobs):
@@ -103,3 +109,24 @@ def run_jobs(jobs: Sequence[Job], batched: bool = True) -> list[torch.Tensor]:
             chunk = chunk.mT if is_tall else chunk
             out[i] = chunk.reshape(t.shape)
     return out  # type: ignore[return-value]
+
+
+def _run_split(jobs: Sequence[Job], batched: bool) -> list[torch.Tensor]:
+    """Jobs with a fused-projection split: each block becomes a job of its own (batched with every other matrix
+    of its shape), and the block results are assembled, times their scale ratios, into the job's shape."""
+    flat: list[Job] = []
+    plan: list[tuple[int, int | None]] = []
+    for job in jobs:
+        split = job.config.split
+        if split is None:
+            plan.append((len(flat), None))
+            flat.append(job)
+            continue
+        sub = dataclasses.replace(job.config, split=None, ratios=None)
+        parts = blocks(job.tensor, split)
+        plan.append((len(flat), len(parts)))
+        flat.extend(Job(b, sub) for b in parts)
+    res = run_jobs(flat, batched=batched)
+    return [res[start] if n is None else assemble(res[start:start + n], job.config.split, job.tensor.shape,
+                                                   job.config.ratios)
+            for job, (start, n) in zip(jobs, plan)]

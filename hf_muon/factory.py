@@ -9,7 +9,7 @@ from __future__ import annotations
 from .optimizer import Muon
 from .routing import param_groups
 
-_ROUTING_KEYS = ("lora_policy", "moe_experts", "conv", "include", "exclude")
+_ROUTING_KEYS = ("lora_policy", "moe_experts", "conv", "include", "exclude", "split_fused")
 
 
 def create_optimizer(model, lr: float = 1e-3, *, adamw_lr: float | None = None, muon_lr: float | None = None,
@@ -17,7 +17,7 @@ def create_optimizer(model, lr: float = 1e-3, *, adamw_lr: float | None = None, 
     """Route ``model`` and build :class:`Muon`.
 
     ``lr`` is the base lr; ``muon_lr`` / ``adamw_lr`` override it per kind. Routing keywords
-    (``lora_policy``, ``moe_experts``, ``conv``, ``include``, ``exclude``) go to
+    (``lora_policy``, ``moe_experts``, ``conv``, ``include``, ``exclude``, ``split_fused``) go to
     :func:`hf_muon.param_groups`; everything else (``scale_mode``, ``ns_steps``, ``betas`` …) to
     :class:`Muon`.
     """

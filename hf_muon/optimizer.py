@@ -17,6 +17,7 @@ variants do exactly that.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,7 @@ from torch.optim.adamw import adamw as _adamw_functional
 from .batching import Job, NSConfig, run_jobs
 from .coefficients import schedule
 from .distributed.exchange import CommStats
+from .fused import Split
 from .ns_schedule import normalized_sigma_quantile, steps_for
 from .orthogonalize import METHODS, NS_DTYPES
 from .scaling import SCALE_MODES, check_lr, fan_out_in, scale_factor
@@ -139,6 +141,7 @@ class Muon(torch.optim.Optimizer):
             momentum_dtype=momentum_dtype,
             transposed=False,
             experts=False,
+            split=None,
             spectral_power=spectral_power,
             update_base=update_base,
             auto_quantile=0.5,
@@ -218,8 +221,11 @@ class Muon(torch.optim.Optimizer):
         else:
             schedule(g["coefficients"], g["ns_steps"])  # raises on bad presets/lists/steps
         check_lr(g["lr"], g["scale_mode"], stacklevel=5)
+        split = Split.from_spec(g["split"])
         for i, p in enumerate(g["params"]):
             self._check_matrix(g, gi, i, p)
+            if split is not None:
+                split.check(p.shape, _param_label(g, gi, i, p))
 
     @staticmethod
     def _check_matrix(g: dict, gi: int, i: int, p: torch.Tensor) -> None:
@@ -282,7 +288,7 @@ class Muon(torch.optim.Optimizer):
                     stats.add_adamw(group, params, self.state)
         if muon_work:
             jobs = [
-                Job(m, self._ns_config(group, self._auto_steps(group, p, m) if group["ns_steps"] == "auto" else None))
+                Job(m, self._ns_config(group, self._auto_steps(group, p, m) if group["ns_steps"] == "auto" else None, p))
                 for group, params, updates in muon_work
                 for p, m in zip(params, (self._as_matrix(u, group) for u in updates))
             ]
@@ -378,11 +384,16 @@ class Muon(torch.optim.Optimizer):
         return u.reshape(u.size(0), -1)  # conv (out, in, k...) -> (out, in*k*k)
 
     @staticmethod
-    def _ns_config(group: dict, steps: int | None = None) -> NSConfig:
+    def _ns_config(group: dict, steps: int | None = None, p: torch.Tensor | None = None) -> NSConfig:
+        """NS settings of a group; with ``p`` and a fused-projection split, also the block split and each block's
+        scale relative to the whole matrix's (so the optimizer applies one scale per parameter)."""
         if steps is None:
             steps = group["ns_steps"] if group["ns_steps"] != "auto" else group["auto_max"]
+        split = Split.from_spec(group["split"]) if p is not None else None
+        ratios = (_block_ratios(tuple(p.shape), split, group["transposed"], group["experts"], group["scale_mode"])
+                  if split is not None else None)
         return NSConfig(steps, group["coefficients"], group["ns_dtype"], group["ns_method"],
-                        float(group["spectral_power"]))
+                        float(group["spectral_power"]), split, ratios)
 
     def _auto_steps(self, group: dict, p: torch.Tensor, matrix: torch.Tensor) -> int:
         """Per-matrix steps for ``ns_steps="auto"``, re-estimated every ``auto_every`` steps."""
@@ -512,6 +523,13 @@ class _StepStats:
                 out[f"update_rms_{kind}"] = (self.sq[kind] / self.numel[kind]) ** 0.5
                 out[f"lr_{kind}_min"], out[f"lr_{kind}_max"] = min(self.lr[kind]), max(self.lr[kind])
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _block_ratios(shape: tuple, split: Split, transposed: bool, experts: bool, mode: str) -> tuple[float, ...]:
+    """Each block's scale factor over the whole fused matrix's (moonlight: √(max dims of block / of whole))."""
+    whole = scale_factor(*fan_out_in(shape, transposed, experts), mode)
+    return tuple(scale_factor(*fan_out_in(b, transposed, experts), mode) / whole for b in split.block_shapes(shape))
 
 
 def _fusable(group: dict, params: list, grads: list) -> bool:

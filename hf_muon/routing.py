@@ -13,6 +13,8 @@ own name in ``named_parameters()``), not by name patterns:
   inside the backbone; 3-D fused MoE expert stacks ``(E, out, in)`` (or transposed) when
   ``moe_experts="muon"``; convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
 * ``include`` / ``exclude`` regexes on parameter names override the above (exclude wins).
+* ``split_fused=True`` (opt-in): fused projections (QKV, gate_up; see :mod:`hf_muon.fused`) are
+  orthogonalized and scaled block by block, with the blocks derived from the model config.
 
 :func:`param_groups` turns the routes into optimizer groups (AdamW groups first, so the Trainer's
 logged ``learning_rate`` — group 0 — is the AdamW lr), with HF's weight-decay convention: no decay on
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .fused import Split, detect
 from .layers import layer_info
 from .ns_schedule import resolve_steps
 
@@ -45,6 +48,7 @@ class Route:
     decay: bool = True
     transposed: bool = False
     experts: bool = False
+    split: Split | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -144,6 +148,7 @@ def route(
     conv: str = "adamw",
     include: Iterable[str] | str | None = None,
     exclude: Iterable[str] | str | None = None,
+    split_fused: bool = False,
 ) -> list[Route]:
     """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``)."""
     for val, valid, what in (
@@ -246,6 +251,13 @@ def route(
                     r.reason = "conv weight (conv='adamw')"
             else:
                 r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight"
+            if split_fused and r.route == "muon":
+                r.split, note = detect(name, mod, p, getattr(base, "config", None), transposed=r.transposed,
+                                       experts=r.experts)
+                if r.split is not None:
+                    r.reason += f"; split {r.split.describe()}"
+                elif note:
+                    r.reason += f"; {note}"
             routes.append(r)
     return routes
 
@@ -261,6 +273,7 @@ def param_groups(
     conv: str = "adamw",
     include: Iterable[str] | str | None = None,
     exclude: Iterable[str] | str | None = None,
+    split_fused: bool = False,
     require_muon: bool = True,
     **muon_options,
 ) -> list[dict]:
@@ -270,10 +283,12 @@ def param_groups(
     ``lr``). ``weight_decay`` applies to decayed groups (biases and norms get 0). Extra keyword
     arguments (``scale_mode=…``) are stored on the Muon groups; ``ns_steps`` may be a schedule
     (``"last2:10"``, ``DepthSchedule``, ``{regex: steps}``, ``"auto"``; see :mod:`hf_muon.ns_schedule`),
-    resolved per parameter here, with Muon groups split by step count. Raises when no
-    parameter is routed to Muon unless ``require_muon=False``.
+    resolved per parameter here, with Muon groups split by step count. ``split_fused=True`` orthogonalizes
+    fused QKV / gate_up weights block by block (:mod:`hf_muon.fused`; groups carry the block spec). Raises
+    when no parameter is routed to Muon unless ``require_muon=False``.
     """
-    routes = route(model, lora_policy=lora_policy, moe_experts=moe_experts, conv=conv, include=include, exclude=exclude)
+    routes = route(model, lora_policy=lora_policy, moe_experts=moe_experts, conv=conv, include=include, exclude=exclude,
+                   split_fused=split_fused)
     steps_spec = muon_options.pop("ns_steps", None)
     n_layers = _num_layers(model, routes)
     buckets: dict[tuple, dict] = {}
@@ -284,12 +299,14 @@ def param_groups(
         steps = None
         if muon and steps_spec is not None:
             steps = resolve_steps(steps_spec, r.name, layer_info(r.name)[0], n_layers)
-        key = (muon, r.decay, r.transposed, r.experts, steps)
+        key = (muon, r.decay, r.transposed, r.experts, steps, r.split)
         g = buckets.get(key)
         if g is None:
             g = {"params": [], "param_names": [], "use_muon": muon}
             if muon:
                 g.update(transposed=r.transposed, experts=r.experts, **muon_options)
+                if r.split is not None:
+                    g["split"] = r.split.spec()
                 if steps is not None:
                     g["ns_steps"] = steps
                 if lr is not None:
@@ -309,7 +326,7 @@ def param_groups(
             + "\nMuon takes 2-D nn.Linear/Conv1D weights inside the backbone; use include=[regex] to force others."
         )
     # AdamW groups first (Trainer logs group 0's lr), then Muon; deterministic order for checkpoints.
-    return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4])))]
+    return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4]), str(k[5])))]
 
 
 def _num_layers(model: nn.Module, routes: list[Route]) -> int | None:

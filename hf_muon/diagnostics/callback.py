@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
 from ..batching import Job, run_jobs
+from ..fused import Split, blocks
 from ..optimizer import Muon
 from .spectral import (
     DEFAULT_QUANTILES,
@@ -167,9 +168,12 @@ class MuonDiagnosticsCallback(TrainerCallback):
             if buf is None or not bool(buf.any()):
                 continue
             m = buf.full_tensor() if hasattr(buf, "full_tensor") else buf
-            (O,) = run_jobs([Job(Muon._as_matrix(m, g), Muon._ns_config(g))])
-            errors.append(orthogonality_error(O))
-            lifted.append(lifted_fraction(O))
+            M = Muon._as_matrix(m, g)
+            split = Split.from_spec(g.get("split"))
+            parts = blocks(M, split) if split is not None else [M]  # a fused weight: each block on its own
+            outs = run_jobs([Job(b, Muon._ns_config(g)) for b in parts])
+            errors.append(max(orthogonality_error(O) for O in outs))
+            lifted.append(min(lifted_fraction(O) for O in outs))
             self._write({"step": step, "kind": "orthogonality", "name": name, "error": errors[-1],
                          "lifted_fraction": lifted[-1]})
         summary = {"svd_entropy_mean": sum(entropies) / max(len(entropies), 1)}

@@ -37,6 +37,7 @@ class MuonArgs:
     conv: str = "adamw"
     include: str | None = None
     exclude: str | None = None
+    split_fused: bool = False  # orthogonalize fused QKV / gate_up blocks separately (hf_muon.fused)
     ns_dtype: str = "auto"
     ns_method: str = "newton_schulz"
     momentum_dtype: str | None = None
@@ -70,7 +71,7 @@ class MuonArgs:
 
     def routing_kwargs(self) -> dict:
         return dict(lora_policy=self.lora_policy, moe_experts=self.moe_experts, conv=self.conv,
-                    include=self.include, exclude=self.exclude)
+                    include=self.include, exclude=self.exclude, split_fused=self.split_fused)
 
 
 def _choice(valid):
@@ -156,6 +157,7 @@ PARSERS = {
     "conv": _choice(CONV_POLICIES),
     "include": _text,
     "exclude": _text,
+    "split_fused": _bool,
     "ns_dtype": _choice(NS_DTYPES),
     "ns_method": _choice(METHODS),
     "momentum_dtype": _optional(_choice([m for m in MOMENTUM_DTYPES if m])),
