@@ -291,8 +291,10 @@ def build_pytorch_optimizer(case: Case, tiny: bool) -> Stepper:
 
 
 def hf_muon_builder(**options) -> Callable[[Case, bool], Stepper]:
+    routing = {k: options.pop(k) for k in ("split_fused",) if k in options}
+
     def build(case: Case, tiny: bool) -> Stepper:
-        groups = hf_muon.param_groups(case.model, moe_experts=case.moe_experts)
+        groups = hf_muon.param_groups(case.model, moe_experts=case.moe_experts, **routing)
         return Stepper(hf_muon.Muon(groups, lr=ADAMW_LR, **options))
 
     return build
@@ -347,6 +349,12 @@ def optimizer_specs(device: torch.device) -> list[OptimizerSpec]:
             "hf_muon",
             hf_muon_builder(coefficients="keller"),
             f"NS {auto}, batched",
+        ),
+        OptimizerSpec(
+            "hf_muon split_fused=True",
+            "hf_muon",
+            hf_muon_builder(split_fused=True),
+            f"polar_express, NS {auto}, batched; fused QKV/gate_up per block (GPT-2 c_attn; Llama/Qwen have none)",
         ),
         OptimizerSpec(
             "hf_muon batched=False",
