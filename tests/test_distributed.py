@@ -76,6 +76,15 @@ def test_world_size_2_matches_single_process(mode, single_run, tmp_path):
     assert _max_rel_diff(tmp_path, single_run) <= 1e-6
 
 
+@pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
+def test_split_fused_phi3_at_world_2_matches_single_process(mode, tmp_path):
+    """Fused qkv_proj / gate_up_proj split per block: owners (DDP) and row-sharded DTensors (FSDP2) split the
+    gathered full matrix exactly as one process does."""
+    _single("--out", tmp_path / "one", "--steps", 3, "--model", "phi3-split")
+    _torchrun(2, "--mode", mode, "--out", tmp_path / "two", "--steps", 3, "--model", "phi3-split")
+    assert _max_rel_diff(tmp_path / "two", tmp_path / "one") <= 1e-6
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
 def test_world_size_4_matches_single_process(mode, single_run, tmp_path):

@@ -1,7 +1,9 @@
 """Train a tiny Llama for K steps with hf_muon under DDP or raw FSDP2 (gloo, CPU); used by the tests.
 
     torchrun --nproc_per_node W tests/scripts/dist_train.py --mode ddp|fsdp2|single --out DIR --steps K
-        [--save-at N --ckpt DIR] [--resume DIR]
+        [--save-at N --ckpt DIR] [--resume DIR] [--model llama|phi3-split]
+
+``phi3-split`` is a tiny Phi-3 (fused qkv_proj and gate_up_proj) with ``split_fused=True``.
 
 Every world size sees the same global batch per step (rank r takes its slice), so DDP-averaged
 gradients equal the single-process full-batch gradients up to summation order. Rank 0 writes the
@@ -29,8 +31,14 @@ def batch(step, rank, world):
     return ids[rank * per: (rank + 1) * per]
 
 
-def build_model():
+def build_model(kind="llama"):
     torch.manual_seed(0)
+    if kind == "phi3-split":
+        from transformers import Phi3Config, Phi3ForCausalLM
+
+        return Phi3ForCausalLM(Phi3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
+                                          bos_token_id=0, eos_token_id=1))
     cfg = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=80, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
                       bos_token_id=0, eos_token_id=1)
@@ -86,6 +94,7 @@ def main():
     ap.add_argument("--ckpt", default=None)
     ap.add_argument("--resume", default=None)
     ap.add_argument("--first-step", type=int, default=0)
+    ap.add_argument("--model", choices=["llama", "phi3-split"], default="llama")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float64",
                     help="model dtype; NS always runs in fp32. fp64 weights/grads keep the DDP summation-order "
                          "noise (~1e-7 relative in fp32 grads) out of the comparison")
@@ -99,7 +108,7 @@ def main():
     if "RANK" in os.environ:
         dist.init_process_group("gloo")
         world, rank = dist.get_world_size(), dist.get_rank()
-    model = build_model()
+    model = build_model(a.model)
     if a.mode == "ddp":
         model = torch.nn.parallel.DistributedDataParallel(model)
     elif a.mode == "fsdp2":
@@ -111,7 +120,8 @@ def main():
             fully_shard(layer, mesh=mesh)
         fully_shard(model, mesh=mesh)
     inner = model.module if hasattr(model, "module") else model
-    opt = hf_muon.Muon(hf_muon.param_groups(inner, moe_experts="adamw"), lr=2e-2, weight_decay=0.1, ns_dtype="float32")
+    groups = hf_muon.param_groups(inner, moe_experts="adamw", split_fused=a.model == "phi3-split")
+    opt = hf_muon.Muon(groups, lr=2e-2, weight_decay=0.1, ns_dtype="float32")
     if a.resume:
         load_ckpt(model, opt, a.mode, a.resume)
     for step in range(a.first_step, a.steps):
