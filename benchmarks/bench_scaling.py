@@ -214,25 +214,10 @@ def run_size(size: Size, *, warmup: int, repeats: int | None, device: torch.devi
         f"warmup {warmup}, {reps} timed steps",
         flush=True,
     )
-    adamw = time_optimizer(
-        "AdamW (torch)",
-        lambda: torch.optim.AdamW(params, lr=LR),
-        params,
-        grads,
-        warmup=warmup,
-        repeats=reps,
-        device=device,
-        ns=False,
-    )
-    adamw_fused = time_optimizer(
-        "AdamW fused",
-        lambda: torch.optim.AdamW(params, lr=LR, fused=True),
-        params,
-        grads,
-        warmup=warmup,
-        repeats=reps,
-        device=device,
-        ns=False,
+    adamw, adamw_fused = (
+        time_optimizer(name, lambda kw=kw: torch.optim.AdamW(params, lr=LR, **kw), params, grads, warmup=warmup,
+                       repeats=reps, device=device, ns=False)
+        for name, kw in (("AdamW (torch)", {}), ("AdamW fused", {"fused": True}))
     )
     hf = time_optimizer(
         "hf_muon",
