@@ -99,16 +99,34 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
     return out
 
 
+# From this many elements per matrix on, the X-update runs matrix by matrix into two reused buffers: batched
+# ``baddbmm`` first copies a·X for the whole stack (on CPU, 2 threads: 24% slower than per-matrix ``addmm`` at
+# 768×3072, while smaller stacks gain from batching: 256×688 ×8 is 1.5× faster batched).
+LOOP_NUMEL = 1 << 20
+
+
 def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]]) -> torch.Tensor:
     """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n)."""
-    if X.ndim == 3:
-        mm, addmm = torch.bmm, torch.baddbmm
-    else:
-        mm, addmm = torch.mm, torch.addmm
-    for a, b, c in triples:
-        A = mm(X, X.mT)
-        B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
-        X = addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
+    if X.ndim == 2:
+        for a, b, c in triples:
+            A = torch.mm(X, X.mT)
+            B = torch.addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
+            X = torch.addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
+        return X
+    if X.size(-2) * X.size(-1) < LOOP_NUMEL or X.size(0) == 1:
+        for a, b, c in triples:
+            A = torch.bmm(X, X.mT)
+            B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+            X = torch.baddbmm(X, B, X, beta=a, alpha=1.0)
+        return X
+    bufs = (torch.empty_like(X), torch.empty_like(X))  # ping-pong: the input is never written
+    for k, (a, b, c) in enumerate(triples):
+        A = torch.bmm(X, X.mT)
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
+        Y = bufs[k % 2]
+        for i in range(X.size(0)):
+            torch.addmm(X[i], B[i], X[i], beta=a, alpha=1.0, out=Y[i])
+        X = Y
     return X
 
 

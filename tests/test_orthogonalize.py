@@ -165,3 +165,24 @@ def test_scalar_map_lift_thresholds_match_the_guide():
     thr6 = x[np.argmax(scalar_map(x, "keller", 6) >= 0.5)]
     assert 0.9e-3 < thr5 < 1.2e-3
     assert 3.2 < thr5 / thr6 < 3.7
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_large_stacks_take_the_per_matrix_update_with_the_same_result(monkeypatch, dtype):
+    """Above LOOP_NUMEL elements per matrix, ns_iterate updates X matrix by matrix into two reused buffers; the
+    result equals the batched baddbmm path and the input stack is left untouched."""
+    import importlib
+
+    from hf_muon.coefficients import schedule
+
+    O = importlib.import_module("hf_muon.orthogonalize")  # the package attribute is the function of that name
+
+    X = torch.randn(5, 12, 20, dtype=dtype)
+    X = X / X.norm(dim=(-2, -1), keepdim=True) / 1.01  # what orthogonalize feeds the loop (Polar Express safety 1.01)
+    before = X.clone()
+    batched = O.ns_iterate(X, schedule("polar_express", 6))
+    monkeypatch.setattr(O, "LOOP_NUMEL", 100)  # 12×20 = 240 elements: now "large"
+    looped = O.ns_iterate(X, schedule("polar_express", 6))
+    assert torch.equal(X, before)
+    assert torch.allclose(looped, batched, atol=1e-6 if dtype == torch.float32 else 1e-12)
+    assert torch.allclose(looped, O.orthogonalize(X, steps=6, dtype=dtype), atol=1e-5)
