@@ -12,11 +12,12 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "template.md"
 CORPUS_DATASETS = {"tinystories": "roneneldan/TinyStories", "c4": "allenai/c4", "wikitext2": "Salesforce/wikitext",
                    "tinyshakespeare": "karpathy/tiny_shakespeare", "fineweb-edu": "HuggingFaceFW/fineweb-edu"}
-METRICS = [  # (task, key, dataset id, dataset name, metric type, metric name, scale)
-    ("mmlu", "acc", "cais/mmlu", "MMLU", "accuracy", "acc (5-shot)", 100.0),
-    ("arc_easy", "acc", "allenai/ai2_arc", "ARC-Easy", "accuracy", "acc (0-shot)", 100.0),
-    ("arc_easy", "acc_norm", "allenai/ai2_arc", "ARC-Easy", "accuracy", "acc_norm (0-shot)", 100.0),
-    ("gsm8k", "exact_match", "openai/gsm8k", "GSM8K", "exact_match", "exact match (5-shot)", 100.0),
+METRICS = [  # (task, key, dataset id, dataset name, metric type, metric name, scale); "{shots}" comes from the
+    # task's recorded config (its num_fewshot), so a card never claims a shot count the run did not use
+    ("mmlu", "acc", "cais/mmlu", "MMLU", "accuracy", "acc ({shots}-shot)", 100.0),
+    ("arc_easy", "acc", "allenai/ai2_arc", "ARC-Easy", "accuracy", "acc ({shots}-shot)", 100.0),
+    ("arc_easy", "acc_norm", "allenai/ai2_arc", "ARC-Easy", "accuracy", "acc_norm ({shots}-shot)", 100.0),
+    ("gsm8k", "exact_match", "openai/gsm8k", "GSM8K", "exact_match", "exact match ({shots}-shot)", 100.0),
     ("humaneval", "pass@1", "openai/openai_humaneval", "HumanEval", "pass@1", "pass@1", 100.0),
     ("sft_loss", "loss", "allenai/tulu-3-sft-mixture", "tulu-3 held-out", "loss", "assistant-token loss", 1.0),
     ("perplexity", "perplexity", None, "pretraining validation", "perplexity", "perplexity", 1.0),
@@ -37,6 +38,9 @@ def eval_results(scores: dict, corpus: str):
         value = scores.get(task, {}).get(key)
         if value is None:
             continue
+        if "{shots}" in mname:
+            shots = (scores[task].get("config") or {}).get("num_fewshot")
+            mname = mname.format(shots=shots) if shots is not None else mname.replace(" ({shots}-shot)", "")
         out.append(EvalResult(task_type="text-generation", dataset_type=ds_id or CORPUS_DATASETS.get(corpus, corpus),
                               dataset_name=ds_name, metric_type=mtype, metric_name=mname,
                               metric_value=round(float(value) * scale, 4)))
