@@ -61,7 +61,6 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -548,16 +547,12 @@ def fmt_loss(x: float | None) -> str:
 
 def report(data: dict) -> str:
     """The markdown section for RESULTS.md (also printed)."""
-    mach, ver, load, cfg, info = data["machine"], data["versions"], data["load"], data["config"], data["data"]
+    cfg, info = data["config"], data["data"]
     lines = [
         "## Convergence (benchmarks/bench_convergence.py)",
         "",
-        f"Run {data['date']} on {mach['cpu']} ({mach['cores']} cores, {mach['torch_threads']} torch threads"
-        + (f", GPU {mach['gpu']['name']}" if mach.get("gpu") else "")
-        + f"), device `{data['args']['device']}`; torch {ver['torch']}, transformers {ver['transformers']}, "
-        f"hf_muon {ver['hf_muon']}. Load at start {load['load1']:.2f} (1 min)"
-        + (" — **machine busy, wall-clock numbers not comparable**" if load.get("busy") else "")
-        + (" — **other processes ran during some runs (marked CONTENDED)**" if data["contended"] else "")
+        common.run_line(data, busy="wall-clock numbers not comparable",
+                        contended="other processes ran during some runs (marked CONTENDED)")
         + f". Whole benchmark {data['seconds']:.0f} s.",
         "",
         f"{cfg['model']} ({cfg['params']:,} params, fp32), trained from the same initial weights on the same "
@@ -754,27 +749,12 @@ def main(argv: list[str] | None = None) -> int:
     result["load_at_end"] = common.load_average()
     result["seconds"] = time.time() - started
 
-    if args.plots_dir is not None or not args.tiny:
-        result["plots"] = write_plots(result, args.plots_dir or common.RESULTS_DIR)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:  # draw them (smoke-tests the plotting), keep nothing
-            plots = write_plots(result, Path(tmp))
-            result["plots"] = (
-                plots if isinstance(plots, str) else "drawn to a temporary folder and removed (--tiny)"
-            )
-    out = args.out or common.RESULTS_DIR / ("convergence_tiny.json" if args.tiny else "convergence.json")
-    result["json_name"] = out.name
-    text = report(result)
-    print("\n" + text)
-    common.write_json(out, result)
-    print(f"wrote {out}")
+    result["plots"] = common.draw_plots(args, lambda folder: write_plots(result, folder))
+    common.publish(args, result, "convergence", "convergence", report)
     if isinstance(result["plots"], dict):
         print("plots: " + ", ".join(result["plots"].values()))
     else:
         print(f"plots: {result['plots']}")
-    if not args.tiny and not args.no_markdown:
-        common.update_markdown_section(common.RESULTS_MD, "convergence", text)
-        print(f"updated {common.RESULTS_MD}")
     return 0
 
 

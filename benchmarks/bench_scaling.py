@@ -42,7 +42,6 @@ import gc
 import math
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -317,21 +316,10 @@ def fmt_count(n: int) -> str:
 
 def report(data: dict) -> str:
     """The markdown section for RESULTS.md (also printed)."""
-    mach, ver, load = data["machine"], data["versions"], data["load"]
     lines = [
         "## Scaling with model size (benchmarks/bench_scaling.py)",
         "",
-        f"Run {data['date']} on {mach['cpu']} ({mach['cores']} cores, {mach['torch_threads']} torch threads"
-        + (f", GPU {mach['gpu']['name']}" if mach.get("gpu") else "")
-        + f"), device `{data['args']['device']}`; torch {ver['torch']}, transformers {ver['transformers']}, "
-        f"hf_muon {ver['hf_muon']}. Load at start {load['load1']:.2f} (1 min)"
-        + (" — **machine busy, numbers not comparable**" if load.get("busy") else "")
-        + (
-            " — **other processes ran during timing (rows marked CONTENDED), numbers not comparable**"
-            if data["contended"]
-            else ""
-        )
-        + f". Whole benchmark {data['seconds']:.0f} s.",
+        common.run_line(data) + f". Whole benchmark {data['seconds']:.0f} s.",
         "",
         "Median wall time of `optimizer.step()` alone (fixed seeded gradients, restored untimed before every "
         f"step) for Llamas of growing width and depth (vocab {data['sizes'][0]['size']['vocab']:,}, untied, fp32). "
@@ -451,24 +439,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     data["load_at_end"] = common.load_average()
     data["seconds"] = time.time() - started
-    if args.plots_dir is not None or not args.tiny:
-        data["plot"] = write_plot(data, args.plots_dir or common.RESULTS_DIR)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:  # draw it (smoke-tests the plotting), keep nothing
-            plot = write_plot(data, Path(tmp))
-            data["plot"] = (
-                plot if not plot.endswith(".png") else "drawn to a temporary folder and removed (--tiny)"
-            )
-    out = args.out or common.RESULTS_DIR / ("scaling_tiny.json" if args.tiny else "scaling.json")
-    data["json_name"] = out.name
-    text = report(data)
-    print("\n" + text)
-    common.write_json(out, data)
-    print(f"wrote {out}")
+    data["plot"] = common.draw_plots(args, lambda folder: write_plot(data, folder))
+    common.publish(args, data, "scaling", "scaling", report)
     print(f"plot: {data['plot']}")
-    if not args.tiny and not args.no_markdown:
-        common.update_markdown_section(common.RESULTS_MD, "scaling", text)
-        print(f"updated {common.RESULTS_MD}")
     return 0
 
 

@@ -652,23 +652,10 @@ def ns_table(ns: dict) -> str:
 
 def report(data: dict) -> str:
     """The markdown section for RESULTS.md (also printed)."""
-    mach, ver, load = data["machine"], data["versions"], data["load"]
     lines = [
         "## Optimizer step (benchmarks/bench_step.py)",
         "",
-        f"Run {data['date']} on {mach['cpu']} ({mach['cores']} cores, {mach['torch_threads']} torch threads"
-        + (f", GPU {mach['gpu']['name']}" if mach.get("gpu") else "")
-        + f"), device `{data['args']['device']}`; "
-        f"torch {ver['torch']}, transformers {ver['transformers']}, hf_muon {ver['hf_muon']}, "
-        f"muon-optimizer {ver['muon-optimizer']}, heavyball {ver['heavyball']}, pytorch-optimizer "
-        f"{ver['pytorch-optimizer']}. Load at start {load['load1']:.2f} (1 min)"
-        + (" — **machine busy, numbers not comparable**" if load["busy"] else "")
-        + (
-            " — **other processes ran during timing (rows marked CONTENDED), numbers not comparable**"
-            if data["contended"]
-            else ""
-        )
-        + ".",
+        common.run_line(data, ("muon-optimizer", "heavyball", "pytorch-optimizer")) + ".",
         "",
         "Median wall time of `optimizer.step()` alone with fixed seeded gradients (same for all; restored "
         "untimed before every step); state = bytes of the tensors in `optimizer.state`. Every Muon "
@@ -792,14 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     data["load_at_end"] = common.load_average()
     data["seconds"] = time.time() - started
 
-    text = report(data)
-    print("\n" + text)
-    out = args.out or common.RESULTS_DIR / ("step_tiny.json" if args.tiny else "step.json")
-    common.write_json(out, data)
-    print(f"wrote {out}")
-    if not args.tiny and not args.no_markdown:
-        common.update_markdown_section(common.RESULTS_MD, "bench_step", text)
-        print(f"updated {common.RESULTS_MD}")
+    common.publish(args, data, "step", "bench_step", report)
     return 0
 
 

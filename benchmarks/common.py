@@ -9,7 +9,9 @@
 * :func:`time_calls`: median wall time of a callable after warmup calls (with an optional untimed
   ``before`` hook per call and a device sync inside the timed region).
 * :func:`markdown_table`, :func:`update_markdown_section`, :func:`write_json`: writing results.
-* :func:`standard_parser` / :func:`start`: the command-line flags and start-up every timed script shares.
+* :func:`standard_parser` / :func:`start`: the command-line flags and start-up every timed script shares;
+  :func:`run_line`, :func:`draw_plots` and :func:`publish`: the report's opening sentence, the plots (kept out of
+  the repo for ``--tiny``) and the JSON + RESULTS.md output.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+# JSON files and markdown tables are written as the research recipes write theirs (one implementation).
+from hf_muon.research import markdown_table, write_json  # noqa: F401
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -232,6 +237,19 @@ def start(args: argparse.Namespace):
     return load, torch.device(args.device)
 
 
+def draw_plots(args: argparse.Namespace, draw: Callable[[Path], object]):
+    """``draw(folder)`` into ``--plots-dir`` (default results/). A ``--tiny`` run without ``--plots-dir`` draws into a
+    temporary folder (smoke-tests the plotting) and keeps nothing; returns what ``draw`` returned, or that note."""
+    if args.plots_dir is not None or not args.tiny:
+        return draw(args.plots_dir or RESULTS_DIR)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        made = draw(Path(tmp))
+    drawn = isinstance(made, list) or (isinstance(made, str) and made.endswith(".png"))
+    return "drawn to a temporary folder and removed (--tiny)" if drawn else made
+
+
 # --------------------------------------------------------------------------- other processes during a run
 MAX_OTHER_CORES = 0.2
 
@@ -327,26 +345,34 @@ def time_calls(
 
 
 # --------------------------------------------------------------------------- writing results
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` as indented JSON, atomically (``path.tmp`` then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+def publish(args: argparse.Namespace, data: dict, name: str, section: str, report: Callable[[dict], str]) -> Path:
+    """Write ``results/<name>.json`` (``<name>_tiny.json`` for ``--tiny``; ``--out`` overrides), print the report and
+    replace its RESULTS.md section unless ``--tiny`` / ``--no-markdown``. Returns the JSON path."""
+    out = args.out or RESULTS_DIR / (f"{name}_tiny.json" if args.tiny else f"{name}.json")
+    data["json_name"] = out.name
+    text = report(data)
+    print("\n" + text)
+    write_json(out, data)
+    print(f"wrote {out}")
+    if not args.tiny and not args.no_markdown:
+        update_markdown_section(RESULTS_MD, section, text)
+        print(f"updated {RESULTS_MD}")
+    return out
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
-    """A GitHub markdown table; ``align`` is one character per column (``l``/``r``), default left."""
-    align = align or "l" * len(headers)
-    marks = {"l": ":--", "r": "--:", "c": ":-:"}
-    lines = [
-        "| " + " | ".join(str(h) for h in headers) + " |",
-        "| " + " | ".join(marks[a] for a in align) + " |",
-    ]
-    for row in rows:
-        cells = [str(c).replace("|", "\\|").replace("\n", " ") for c in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def run_line(data: dict, extra_versions: Sequence[str] = (), busy: str = "numbers not comparable",
+             contended: str = "other processes ran during timing (rows marked CONTENDED), numbers not comparable") -> str:
+    """The "Run <date> on <machine> …; versions. Load at start …" sentence every RESULTS.md section opens with,
+    plus the busy / contended warnings (no closing period: callers may go on)."""
+    mach, ver, load = data["machine"], data["versions"], data["load"]
+    versions = ", ".join(f"{k} {ver[k]}" for k in ("torch", "transformers", "hf_muon", *extra_versions))
+    return (
+        f"Run {data['date']} on {mach['cpu']} ({mach['cores']} cores, {mach['torch_threads']} torch threads"
+        + (f", GPU {mach['gpu']['name']}" if mach.get("gpu") else "")
+        + f"), device `{data['args']['device']}`; {versions}. Load at start {load['load1']:.2f} (1 min)"
+        + (f" — **machine busy, {busy}**" if load.get("busy") else "")
+        + (f" — **{contended}**" if data["contended"] else "")
+    )
 
 
 def update_markdown_section(path: Path, key: str, body: str, title: str = "# Benchmark results") -> None:

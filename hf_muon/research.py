@@ -649,6 +649,13 @@ def parse_args(argv: Sequence[str] | None, description: str, default_out: Path):
     return args
 
 
+def report_text(lines: list[str], figs: Sequence[str]) -> str:
+    """A report's markdown: ``lines``, then a Plots section showing ``figs`` (PNG names beside report.md)."""
+    if figs:
+        lines = lines + ["## Plots\n", *(f"![{f}]({f})" for f in figs), ""]
+    return "\n".join(lines) + "\n"
+
+
 # ----------------------------------------------------------------------------------- one recipe run
 @dataclass
 class Recipe:
@@ -669,6 +676,11 @@ class Recipe:
         res["wall_s"] = rec.get("wall_s", 0) if rec else 0
         self.results[run_id] = res
         return res
+
+    def announce(self, runs: int, est: dict) -> None:
+        """Print the plan: how many training runs, their FLOPs and the estimated minutes."""
+        print(f"{self.name}: {runs} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
+              f"{est['minutes']:.1f} min", flush=True)
 
     def finish(self, summary: dict, report: str) -> Path:
         """Write ``summary.json`` (with config, command, environment, data and run bookkeeping) and
@@ -729,6 +741,7 @@ __all__ = [
     "optimizer_ns_flops",
     "param_counts",
     "progress",
+    "report_text",
     "prepare_data",
     "set_threads",
     "start_recipe",

@@ -282,11 +282,7 @@ def report(cfg: dict, an: dict, est: dict, command: str, figs: list[str], result
     L.append(f"- Caveats: short runs ({t['steps']} steps of {int(t['batch_size']) * int(cfg['data']['block_size'])} "
              "tokens) favour larger lrs than long ones; one seed per point; embeddings and norms on AdamW at one fixed "
              "lr for every width (not muP-scaled), which can pull the optimum of narrow and wide models differently.\n")
-    if figs:
-        L.append("## Plots\n")
-        L += [f"![{f}]({f})" for f in figs]
-        L.append("")
-    return "\n".join(L) + "\n"
+    return R.report_text(L, figs)
 
 
 def main(argv=None) -> Path:
@@ -294,8 +290,7 @@ def main(argv=None) -> Path:
     cfg, data = rc.cfg, rc.data
     gr = grids(cfg)
     est = estimate(cfg, gr, data.vocab_size)
-    print(f"lr_transfer: {est['runs']} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
-          f"{est['minutes']:.1f} min", flush=True)
+    rc.announce(est["runs"], est)
     for mode, lrs in gr.items():
         print(f"  {mode}: lr grid {lrs}")
     plan = [(int(w), mode, lr) for w in cfg["model"]["widths"] for mode, lrs in gr.items() for lr in lrs]

@@ -325,11 +325,7 @@ def report(cfg: dict, an: dict, est: dict, command: str, figs: list[str], result
              "one seed per grid point. The paper's gaps within the top group (0.001–0.02 nats) are far below what "
              "this setup resolves, so only large effects (mSGD stabilised by spectral compression, the Adam family's "
              "insensitivity to p) are testable.\n")
-    if figs:
-        L.append("## Plots\n")
-        L += [f"![{f}]({f})" for f in figs]
-        L.append("")
-    return "\n".join(L) + "\n"
+    return R.report_text(L, figs)
 
 
 def main(argv=None) -> Path:
@@ -337,8 +333,7 @@ def main(argv=None) -> Path:
     cfg, data = rc.cfg, rc.data
     vs = variants(cfg)
     est = estimate(cfg, vs, data.vocab_size)
-    print(f"spectral_family: {est['runs']} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
-          f"{est['minutes']:.1f} min", flush=True)
+    rc.announce(est["runs"], est)
     base_seed = int(cfg["train"]["seed"])
 
     def do(name, v, lr, seed=None):

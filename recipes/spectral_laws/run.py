@@ -654,11 +654,7 @@ def report(cfg: dict, an: dict, bench: dict | None, est: dict, command: str, fig
                                         R.fmt(v["ns_flops"] / 1e6, 4), R.fmt(v["lifted_fraction"]),
                                         R.fmt(v["orthogonality_error"])] for n, v in q.items()], "lrrrr"))
             L.append("")
-    if figs:
-        L.append("## Plots\n")
-        L += [f"![{f}]({f})" for f in figs]
-        L.append("")
-    return "\n".join(L) + "\n"
+    return R.report_text(L, figs)
 
 
 def main(argv=None) -> Path:
@@ -666,8 +662,7 @@ def main(argv=None) -> Path:
     cfg, data = rc.cfg, rc.data
     runs = plan(cfg)
     est = estimate(cfg, runs, data.vocab_size)
-    print(f"spectral_laws: {len(runs)} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
-          f"{est['minutes']:.1f} min", flush=True)
+    rc.announce(len(runs), est)
     for run in R.progress(runs, desc="spectral_laws runs"):
         rc.run(run["run_id"], run_spec(cfg, run), lambda run=run: execute(cfg, data, run))
     an = analyse(cfg, rc.results)
