@@ -90,6 +90,7 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
     scale = normalization_scale(coefficients)
     k = 0
     for w in pieces:
+        # Frobenius norm per matrix, in at least fp32 so bf16 inputs do not overflow/underflow the reduction
         norm_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
         norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
         norm = (norm * scale).clamp_min_(eps)
@@ -107,19 +108,20 @@ LOOP_NUMEL = 1 << 20
 
 def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]]) -> torch.Tensor:
     """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n)."""
-    if X.ndim == 2:
-        for a, b, c in triples:
-            A = torch.mm(X, X.mT)
-            B = torch.addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
-            X = torch.addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
-        return X
-    if X.size(-2) * X.size(-1) < LOOP_NUMEL or X.size(0) == 1:
-        for a, b, c in triples:
-            A = torch.bmm(X, X.mT)
-            B = torch.baddbmm(A, A, A, beta=b, alpha=c)
-            X = torch.baddbmm(X, B, X, beta=a, alpha=1.0)
-        return X
-    bufs = (torch.empty_like(X), torch.empty_like(X))  # ping-pong: the input is never written
+    if X.ndim == 3 and X.size(0) > 1 and X.size(-2) * X.size(-1) >= LOOP_NUMEL:
+        return _ns_iterate_per_matrix(X, triples)
+    mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
+    for a, b, c in triples:
+        A = mm(X, X.mT)
+        B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
+        X = addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
+    return X
+
+
+def _ns_iterate_per_matrix(X: torch.Tensor, triples) -> torch.Tensor:
+    """:func:`ns_iterate` for a stack of large matrices: the Gram products stay batched, the X-update runs
+    matrix by matrix into two reused buffers (the input is never written)."""
+    bufs = (torch.empty_like(X), torch.empty_like(X))
     for k, (a, b, c) in enumerate(triples):
         A = torch.bmm(X, X.mT)
         B = torch.baddbmm(A, A, A, beta=b, alpha=c)
@@ -140,20 +142,13 @@ def newton_schulz(
     """Newton-Schulz orthogonalization of ``G`` (..., m, n); returns a tensor in the compute dtype."""
     if G.ndim < 2:
         raise ValueError(f"orthogonalize needs a (..., m, n) tensor, got shape {tuple(G.shape)}")
-    triples = schedule(coefficients, steps)
     compute = resolve_dtype(dtype, G.device, G.dtype)
     tall = G.size(-2) > G.size(-1)
-    X = G.mT if tall else G
-    # Frobenius norm per matrix, in at least fp32 so bf16 inputs do not overflow/underflow the reduction.
-    norm_dtype = torch.float64 if G.dtype == torch.float64 else torch.float32
-    norm = torch.linalg.vector_norm(X, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
-    norm = (norm * normalization_scale(coefficients)).clamp_min_(eps)
-    X = (X / norm).to(compute)  # promotes to the norm dtype, then casts to the compute dtype
-    lead = X.shape[:-2]
-    if X.ndim > 3:
-        X = X.reshape(-1, X.size(-2), X.size(-1))
-    X = ns_iterate(X, triples)
-    X = X.reshape(*lead, X.size(-2), X.size(-1))
+    W = G.mT if tall else G
+    lead, m, n = W.shape[:-2], W.size(-2), W.size(-1)
+    pieces = W.reshape(-1, m, n)
+    X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps)
+    X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps)).reshape(*lead, m, n)
     return X.mT if tall else X
 
 
