@@ -48,7 +48,7 @@ demo: $(STAMP)
 
 # The older quick comparison: a tiny Llama trained with AdamW and with Muon through Trainer (~3 min).
 demo-optimizers: $(STAMP)
-	$(PY) -m hf_muon.demo --data "$(HF_MUON_DATA)" --out runs/demo
+	$(PY) -m hf_muon.lab.demo --data "$(HF_MUON_DATA)" --out runs/demo
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py --device cpu

@@ -10,8 +10,8 @@ with the cumulative **training** wall time (forward, backward, clipping, optimiz
 steps; data indexing and evaluation are not counted).
 
 Data: TinyStories (the head of its validation split in the local mirror ``<data>/pretrain``),
-tokenized with GPT-2's BPE (:mod:`hf_muon.data`), cut into consecutive 128-token blocks; the last 48
-blocks are held out (:func:`hf_muon.data.train_val_split`). To keep the output layer cheap, token ids
+tokenized with GPT-2's BPE (:mod:`hf_muon.lab.data`), cut into consecutive 128-token blocks; the last 48
+blocks are held out (:func:`hf_muon.lab.data.train_val_split`). To keep the output layer cheap, token ids
 are **re-indexed**: the 4,096 GPT-2 ids most frequent in the *training* blocks keep an id each (by
 descending count), every other id becomes one shared "other" id, so the model's vocabulary is 4,097
 (≈99.6% of training tokens keep their own id). The text and its token order are real; losses are over
@@ -74,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import hf_muon  # noqa: E402
-from hf_muon.orthogonalize import resolve_dtype  # noqa: E402
+from hf_muon.ns.newton_schulz import resolve_dtype  # noqa: E402
 
 MODEL_SEED = 0
 DATA_SEED = 1
@@ -151,7 +151,7 @@ def default_data_dir() -> str:
 
 def prepare_data(size: Size, data_dir: str, steps: int) -> Data:
     """TinyStories → GPT-2 ids → blocks → held-out tail → ids re-indexed by training-set frequency."""
-    from hf_muon.data import lm_blocks, load_text, load_tokenizer, train_val_split
+    from hf_muon.lab.data import lm_blocks, load_text, load_tokenizer, train_val_split
 
     tok = load_tokenizer(data_dir)
     blocks = lm_blocks(
@@ -214,10 +214,10 @@ def build_model(size: Size, vocab: int) -> nn.Module:
 
 def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[dict]]:
     """(hf_muon's Muon set, AdamW groups of everything else with hf_muon's decay convention)."""
-    routes = [r for r in hf_muon.route(model) if r.route != "frozen"]
-    muon = [r.param for r in routes if r.route == "muon"]
-    decay = [r.param for r in routes if r.route != "muon" and r.decay]
-    no_decay = [r.param for r in routes if r.route != "muon" and not r.decay]
+    routes = [r for r in hf_muon.route(model) if r.kind != "frozen"]
+    muon = [r.param for r in routes if r.kind == "muon"]
+    decay = [r.param for r in routes if r.kind != "muon" and r.decay]
+    no_decay = [r.param for r in routes if r.kind != "muon" and not r.decay]
     groups = [
         g
         for g in (dict(params=decay, weight_decay=WEIGHT_DECAY), dict(params=no_decay, weight_decay=0.0))
@@ -227,7 +227,7 @@ def split_params(model: nn.Module) -> tuple[list[nn.Parameter], list[dict]]:
 
 
 def all_adamw_groups(model: nn.Module) -> list[dict]:
-    routes = [r for r in hf_muon.route(model) if r.route != "frozen"]
+    routes = [r for r in hf_muon.route(model) if r.kind != "frozen"]
     decay = [r.param for r in routes if r.decay]
     no_decay = [r.param for r in routes if not r.decay]
     return [

@@ -82,7 +82,7 @@ def worker(args):
     exchange = opt.comm_stats.bytes_sent if hasattr(opt, "comm_stats") else 0
     out = {"world": world, "rank": rank, "allreduce_bytes_per_step": counted["allreduce"] / args.steps,
            "exchange_bytes_per_step": exchange / args.steps,
-           "muon_params": sum(p.numel() for r in hf_muon.route(model) if r.route == "muon" for p in [r.param]),
+           "muon_params": sum(p.numel() for r in hf_muon.route(model) if r.kind == "muon" for p in [r.param]),
            "params": sum(p.numel() for p in model.parameters())}
     if rank == 0:
         Path(args.result).write_text(json.dumps(out))
@@ -104,7 +104,7 @@ def _launch(spec, optimizer, world, steps, ns_dtype, port):
 
 
 def balance_table():
-    from hf_muon.distributed import assign_owners, imbalance, ns_cost, round_robin
+    from hf_muon.optim.backends import assign_owners, imbalance, ns_cost, round_robin
 
     shapes = {
         "llama-7.4M (h256, 4L)": (256, 4, 688, 1),

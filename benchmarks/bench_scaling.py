@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import hf_muon  # noqa: E402
-from hf_muon.orthogonalize import resolve_dtype  # noqa: E402
+from hf_muon.ns.newton_schulz import resolve_dtype  # noqa: E402
 
 MODEL_SEED = 0
 GRAD_SEED = 1
@@ -199,7 +199,7 @@ def run_size(size: Size, *, warmup: int, repeats: int | None, device: torch.devi
     t0 = time.time()
     model = build_model(size).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    muon = [r.param for r in hf_muon.route(model) if r.route == "muon"]
+    muon = [r.param for r in hf_muon.route(model) if r.kind == "muon"]
     gen = torch.Generator().manual_seed(GRAD_SEED)
     grads = [
         (torch.randn(p.shape, generator=gen) * GRAD_STD).to(device=device, dtype=p.dtype) for p in params

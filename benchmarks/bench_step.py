@@ -22,7 +22,7 @@ trainable parameter goes to the implementation's own AdamW (Keller, pytorch_opti
 text as its reason.
 
 Newton-Schulz throughput: for the Llama's Muon matrices, GFLOP/s of hf_muon's batched Newton-Schulz
-(``hf_muon.batching.run_jobs``, 5 Polar Express steps) against the *bare same-shape matmul floor*: the
+(``hf_muon.ns.batching.run_jobs``, 5 Polar Express steps) against the *bare same-shape matmul floor*: the
 same ``bmm``/``baddbmm`` calls on pre-stacked, pre-normalised, wide-oriented tensors (no normalisation,
 transposes or stacking inside the timed region). FLOPs per step for a wide (m ≤ n) matrix:
 ``4·m²·n + 2·m³``.
@@ -52,9 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 import hf_muon  # noqa: E402
-from hf_muon.batching import Job, NSConfig, run_jobs  # noqa: E402
-from hf_muon.coefficients import normalization_scale, schedule  # noqa: E402
-from hf_muon.orthogonalize import resolve_dtype  # noqa: E402
+from hf_muon.ns.batching import Job, NSConfig, run_jobs  # noqa: E402
+from hf_muon.ns.coefficients import normalization_scale, schedule  # noqa: E402
+from hf_muon.ns.newton_schulz import resolve_dtype  # noqa: E402
 
 MODEL_SEED = 0
 GRAD_SEED = 1
@@ -195,7 +195,7 @@ def make_case(spec: ModelSpec, tiny: bool, device: torch.device) -> Case:
     model = spec.build(tiny).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     routes = hf_muon.route(model, moe_experts=spec.moe_experts)
-    muon_ids = {id(r.param) for r in routes if r.route == "muon"}
+    muon_ids = {id(r.param) for r in routes if r.kind == "muon"}
     case = Case(
         spec.name,
         model,

@@ -26,7 +26,7 @@ import common  # noqa: E402
 
 
 def _data(tiny: bool, block: int):
-    from hf_muon.data import lm_blocks, load_text, load_tokenizer
+    from hf_muon.lab.data import lm_blocks, load_text, load_tokenizer
 
     data = os.environ.get("HF_MUON_DATA") or str(common.REPO_DIR.parent / "shared" / "data")
     tok = load_tokenizer(data)

@@ -31,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 # JSON files and markdown tables are written as the research recipes write theirs (one implementation).
-from hf_muon.research import markdown_table, write_json  # noqa: F401
+from hf_muon.lab.research import markdown_table, write_json  # noqa: F401
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent

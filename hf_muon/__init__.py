@@ -1,24 +1,33 @@
 """hf_muon: Muon (orthogonalized momentum) for the HuggingFace stack.
 
-Pipeline, one concept per module:
-    math          coefficients → orthogonalize → batching; spectral_power (U Σ^p Vᵀ); ns_schedule
-    optimizer     update (the rule) → optimizer (one torch.optim.Optimizer: Muon + AdamW groups); reference
-    routing       scaling (scale modes, lr conversion), fused (per-block QKV/gate_up), routing (which params go
-                  where), factory
-    distributed   distributed/ (FLOP-balanced owners, DDP all-gather, FSDP2 all-to-all)
-    integrations  integrations/ (--optim muon, optim_args, Trainer/TRL mixins), run (launcher), cli
-    diagnostics   diagnostics/ (spectra, callback, plots); evaluation/ + metrics/ (scoring)
-    recipes       study/ (the optimizer-mismatch study), research (recipe helpers), data, chat, demo
+The plugin (this package; needs only torch), in pipeline order::
+
+    ns/            Newton-Schulz math: coefficients, newton_schulz, batching, blocks, spectral_power,
+                   schedule, cost (the FLOP formula), reference (exact SVD, float64 iteration)
+    config.py      MuonConfig: every knob once (type, default, range, doc); parsing and validation
+    optim/         the Optimizer as stages: screen → rules → jobs → backends/ (local, replicated, sharded:
+                   the one override point) → apply → adamw; state (layout + dtype policy), validate, stats
+    model/         routing (labels each tensor), groups (param_groups), fused, scaling, layers
+    factory.py     create_optimizer: the one builder (config → groups → Muon)
+    integrations/  translate and delegate: transformers (--optim muon), autoregister, trainer, trl, optim_args
+    diagnostics/   spectral numbers, the Trainer callback, plots
+    run.py, cli.py launchers
+
+The lab (``hf_muon.lab``: study, evaluation, metrics, research helpers, data, demo; ``pip install
+hf_muon[study]``) imports the plugin and never the reverse.
 """
 
-from .coefficients import KELLER, POLAR_EXPRESS, scalar_map, schedule
+from .config import MuonConfig
 from .factory import create_optimizer
-from .fused import Split
 from .integrations import autoregister as _autoregister
-from .optimizer import Muon
-from .orthogonalize import newton_schulz, orthogonalize, svd_orthogonalize
-from .routing import Route, param_groups, route, routing_report
-from .scaling import SCALE_MODES, check_lr, convert_lr, scale_factor
+from .model.groups import param_groups
+from .model.routing import Route, route, routing_report
+from .model.scaling import SCALE_MODES, check_lr, convert_lr, scale_factor
+from .ns.blocks import Split
+from .ns.coefficients import KELLER, POLAR_EXPRESS, scalar_map, schedule
+from .ns.newton_schulz import newton_schulz, orthogonalize
+from .ns.reference import svd_orthogonalize
+from .optim.muon import Muon
 
 __version__ = "0.1.0"
 
@@ -42,11 +51,13 @@ def __getattr__(name):  # PEP 562: HF-dependent names are imported on first use
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'hf_muon' has no attribute {name!r}")
 
+
 __all__ = [
     "KELLER",
     "POLAR_EXPRESS",
     "SCALE_MODES",
     "Muon",
+    "MuonConfig",
     "MuonDiagnosticsCallback",
     "MuonSFTTrainer",
     "MuonTrainer",

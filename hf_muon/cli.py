@@ -8,8 +8,8 @@ import sys
 COMMANDS = {
     "run": ("hf_muon.run", "run SCRIPT.py|-m MODULE ARGS...  run a training script with --optim muon registered"),
     "plot": ("hf_muon.diagnostics.plot", "plot RUN_DIR  turn diagnostics JSONL into PNG plots"),
-    "demo": ("hf_muon.demo", "demo [--data DIR --out DIR]  tiny Llama: AdamW vs Muon through Trainer"),
-    "study": ("hf_muon.study.cli", "study CONFIG.yaml [--stages ...]  the pretraining-vs-SFT optimizer-mismatch study"),
+    "demo": ("hf_muon.lab.demo", "demo [--data DIR --out DIR]  tiny Llama: AdamW vs Muon through Trainer"),
+    "study": ("hf_muon.lab.study.cli", "study CONFIG.yaml [--stages ...]  the pretraining-vs-SFT optimizer-mismatch study"),
 }
 
 

@@ -1,26 +1,28 @@
-"""``create_optimizer``: a routed :class:`hf_muon.Muon` for any model, for plain loops and accelerate.
+"""``create_optimizer``: the one builder of a routed :class:`hf_muon.Muon`.
 
-The result is a single ``torch.optim.Optimizer``, so ``accelerator.prepare(model, opt)`` wraps it in
-``AcceleratedOptimizer`` unchanged (fp16 ``GradScaler``, gradient accumulation and schedulers included).
+Plain loops, accelerate (``accelerator.prepare(model, opt)`` wraps the result in ``AcceleratedOptimizer``
+unchanged: fp16 ``GradScaler``, gradient accumulation and schedulers included), the Trainer factory, the
+recipes and the benchmarks all build through here: a :class:`hf_muon.MuonConfig` (or its fields as keyword
+arguments) → :func:`hf_muon.param_groups` → :class:`hf_muon.Muon`.
 """
 
 from __future__ import annotations
 
-from .optimizer import Muon
-from .routing import param_groups
+from .config import MuonConfig
+from .model.groups import param_groups
+from .optim.muon import Muon
 
-_ROUTING_KEYS = ("lora_policy", "moe_experts", "conv", "include", "exclude", "split_fused")
 
+def create_optimizer(model, config: MuonConfig | dict | None = None, *, backend=None, process_group=None,
+                     **knobs) -> Muon:
+    """Route ``model`` and build :class:`Muon` from ``config`` (a MuonConfig or a dict) and/or its fields.
 
-def create_optimizer(model, lr: float = 1e-3, *, adamw_lr: float | None = None, muon_lr: float | None = None,
-                     weight_decay: float = 0.1, **kwargs) -> Muon:
-    """Route ``model`` and build :class:`Muon`.
-
-    ``lr`` is the base lr; ``muon_lr`` / ``adamw_lr`` override it per kind. Routing keywords
-    (``lora_policy``, ``moe_experts``, ``conv``, ``include``, ``exclude``, ``split_fused``) go to
-    :func:`hf_muon.param_groups`; everything else (``scale_mode``, ``ns_steps``, ``betas`` …) to
-    :class:`Muon`.
+    ``lr`` is the base lr; ``muon_lr`` / ``muon_lr_ratio`` / ``adamw_lr`` set it per kind.
     """
-    routing = {k: kwargs.pop(k) for k in _ROUTING_KEYS if k in kwargs}
-    groups = param_groups(model, lr=muon_lr, adamw_lr=adamw_lr, weight_decay=weight_decay, **routing)
-    return Muon(groups, lr=lr, weight_decay=weight_decay, **kwargs)
+    if isinstance(config, dict):
+        config = MuonConfig.from_dict(config)
+    config = (config or MuonConfig()).replace(**knobs) if knobs else (config or MuonConfig())
+    return Muon(param_groups(model, config), config=config, backend=backend, process_group=process_group)
+
+
+__all__ = ["create_optimizer"]

@@ -5,7 +5,7 @@ import torch
 from conftest import data_dir
 
 import hf_muon
-from hf_muon.data import lm_blocks, load_text, load_tokenizer
+from hf_muon.lab.data import lm_blocks, load_text, load_tokenizer
 
 
 def _train(opt_name: str, lr: float, blocks: torch.Tensor, vocab: int, steps: int = 50, batch: int = 8) -> float:

@@ -10,8 +10,8 @@ import torch
 from conftest import REPO, free_port
 
 from hf_muon import Muon, param_groups, route
-from hf_muon.distributed import assign_owners, imbalance, ns_cost, round_robin
-from hf_muon.distributed.exchange import _chunk_rows
+from hf_muon.optim.backends import assign_owners, imbalance, ns_cost, round_robin
+from hf_muon.optim.backends.sharded import _chunk_rows
 
 SCRIPT = REPO / "tests" / "scripts" / "dist_train.py"
 BIN = os.path.dirname(sys.executable)
@@ -34,9 +34,10 @@ def test_flop_balanced_assignment(world, shapes):
 
 
 def test_ns_cost_and_chunk_rows():
-    assert ns_cost((256, 688), 5) == 256 * 688 * 256 * 5
+    # the NS FLOP formula steps·(4m²n + 2m³), m = min side (hf_muon.ns.cost)
+    assert ns_cost((256, 688), 5) == 5 * (4 * 256 * 256 * 688 + 2 * 256**3)
     assert ns_cost((688, 256), 5) == ns_cost((256, 688), 5)
-    assert ns_cost((4, 32, 16), 5) == 4 * 32 * 16 * 16 * 5
+    assert ns_cost((4, 32, 16), 5) == 4 * 5 * (4 * 16 * 16 * 32 + 2 * 16**3)
     assert _chunk_rows(10, 4) == [3, 3, 3, 1]
     assert _chunk_rows(5, 4) == [2, 2, 1, 0]
     assert _chunk_rows(2, 4) == [1, 1, 0, 0]

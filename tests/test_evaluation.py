@@ -13,21 +13,21 @@ import pytest
 import torch
 from conftest import REPO, data_dir, free_port
 
-from hf_muon import metrics as M
-from hf_muon.evaluation import arc, gsm8k, humaneval, mmlu, sources
-from hf_muon.evaluation.generation import generate_until, truncate_at_stop
-from hf_muon.evaluation.loglik import encode_pair, loglikelihood, loglikelihood_tokens
-from hf_muon.evaluation.perplexity import sequence_nll
-from hf_muon.evaluation.runner import evaluate_model
-from hf_muon.evaluation.sandbox import CodeExecutionNotAllowed, run_program
-from hf_muon.evaluation.sft_loss import split_indices, tokenize_conversation
+from hf_muon.lab import metrics as M
+from hf_muon.lab.evaluation import arc, gsm8k, humaneval, mmlu, sources
+from hf_muon.lab.evaluation.generation import generate_until, truncate_at_stop
+from hf_muon.lab.evaluation.loglik import encode_pair, loglikelihood, loglikelihood_tokens
+from hf_muon.lab.evaluation.perplexity import sequence_nll
+from hf_muon.lab.evaluation.runner import evaluate_model
+from hf_muon.lab.evaluation.sandbox import CodeExecutionNotAllowed, run_program
+from hf_muon.lab.evaluation.sft_loss import split_indices, tokenize_conversation
 
 # ----------------------------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
 def tok():
-    from hf_muon.data import load_tokenizer
+    from hf_muon.lab.data import load_tokenizer
 
     return load_tokenizer(data_dir())
 
@@ -410,8 +410,8 @@ import json, os, sys
 import torch
 from accelerate import Accelerator
 from transformers import LlamaConfig, LlamaForCausalLM
-from hf_muon.data import load_tokenizer
-from hf_muon.evaluation import evaluate_model, generate_until, loglikelihood, sequence_nll
+from hf_muon.lab.data import load_tokenizer
+from hf_muon.lab.evaluation import evaluate_model, generate_until, loglikelihood, sequence_nll
 
 out_dir, data = sys.argv[1], sys.argv[2]
 acc = Accelerator(cpu=True)

@@ -9,7 +9,8 @@ from conftest import tiny_gpt2, tiny_qwen3_moe
 
 import hf_muon
 from hf_muon import Muon
-from hf_muon.fused import Split, assemble, blocks, detect
+from hf_muon.model.fused import detect
+from hf_muon.ns.blocks import Split, assemble, blocks
 
 
 @pytest.mark.parametrize("split, shape", [
@@ -123,7 +124,7 @@ def test_routing_detects_fused_layouts_from_the_config(kind, name, expected):
         cfg = model.config
         expected = (Split(-1, (cfg.n_embd,) * 3, 1, "qkv") if kind == "gpt2"
                     else Split(-2, (cfg.moe_intermediate_size,) * 2, 1, "gate_up"))
-    assert r.route == "muon" and r.split == expected, r.reason
+    assert r.kind == "muon" and r.split == expected, r.reason
     assert "split" in r.reason
     # off by default; the report says so per parameter when on
     assert {x.name: x for x in hf_muon.route(model, moe_experts="muon")}[name].split is None

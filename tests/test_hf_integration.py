@@ -88,7 +88,7 @@ def test_trainer_optim_muon_trains_and_routes_as_reported(tmp_path):
     opt = trainer.optimizer.optimizer  # AcceleratedOptimizer -> hf_muon.Muon
     assert isinstance(opt, hf_muon.Muon)
     muon_ids = {id(p) for g in opt.param_groups if g["use_muon"] for p in g["params"]}
-    routed = {id(r.param) for r in hf_muon.route(model) if r.route == "muon"}
+    routed = {id(r.param) for r in hf_muon.route(model) if r.kind == "muon"}
     assert muon_ids == routed and len(muon_ids) == 14
     assert all(g["coefficients"] == "keller" for g in opt.param_groups if g["use_muon"])
     assert opt.param_groups[0]["use_muon"] is False  # group 0 (the logged lr) is AdamW

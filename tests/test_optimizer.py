@@ -10,7 +10,7 @@ import torch
 
 import hf_muon
 from hf_muon import Muon
-from hf_muon.reference import reference_muon_step
+from hf_muon.optim.reference import reference_muon_step
 
 
 def _params(specs, dtype=torch.float32):
@@ -225,7 +225,7 @@ def test_same_shape_matrices_are_orthogonalized_in_one_batched_call():
     for p in params:
         p.grad = torch.randn_like(p)
     snap = [p.detach().clone() for p in params]
-    import hf_muon.batching as batching
+    import hf_muon.ns.batching as batching
 
     with mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy:
         Muon(params, lr=1e-2, ns_dtype="float32").step()
@@ -243,7 +243,7 @@ def test_groups_with_different_lrs_and_settings_share_batches_only_when_compatib
     a, b, c = _params([(16, 32)] * 3)
     for p in (a, b, c):
         p.grad = torch.randn_like(p)
-    import hf_muon.batching as batching
+    import hf_muon.ns.batching as batching
 
     opt = Muon([dict(params=[a], lr=1e-2), dict(params=[b], lr=1e-3), dict(params=[c], ns_steps=7)], lr=1e-3)
     with mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy:

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hf_muon import orthogonalize, scalar_map, schedule
-from hf_muon.coefficients import KELLER, POLAR_EXPRESS, POLAR_EXPRESS_SAFETY
-from hf_muon.orthogonalize import resolve_dtype
+from hf_muon.ns.coefficients import KELLER, POLAR_EXPRESS, POLAR_EXPRESS_SAFETY
+from hf_muon.ns.newton_schulz import resolve_dtype
 
 
 def _expected(G: torch.Tensor, coefficients, steps):
@@ -106,7 +106,7 @@ def test_bf16_input_and_explicit_dtypes():
 
 
 def test_auto_dtype_policy(monkeypatch):
-    from hf_muon.orthogonalize import cpu_has_fast_bf16
+    from hf_muon.ns.newton_schulz import cpu_has_fast_bf16
 
     cpu = torch.device("cpu")
     cpu_has_fast_bf16.cache_clear()
@@ -173,9 +173,9 @@ def test_large_stacks_take_the_per_matrix_update_with_the_same_result(monkeypatc
     result equals the batched baddbmm path and the input stack is left untouched."""
     import importlib
 
-    from hf_muon.coefficients import schedule
+    from hf_muon.ns.coefficients import schedule
 
-    O = importlib.import_module("hf_muon.orthogonalize")  # the package attribute is the function of that name
+    O = importlib.import_module("hf_muon.ns.newton_schulz")
 
     X = torch.randn(5, 12, 20, dtype=dtype)
     X = X / X.norm(dim=(-2, -1), keepdim=True) / 1.01  # what orthogonalize feeds the loop (Polar Express safety 1.01)

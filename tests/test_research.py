@@ -1,4 +1,4 @@
-"""hf_muon.research and the research recipes (recipes/spectral_laws, spectral_family, lr_transfer).
+"""hf_muon.lab.research and the research recipes (recipes/spectral_laws, spectral_family, lr_transfer).
 
 Fast tests check the pieces on synthetic inputs with hand-computed answers (FLOP counts, power-law
 fits, lr grids, resume); the slow tests run each recipe's tiny config end to end on the mirror text and
@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import data_dir, tiny_llama
 
-from hf_muon import research as R
+from hf_muon.lab import research as R
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("spectral_laws", "spectral_family", "lr_transfer")

@@ -20,20 +20,20 @@ def _muon_ids(groups):
 def test_llama_routes_linears_to_muon_and_embeddings_to_adamw(tie):
     model = tiny_llama(tie=tie)
     r = _by_name(route(model))
-    assert r["model.layers.0.self_attn.q_proj.weight"].route == "muon"
-    assert r["model.layers.1.mlp.down_proj.weight"].route == "muon"
-    assert r["model.embed_tokens.weight"].route == "adamw"
-    assert r["model.norm.weight"].route == "adamw" and not r["model.norm.weight"].decay
+    assert r["model.layers.0.self_attn.q_proj.weight"].kind == "muon"
+    assert r["model.layers.1.mlp.down_proj.weight"].kind == "muon"
+    assert r["model.embed_tokens.weight"].kind == "adamw"
+    assert r["model.norm.weight"].kind == "adamw" and not r["model.norm.weight"].decay
     if tie:
         assert "lm_head.weight" not in r  # deduplicated: same tensor as the input embedding
         assert model.lm_head.weight is model.model.embed_tokens.weight
         assert r["model.embed_tokens.weight"].reason == "input and output embedding (tied)"
     else:
-        assert r["lm_head.weight"].route == "adamw" and r["lm_head.weight"].reason == "output embedding"
+        assert r["lm_head.weight"].kind == "adamw" and r["lm_head.weight"].reason == "output embedding"
     groups = param_groups(model)
     assert id(model.lm_head.weight) not in _muon_ids(groups)
     assert id(model.model.embed_tokens.weight) not in _muon_ids(groups)
-    n_muon = sum(1 for x in r.values() if x.route == "muon")
+    n_muon = sum(1 for x in r.values() if x.kind == "muon")
     assert n_muon == 2 * 7  # q,k,v,o,gate,up,down per layer
     # AdamW groups come first and biases/norms have no weight decay
     assert groups[0]["use_muon"] is False and groups[-1]["use_muon"] is True
@@ -42,20 +42,20 @@ def test_llama_routes_linears_to_muon_and_embeddings_to_adamw(tie):
 
 def test_qwen3_qk_norms_go_to_adamw():
     r = _by_name(route(tiny_qwen3()))
-    assert r["model.layers.0.self_attn.q_norm.weight"].route == "adamw"
-    assert r["model.layers.0.self_attn.k_proj.weight"].route == "muon"
+    assert r["model.layers.0.self_attn.q_norm.weight"].kind == "adamw"
+    assert r["model.layers.0.self_attn.k_proj.weight"].kind == "muon"
 
 
 def test_qwen3_moe_experts_opt_in_and_router_on_adamw():
     model = tiny_qwen3_moe()
     r = _by_name(route(model))
-    assert r["model.layers.0.mlp.experts.gate_up_proj"].route == "adamw"  # default policy
-    assert r["model.layers.0.mlp.gate.weight"].route == "adamw"
+    assert r["model.layers.0.mlp.experts.gate_up_proj"].kind == "adamw"  # default policy
+    assert r["model.layers.0.mlp.gate.weight"].kind == "adamw"
     assert r["model.layers.0.mlp.gate.weight"].reason == "MoE router"
     r2 = _by_name(route(model, moe_experts="muon"))
     e = r2["model.layers.0.mlp.experts.down_proj"]
-    assert e.route == "muon" and e.experts and not e.transposed
-    assert r2["model.layers.0.mlp.gate.weight"].route == "adamw"
+    assert e.kind == "muon" and e.experts and not e.transposed
+    assert r2["model.layers.0.mlp.gate.weight"].kind == "adamw"
     opt = Muon(param_groups(model, moe_experts="muon"), lr=1e-3)
     x = torch.randint(0, 128, (2, 12))
     model(input_ids=x, labels=x).loss.backward()
@@ -67,17 +67,17 @@ def test_qwen3_moe_experts_opt_in_and_router_on_adamw():
 def test_gpt2_conv1d_is_transposed_and_position_table_is_adamw():
     r = _by_name(route(tiny_gpt2()))
     c = r["transformer.h.0.attn.c_attn.weight"]
-    assert c.route == "muon" and c.transposed and c.shape == (32, 96)
-    assert r["transformer.h.0.attn.c_attn.bias"].route == "adamw"
-    assert r["transformer.wpe.weight"].route == "adamw"
-    assert r["transformer.wte.weight"].route == "adamw"
+    assert c.kind == "muon" and c.transposed and c.shape == (32, 96)
+    assert r["transformer.h.0.attn.c_attn.bias"].kind == "adamw"
+    assert r["transformer.wpe.weight"].kind == "adamw"
+    assert r["transformer.wte.weight"].kind == "adamw"
 
 
 def test_bert_classifier_head_outside_backbone_is_adamw():
     r = _by_name(route(tiny_bert_classifier()))
-    assert r["classifier.weight"].route == "adamw" and r["classifier.weight"].reason == "head outside the backbone"
-    assert r["bert.encoder.layer.0.attention.self.query.weight"].route == "muon"
-    assert r["bert.embeddings.position_embeddings.weight"].route == "adamw"
+    assert r["classifier.weight"].kind == "adamw" and r["classifier.weight"].reason == "head outside the backbone"
+    assert r["bert.encoder.layer.0.attention.self.query.weight"].kind == "muon"
+    assert r["bert.embeddings.position_embeddings.weight"].kind == "adamw"
 
 
 def _lora(model, **kw):
@@ -89,19 +89,19 @@ def _lora(model, **kw):
 def test_peft_lora_policies_and_modules_to_save():
     model = _lora(tiny_llama(), modules_to_save=["lm_head"])
     routes = route(model)
-    trainable = [r for r in routes if r.route != "frozen"]
-    assert all(r.route == "adamw" for r in trainable)  # default policy: everything on AdamW
-    save = [r for r in routes if "modules_to_save" in r.name and r.route != "frozen"]
-    assert save and all(r.route == "adamw" for r in save)
-    assert any(r.route == "frozen" and r.name.endswith("q_proj.base_layer.weight") for r in routes)
+    trainable = [r for r in routes if r.kind != "frozen"]
+    assert all(r.kind == "adamw" for r in trainable)  # default policy: everything on AdamW
+    save = [r for r in routes if "modules_to_save" in r.name and r.kind != "frozen"]
+    assert save and all(r.kind == "adamw" for r in save)
+    assert any(r.kind == "frozen" and r.name.endswith("q_proj.base_layer.weight") for r in routes)
     with pytest.raises(ValueError, match="no parameter was routed"):
         param_groups(model)
     b_only = _by_name(route(model, lora_policy="b_only"))
     a = next(r for n, r in b_only.items() if "lora_A" in n)
     b = next(r for n, r in b_only.items() if "lora_B" in n)
-    assert a.route == "adamw" and b.route == "muon"
+    assert a.kind == "adamw" and b.kind == "muon"
     both = route(model, lora_policy="both")
-    assert all(r.route == "muon" for r in both if "lora_" in r.name and r.route != "frozen")
+    assert all(r.kind == "muon" for r in both if "lora_" in r.name and r.kind != "frozen")
     groups = param_groups(model, lora_policy="both")
     opt = Muon(groups, lr=1e-3)
     x = torch.randint(0, 128, (2, 8))
@@ -113,15 +113,15 @@ def test_dora_magnitude_stays_on_adamw():
     model = _lora(tiny_llama(), use_dora=True)
     routes = route(model, lora_policy="both")
     mags = [r for r in routes if "lora_magnitude_vector" in r.name]
-    assert mags and all(r.route == "adamw" for r in mags)
+    assert mags and all(r.kind == "adamw" for r in mags)
 
 
 def test_include_exclude_overrides():
     model = tiny_llama()
     r = _by_name(route(model, exclude=[r"\.o_proj\."], include=[r"lm_head"]))
-    assert r["model.layers.0.self_attn.o_proj.weight"].route == "adamw"
+    assert r["model.layers.0.self_attn.o_proj.weight"].kind == "adamw"
     assert r["model.layers.0.self_attn.o_proj.weight"].reason == "excluded by pattern"
-    assert r["lm_head.weight"].route == "muon"
+    assert r["lm_head.weight"].kind == "muon"
     with pytest.raises(ValueError, match="Muon needs"):
         route(model, include=["norm"])
     with pytest.raises(ValueError, match="invalid routing regex"):

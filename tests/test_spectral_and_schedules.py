@@ -5,7 +5,7 @@ import torch
 from conftest import tiny_llama
 
 from hf_muon import Muon, param_groups
-from hf_muon.ns_schedule import (
+from hf_muon.ns.schedule import (
     DepthSchedule,
     lift_threshold,
     normalized_sigma_quantile,
@@ -13,7 +13,7 @@ from hf_muon.ns_schedule import (
     resolve_steps,
     steps_for,
 )
-from hf_muon.spectral_power import spectral_power, svd_power
+from hf_muon.ns.spectral_power import spectral_power, svd_power
 
 
 def _with_spectrum(m, n, sv, dtype=torch.float64):
@@ -140,7 +140,7 @@ def test_auto_picks_fewest_steps_that_lift_the_quantile():
     assert sa == steps_for(normalized_sigma_quantile(healthy, 0.5), "keller")
     assert sa <= 4 and sb >= 7 and sb == steps_for(normalized_sigma_quantile(starved, 0.5), "keller")
     # the chosen count lifts the median singular value of the update to >= 0.5
-    from hf_muon.orthogonalize import newton_schulz
+    from hf_muon.ns.newton_schulz import newton_schulz
 
     O = newton_schulz(starved, steps=sb, coefficients="keller", dtype="float32")
     assert torch.linalg.svdvals(O).median() >= 0.5

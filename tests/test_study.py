@@ -11,8 +11,8 @@ import time
 import pytest
 from conftest import REPO, data_dir
 
-from hf_muon.study import load_config, run_study
-from hf_muon.study.cards import validate_card
+from hf_muon.lab.study import load_config, run_study
+from hf_muon.lab.study.cards import validate_card
 
 TINY = REPO / "recipes" / "mismatch" / "tiny.yaml"
 
@@ -53,7 +53,7 @@ def test_malformed_tulu_rows_are_counted_and_skipped(tmp_path):
         json.dumps({"id": "b4", "messages": "not a list"}),
     ]
     (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text("\n".join(good[:10] + bad + good[10:]) + "\n")
-    from hf_muon.study.pipeline import sft_rows
+    from hf_muon.lab.study.pipeline import sft_rows
 
     cfg = load_config(TINY, {"data_dir": str(mirror)})
     train, held, report = sft_rows(cfg)
@@ -116,7 +116,7 @@ def test_public_base_mode_with_a_local_tiny_model(tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hf_muon.data import load_tokenizer
+    from hf_muon.lab.data import load_tokenizer
 
     tok = load_tokenizer(data_dir())
     torch.manual_seed(0)
@@ -138,7 +138,7 @@ def test_public_base_mode_with_a_local_tiny_model(tmp_path):
 
 
 def test_card_metric_names_carry_the_shot_count_the_run_used():
-    from hf_muon.study.cards import eval_results
+    from hf_muon.lab.study.cards import eval_results
 
     scores = {"mmlu": {"acc": 0.3, "config": {"num_fewshot": 1}}, "gsm8k": {"exact_match": 0.0,
                                                                             "config": {"num_fewshot": 0}},

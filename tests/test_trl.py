@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import REPO, data_dir
 
-from hf_muon.chat import prepare_chat_tokenizer
+from hf_muon.lab.chat import prepare_chat_tokenizer
 
 
 def _tokenizer():

@@ -22,9 +22,10 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import CallbackHandler
 
-from ..batching import Job, run_jobs
-from ..fused import Split, blocks
-from ..optimizer import Muon
+from ..ns.batching import Job, run_jobs
+from ..ns.blocks import Split, blocks
+from ..optim.jobs import as_matrix, ns_config
+from ..optim.muon import Muon
 from .spectral import (
     DEFAULT_QUANTILES,
     layer_info,
@@ -168,10 +169,10 @@ class MuonDiagnosticsCallback(TrainerCallback):
             if buf is None or not bool(buf.any()):
                 continue
             m = buf.full_tensor() if hasattr(buf, "full_tensor") else buf
-            M = Muon._as_matrix(m, g)
+            M = as_matrix(m, g)
             split = Split.from_spec(g.get("split"))
             parts = blocks(M, split) if split is not None else [M]  # a fused weight: each block on its own
-            outs = run_jobs([Job(b, Muon._ns_config(g)) for b in parts])
+            outs = run_jobs([Job(b, ns_config(g)) for b in parts])
             errors.append(max(orthogonality_error(O) for O in outs))
             lifted.append(min(lifted_fraction(O) for O in outs))
             self._write({"step": step, "kind": "orthogonality", "name": name, "error": errors[-1],

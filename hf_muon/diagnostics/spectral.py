@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from ..layers import layer_info  # noqa: F401  (re-exported)
+from ..model.layers import layer_info  # noqa: F401  (re-exported)
 
 DEFAULT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 import enum
 import logging
 
-from ..optimizer import Muon
-from ..routing import param_groups, route, routing_report
-from .optim_args import MuonArgs, parse_optim_args
+from ..config import MuonConfig
+from ..factory import create_optimizer
+from ..model.routing import route, routing_report
+from ..optim.muon import Muon
+from .optim_args import config_from_training_args
 
 logger = logging.getLogger("hf_muon")
 
@@ -100,7 +102,7 @@ def check_backend(args) -> None:
             )
 
 
-def build_optimizer(model, args, optim_args: MuonArgs | dict | str | None = None, **overrides) -> Muon:
+def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = None, **overrides) -> Muon:
     """A routed :class:`Muon` for ``model`` from ``TrainingArguments`` (+ ``optim_args``).
 
     ``args.learning_rate`` is the AdamW lr and (unless ``muon_lr``/``muon_lr_ratio``) the Muon lr,
@@ -108,18 +110,12 @@ def build_optimizer(model, args, optim_args: MuonArgs | dict | str | None = None
     ``args`` too.
     """
     check_backend(args)
-    margs = optim_args if isinstance(optim_args, MuonArgs) else parse_optim_args(
-        optim_args if optim_args is not None else getattr(args, "optim_args", None)
-    )
-    lr = args.learning_rate
-    groups = param_groups(model, lr=margs.muon_lr_for(lr), adamw_lr=lr, weight_decay=args.weight_decay,
-                          **margs.routing_kwargs(), **margs.group_options())
-    kwargs = dict(lr=lr, weight_decay=args.weight_decay, betas=(args.adam_beta1, args.adam_beta2),
-                  eps=args.adam_epsilon, **margs.optimizer_kwargs())
-    kwargs.update(overrides)
-    opt = Muon(groups, **kwargs)
+    config = config_from_training_args(args, optim_args)
+    if overrides:
+        config = config.replace(**overrides)
+    opt = create_optimizer(model, config)
     if logger.isEnabledFor(logging.INFO):
-        logger.info("hf_muon routing:\n%s", routing_report(route(model, **margs.routing_kwargs())))
+        logger.info("hf_muon routing:\n%s", routing_report(route(model, **config.routing_kwargs())))
     return opt
 
 
@@ -133,5 +129,5 @@ class MuonFactory:
 def muon_handler(ctx):
     """``_OPTIMIZER_HANDLERS`` entry: validate early, return the factory and its kwargs."""
     check_backend(ctx.args)
-    margs = parse_optim_args(ctx.optim_args)  # bad keys/values fail here, with the valid ones listed
-    return MuonFactory, {"args": ctx.args, "optim_args": margs}
+    config = config_from_training_args(ctx.args, ctx.optim_args)  # parsed once; bad keys/values fail here
+    return MuonFactory, {"args": ctx.args, "optim_args": config}

@@ -28,8 +28,8 @@ import math
 import re
 from pathlib import Path
 
-from hf_muon import research as R
-from hf_muon.scaling import SCALE_MODES, convert_lr
+from hf_muon.lab import research as R
+from hf_muon.model.scaling import SCALE_MODES, convert_lr
 
 DEFAULTS = {
     "name": "lr_transfer",

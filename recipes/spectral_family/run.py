@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hf_muon import research as R
+from hf_muon.lab import research as R
 
 # Paper (BeyondMuon figures, guide §3): best lr and final val loss of GPT-2 124M on OpenWebText, 100B tokens.
 PAPER = {

@@ -1,0 +1,370 @@
+"""``MuonConfig``: every optimizer and routing knob of hf_muon, once.
+
+Each field carries its type, default, valid range and a one-line doc (``dataclasses.fields`` metadata); that
+metadata is the one argument doc of the project (the README's ``--optim_args`` table is generated from it,
+:func:`markdown_table`, and a test keeps the two equal). A config is built once, from keyword arguments
+(``MuonConfig(ns_steps=7)``), from ``--optim_args`` (:meth:`MuonConfig.from_optim_args`, strings parsed here),
+or from a dict / YAML file (:meth:`MuonConfig.from_dict`, :meth:`MuonConfig.from_yaml`), and it is what
+routing, :func:`hf_muon.param_groups`, :class:`hf_muon.Muon`, :func:`hf_muon.create_optimizer`, the Trainer
+factory, the recipes and the benchmarks consume. Parsing and validation live here only: an unknown key or a
+bad value raises ``ValueError`` naming the key and listing the valid keys or values. Per-group overrides in
+hand-built param groups are checked by the same validators (:func:`check`).
+
+Scopes: ``group`` knobs are per-param-group defaults (a group may override them), ``optimizer`` knobs belong
+to the optimizer as a whole, ``routing`` knobs decide which parameters go to Muon. Knobs marked
+"TrainingArguments" come from ``--learning_rate`` / ``--weight_decay`` / ``--adam_*`` in the Trainer path and
+are not ``--optim_args`` keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model.scaling import SCALE_MODES
+from .ns.coefficients import PRESETS
+from .ns.newton_schulz import METHODS, NS_DTYPES
+from .ns.schedule import DepthSchedule, parse_schedule
+
+NONFINITE_POLICIES = ("error", "skip")
+DISTRIBUTED_MODES = ("auto", "none")
+UPDATE_BASES = ("momentum", "adam")
+MOMENTUM_DTYPES = ("float32",)
+LORA_POLICIES = ("adamw", "b_only", "both")
+MOE_POLICIES = ("adamw", "muon")
+CONV_POLICIES = ("adamw", "muon")
+
+_TRUE = {"1", "true", "yes", "on", "t", "y"}
+_FALSE = {"0", "false", "no", "off", "f", "n"}
+
+
+def knob(default, doc: str, kind: str, *, scope: str = "group", choices=None, lo=None, hi=None,
+         lo_open: bool = False, hi_open: bool = False, optional: bool = False, optim_arg: str | None | bool = True):
+    """A MuonConfig field: ``kind`` is float | int | bool | choice | text | regex | ns_steps | coefficients |
+    betas; ``optim_arg`` is the ``--optim_args`` key (True: the field name; None: not an optim_args key)."""
+    meta = dict(doc=doc, kind=kind, scope=scope, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open,
+                optional=optional, optim_arg=optim_arg)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class MuonConfig:
+    """All hf_muon knobs; see the module docstring and each field's doc (``MuonConfig.doc(name)``)."""
+
+    # ------------------------------------------------------------------ learning rates and decay
+    lr: float = knob(1e-3, "lr of every group that sets none (moonlight-scaled Muon groups take AdamW-sized lrs)",
+                     "float", lo=0.0, optim_arg=None)
+    adamw_lr: float | None = knob(None, "lr of AdamW groups that set none (default: lr)", "float", lo=0.0,
+                                  optional=True, optim_arg=None)
+    muon_lr: float | None = knob(None, "absolute lr of Muon groups that set none (default: lr)", "float", lo=0.0,
+                                 optional=True)
+    muon_lr_ratio: float | None = knob(None, "Muon lr = ratio × lr (not with muon_lr)", "float", lo=0.0,
+                                       optional=True)
+    weight_decay: float = knob(0.1, "decoupled decay W ← W(1 − lr·λ) (biases and norms get 0 via routing)", "float",
+                               lo=0.0, optim_arg=None)
+    # ------------------------------------------------------------------ Muon rule
+    momentum: float = knob(0.95, "Muon momentum μ (B ← μB + G)", "float", lo=0.0, hi=1.0, hi_open=True)
+    nesterov: bool = knob(True, "Nesterov mix U = G + μB (else U = B)", "bool")
+    ns_steps: Any = knob(5, "Newton-Schulz iterations: an int, auto, or a depth schedule last<k>:<steps>[:<default>]",
+                         "ns_steps")
+    coefficients: Any = knob("polar_express", "NS coefficients: polar_express, keller, or a:b:c triples joined by ;",
+                             "coefficients")
+    scale_mode: str = knob("moonlight", "update scale α: moonlight 0.2·√max(A,B), keller, mup, none", "choice",
+                           choices=SCALE_MODES)
+    ns_dtype: str = knob("auto", "NS compute dtype (auto: bf16 on CUDA and bf16-capable CPUs, else fp32)", "choice",
+                         choices=NS_DTYPES)
+    ns_method: str = knob("newton_schulz", "newton_schulz, or svd (exact reference, slow)", "choice", choices=METHODS)
+    momentum_dtype: str | None = knob(None, "None (the parameter's dtype) or float32 (fp32 buffers for bf16/fp16)",
+                                      "choice", choices=MOMENTUM_DTYPES, optional=True)
+    spectral_power: float = knob(0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0)
+    update_base: str = knob("momentum", "what is orthogonalized: momentum (Muon) or adam (m̂/(√v̂+ε))", "choice",
+                            choices=UPDATE_BASES)
+    auto_quantile: float = knob(0.5, "ns_steps=auto: σ-quantile of the normalised update to lift", "float",
+                                lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    auto_target: float = knob(0.5, "ns_steps=auto: value that quantile must reach", "float", lo=0.0, hi=1.0,
+                              lo_open=True)
+    auto_every: int = knob(100, "ns_steps=auto: optimizer steps between re-estimates", "int", lo=1)
+    auto_min: int = knob(1, "ns_steps=auto: fewest steps", "int", lo=0)
+    auto_max: int = knob(15, "ns_steps=auto: most steps", "int", lo=0, hi=100)
+    # ------------------------------------------------------------------ AdamW groups (and the adam base)
+    betas: tuple = knob((0.9, 0.999), "Adam betas (β1, β2), each in [0, 1)", "betas", optim_arg=None)
+    eps: float = knob(1e-8, "Adam ε", "float", lo=0.0, optim_arg=None)
+    fused: bool | None = knob(None, "AdamW groups on torch's fused kernel (None: wherever it applies)", "bool",
+                              optional=True, optim_arg="adamw_fused")
+    foreach: bool | None = knob(None, "AdamW groups' foreach path when not fused (as torch.optim.AdamW)", "bool",
+                                optional=True, optim_arg=None)
+    nonfinite: str = knob("error", "non-finite gradient: error (nothing is written) or skip (counted per group)",
+                          "choice", choices=NONFINITE_POLICIES)
+    # ------------------------------------------------------------------ the optimizer as a whole
+    batched: bool = knob(True, "stack same-shape matrices into one NS call", "bool", scope="optimizer")
+    distributed: str = knob("auto", "auto: each matrix orthogonalized once by an owner rank; none: every rank alone",
+                            "choice", choices=DISTRIBUTED_MODES, scope="optimizer")
+    # ------------------------------------------------------------------ routing
+    lora_policy: str = knob("adamw", "LoRA factors: adamw, b_only (B on Muon), both", "choice", choices=LORA_POLICIES,
+                            scope="routing")
+    moe_experts: str = knob("adamw", "3-D MoE expert stacks: adamw, or muon (per expert)", "choice",
+                            choices=MOE_POLICIES, scope="routing")
+    conv: str = knob("adamw", "conv weights: adamw, or muon (flattened to (out, in·k))", "choice",
+                     choices=CONV_POLICIES, scope="routing")
+    include: str | None = knob(None, "regex: force matching ≥2-D parameters onto Muon", "regex", optional=True,
+                               scope="routing")
+    exclude: str | None = knob(None, "regex: keep matching parameters on AdamW (wins over include)", "regex",
+                               optional=True, scope="routing")
+    split_fused: bool = knob(False, "orthogonalize fused QKV / gate_up blocks separately", "bool", scope="routing")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, check(f.name, getattr(self, f.name)))
+        if self.muon_lr is not None and self.muon_lr_ratio is not None:
+            raise ValueError("MuonConfig: give muon_lr or muon_lr_ratio, not both")
+        if self.auto_min > self.auto_max:
+            raise ValueError(f"MuonConfig: auto_min={self.auto_min} > auto_max={self.auto_max}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: dict | None, where: str = "MuonConfig") -> MuonConfig:
+        """From a dict (a YAML mapping): unknown keys are errors listing the valid ones."""
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(KNOBS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(KNOBS))}")
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path) -> MuonConfig:
+        import yaml
+
+        with open(path) as f:
+            return cls.from_dict(yaml.safe_load(f), where=str(path))
+
+    @classmethod
+    def from_optim_args(cls, optim_args: dict | str | None, **base) -> MuonConfig:
+        """From transformers' ``optim_args`` (``{key: str}`` or the raw ``"k=v,k=v"``), over ``base`` values
+        (``lr``/``weight_decay``/``betas``/``eps`` from ``TrainingArguments``). Values cannot contain commas
+        (transformers splits on them): custom coefficients are ``a:b:c`` triples joined by ``;``."""
+        items = _split_optim_args(optim_args)
+        values = dict(base)
+        for key, raw in items.items():
+            if key not in OPTIM_ARGS:
+                raise ValueError(f"unknown optim_args key {key!r} for --optim muon; valid keys: "
+                                 f"{', '.join(sorted(OPTIM_ARGS))}")
+            name = OPTIM_ARGS[key]
+            values[name] = parse_text(name, str(raw), label=f"optim_args {key}")
+        if values.get("muon_lr") is not None and values.get("muon_lr_ratio") is not None:
+            raise ValueError("optim_args: give muon_lr or muon_lr_ratio, not both")
+        return cls(**values)
+
+    def replace(self, **changes) -> MuonConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = dataclasses.asdict(v) if isinstance(v, DepthSchedule) else v
+        return out
+
+    # ------------------------------------------------------------------ views by scope
+    def scoped(self, scope: str) -> dict:
+        return {n: getattr(self, n) for n, f in KNOBS.items() if f.metadata["scope"] == scope}
+
+    def routing_kwargs(self) -> dict:
+        return self.scoped("routing")
+
+    def muon_lr_for(self) -> float:
+        """The lr Muon groups get when they set none."""
+        if self.muon_lr is not None:
+            return self.muon_lr
+        if self.muon_lr_ratio is not None:
+            return self.muon_lr_ratio * self.lr
+        return self.lr
+
+    def group_defaults(self) -> dict:
+        """Per-group defaults for ``torch.optim.Optimizer`` (lr split by kind is applied per group)."""
+        out = self.scoped("group")
+        for k in ("adamw_lr", "muon_lr", "muon_lr_ratio"):
+            out.pop(k)
+        out["betas"] = tuple(out["betas"])
+        return out
+
+    @staticmethod
+    def doc(name: str) -> str:
+        return KNOBS[name].metadata["doc"]
+
+
+KNOBS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(MuonConfig)}
+OPTIM_ARGS: dict[str, str] = {
+    (f.name if f.metadata["optim_arg"] is True else f.metadata["optim_arg"]): f.name
+    for f in KNOBS.values() if f.metadata["optim_arg"]
+}
+
+
+# ---------------------------------------------------------------------------------------- validation
+def _range_text(m) -> str:
+    lo = "-inf" if m["lo"] is None else m["lo"]
+    hi = "inf" if m["hi"] is None else m["hi"]
+    return f"{'(' if m['lo_open'] else '['}{lo}, {hi}{')' if m['hi_open'] or m['hi'] is None else ']'}"
+
+
+def valid_text(name: str) -> str:
+    """Human-readable valid values of a knob (for errors and the README table)."""
+    m = KNOBS[name].metadata
+    kind = m["kind"]
+    if kind == "choice":
+        text = ", ".join(map(str, m["choices"]))
+    elif kind in ("float", "int"):
+        text = f"{kind} in {_range_text(m)}"
+    elif kind == "bool":
+        text = "true, false"
+    elif kind == "ns_steps":
+        text = "an int in [0, 100], auto, last<k>:<steps>[:<default>]"
+    elif kind == "coefficients":
+        text = f"{', '.join(PRESETS)}, or a:b:c triples joined by ;"
+    elif kind == "betas":
+        text = "two floats in [0, 1)"
+    else:
+        text = "a regular expression"
+    return text + (", none" if m["optional"] else "")
+
+
+def check(name: str, value, where: str = "") -> Any:
+    """Validate (and normalise) one knob value; raises ``ValueError`` naming ``where`` + the key."""
+    if name not in KNOBS:
+        raise ValueError(f"{where}unknown key {name!r}; valid keys: {', '.join(sorted(KNOBS))}")
+    m = KNOBS[name].metadata
+    label = f"{where}{name}={value!r}"
+    if value is None and m["optional"]:
+        return None
+    kind = m["kind"]
+    bad = ValueError(f"{label} is not valid; valid: {valid_text(name)}")
+    if kind == "choice":
+        if value not in m["choices"]:
+            raise bad
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if kind in ("float", "int"):
+        if kind == "float" and type(value).__name__ == "Tensor" and value.numel() == 1:  # a tensor lr
+            check(name, float(value), where)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "int" and not isinstance(value, int)):
+            raise bad
+        x = float(value)
+        lo, hi = m["lo"], m["hi"]
+        if x != x or (lo is not None and (x <= lo if m["lo_open"] else x < lo)) or (
+                hi is not None and (x >= hi if m["hi_open"] else x > hi)):
+            raise ValueError(f"{label} is out of range {_range_text(m)}")
+        return value
+    if kind == "betas":
+        try:
+            b = tuple(float(x) for x in value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if len(b) != 2 or not all(0.0 <= x < 1.0 for x in b):
+            raise bad
+        return b
+    if kind == "regex":
+        if not isinstance(value, (str, list, tuple)):
+            raise bad
+        for pat in [value] if isinstance(value, str) else value:
+            try:
+                re.compile(pat)
+            except re.error as e:
+                raise ValueError(f"{where}invalid routing regex {pat!r} for {name}: {e}") from None
+        return value
+    if kind == "ns_steps":
+        try:
+            spec = parse_schedule(value)
+        except ValueError as e:
+            raise ValueError(f"{where}{e}") from None
+        if isinstance(spec, int) and not 0 <= spec <= 100:
+            raise ValueError(f"{label} is out of range [0, 100]")
+        return spec if isinstance(spec, int) else value  # schedules are resolved per parameter by param_groups
+    if kind == "coefficients":
+        from .ns.coefficients import schedule
+
+        try:
+            schedule(value, 1)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{where}{name}: {e}") from None
+        return value
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def parse_text(name: str, text: str, label: str | None = None) -> Any:
+    """A knob's value from a string (``--optim_args``), then :func:`check`."""
+    m = KNOBS[name].metadata
+    label = label or name
+    kind = m["kind"]
+    if m["optional"] and text.lower() in ("none", "null", ""):
+        return None
+    try:
+        if kind == "bool":
+            s = text.lower()
+            if s not in _TRUE | _FALSE:
+                raise ValueError(f"{label}={text!r} is not a boolean; valid values: true, false")
+            return s in _TRUE
+        if kind in ("float", "int"):
+            try:
+                value = (float if kind == "float" else int)(text)
+            except ValueError:
+                raise ValueError(f"{label}={text!r} is not a valid {kind}") from None
+            return check(name, value)
+        if kind == "coefficients":
+            if text in PRESETS or text in ("polar-express", "polarexpress"):
+                return text
+            try:
+                steps = [[float(x) for x in part.split(":")] for part in text.split(";") if part]
+            except ValueError:
+                steps = []
+            if not steps or any(len(t) != 3 for t in steps):
+                raise ValueError(f"{label}={text!r} is not valid; valid values: {valid_text(name)}")
+            return steps
+        if kind == "ns_steps":
+            out = check(name, text)
+            if isinstance(out, dict):  # a {regex: steps} map cannot be written in optim_args
+                raise ValueError
+            return out
+        return check(name, text)
+    except ValueError as e:
+        msg = str(e)
+        if msg.startswith(label):
+            raise
+        if "out of range" in msg:
+            raise ValueError(f"{label}={text!r} is out of range{msg.split('out of range', 1)[1]}") from None
+        raise ValueError(f"{label}={text!r} is not valid; valid values: {valid_text(name)}") from None
+
+
+def _split_optim_args(optim_args) -> dict:
+    if optim_args is None:
+        return {}
+    if isinstance(optim_args, dict):
+        return optim_args
+    items = {}
+    for item in str(optim_args).replace(" ", "").split(","):
+        if not item:
+            continue
+        if item.count("=") != 1:
+            raise ValueError(f"optim_args item {item!r} must look like key=value")
+        k, v = item.split("=")
+        items[k] = v
+    return items
+
+
+def markdown_table() -> str:
+    """The README's ``--optim_args`` table, generated from the field metadata."""
+    lines = ["| key | default | valid | what it does |", "|---|---|---|---|"]
+    for key in sorted(OPTIM_ARGS):
+        name = OPTIM_ARGS[key]
+        default = KNOBS[name].default
+        lines.append(f"| `{key}` | `{default}` | {valid_text(name)} | {KNOBS[name].metadata['doc']} |")
+    return "\n".join(lines)
+
+
+__all__ = ["KNOBS", "OPTIM_ARGS", "MuonConfig", "check", "markdown_table", "parse_text"]

@@ -1,0 +1,274 @@
+"""Model-aware routing: which parameters Muon updates and which stay on AdamW.
+
+Muon is for the hidden matrices of a network. Decisions are made from module types and HF model
+metadata, and exclusions are by **tensor identity** (a tied ``lm_head.weight`` never shows up under its
+own name in ``named_parameters()``), not by name patterns:
+
+* AdamW: input and output embeddings (``get_input_embeddings`` / ``get_output_embeddings``, tied ones
+  and PEFT ``modules_to_save`` copies included), every tied weight, ``nn.Embedding``, norms, biases,
+  1-D and scalar parameters, heads outside the backbone (``base_model_prefix``: ``score``,
+  ``classifier``, value heads), MoE routers, other 2-D parameters that are not a Linear/Conv1D weight
+  (Mamba ``A_log``, position tables, expert biases), LoRA factors under the default policy.
+* Muon: 2-D weights of ``nn.Linear`` and GPT-2 ``Conv1D`` (stored ``(in, out)``: ``transposed``)
+  inside the backbone; 3-D fused MoE expert stacks ``(E, out, in)`` (or transposed) when
+  ``moe_experts="muon"``; convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
+* ``include`` / ``exclude`` regexes on parameter names override the above (exclude wins).
+* ``split_fused=True`` (opt-in): fused projections (QKV, gate_up; see :mod:`hf_muon.model.fused`) are
+  orthogonalized and scaled block by block, with the blocks derived from the model config.
+
+:func:`hf_muon.param_groups` (:mod:`hf_muon.model.groups`) turns the routes into optimizer groups.
+Nothing here imports ``peft`` or ``transformers``: their layer types are looked up only when the user's code
+has already imported them (a PEFT adapter or a GPT-2 ``Conv1D`` cannot exist otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import check
+from ..ns.blocks import Split
+from .fused import detect
+
+
+
+@dataclass
+class Route:
+    name: str
+    param: torch.Tensor
+    kind: str  # "muon" | "adamw" | "frozen"
+    reason: str
+    decay: bool = True
+    transposed: bool = False
+    experts: bool = False
+    split: Split | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.param.shape)
+
+
+def _conv1d_types() -> tuple[type, ...]:
+    if "transformers" not in sys.modules:  # GPT-2's Conv1D cannot exist unless transformers was imported
+        return ()
+    try:
+        from transformers.pytorch_utils import Conv1D
+
+        return (Conv1D,)
+    except Exception:  # pragma: no cover - transformers is a dependency
+        return ()
+
+
+def _lora_roles(model: nn.Module) -> dict[int, str]:
+    """id(param) -> 'lora_A' | 'lora_B' | 'lora_embedding_A' | ... for PEFT adapter parameters."""
+    roles: dict[int, str] = {}
+    if "peft" not in sys.modules:  # a PEFT adapter cannot exist unless peft was imported
+        return roles
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except Exception:
+        return roles
+    for mod in model.modules():
+        if not isinstance(mod, BaseTunerLayer):
+            continue
+        stacked = type(mod).__name__ == "ParamWrapper"
+        for attr in getattr(mod, "adapter_layer_names", ()):
+            sub = getattr(mod, attr, None)
+            if sub is None:
+                continue
+            params = sub.parameters() if isinstance(sub, nn.Module) else ()
+            for p in params:
+                roles[id(p)] = ("stacked_" if stacked else "") + attr
+    return roles
+
+
+def _flat_param_error(model: nn.Module) -> str | None:
+    for name, p in model.named_parameters():
+        # torch's FlatParameter reports type name "Parameter" (metaclass); it carries `_is_flat_param`.
+        if getattr(p, "_is_flat_param", False) or type(p).__name__ == "FlatParameter" or "_flat_param" in name:
+            return f"{name!r} is an FSDP v1 FlatParameter"
+        if hasattr(p, "ds_id") or hasattr(p, "ds_numel"):
+            return f"{name!r} is a DeepSpeed ZeRO partitioned parameter"
+    return None
+
+
+def _is_norm(mod: nn.Module) -> bool:
+    return isinstance(mod, (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d, nn.BatchNorm2d)) or "norm" in type(
+        mod
+    ).__name__.lower()
+
+
+def _num_experts(config) -> int | None:
+    for key in ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"):
+        v = getattr(config, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def _is_router(mod_name: str, mod: nn.Module, n_experts: int | None) -> bool:
+    cls = type(mod).__name__.lower()
+    if "router" in cls or cls.endswith("gate"):
+        return True
+    last = mod_name.rsplit(".", 1)[-1]
+    return (
+        isinstance(mod, nn.Linear)
+        and n_experts is not None
+        and mod.out_features == n_experts
+        and last in ("gate", "router", "gating", "wg")
+    )
+
+
+def _is_experts(mod: nn.Module, p: torch.Tensor) -> bool:
+    return p.ndim == 3 and (hasattr(mod, "is_transposed") or "expert" in type(mod).__name__.lower())
+
+
+def _compile(patterns) -> list[re.Pattern]:
+    if patterns is None:
+        return []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    out = []
+    for pat in patterns:
+        try:
+            out.append(re.compile(pat))
+        except re.error as e:
+            raise ValueError(f"invalid routing regex {pat!r}: {e}") from None
+    return out
+
+
+def route(
+    model: nn.Module,
+    *,
+    lora_policy: str = "adamw",
+    moe_experts: str = "adamw",
+    conv: str = "adamw",
+    include: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+    split_fused: bool = False,
+) -> list[Route]:
+    """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``)."""
+    for key, val in (("lora_policy", lora_policy), ("moe_experts", moe_experts), ("conv", conv),
+                     ("split_fused", split_fused)):
+        check(key, val)
+    flat = _flat_param_error(model)
+    if flat:
+        from ..optim.screen import FLAT_PARAM_HINT
+
+        raise ValueError(f"cannot route {flat}. {FLAT_PARAM_HINT}")
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    embeddings: dict[int, str] = {}
+    for getter, label in (("get_input_embeddings", "input embedding"), ("get_output_embeddings", "output embedding")):
+        try:
+            mod = getattr(model, getter)()
+        except (AttributeError, NotImplementedError):
+            mod = None
+        for p in mod.parameters() if isinstance(mod, nn.Module) else ():
+            if p.ndim >= 2:
+                prev = embeddings.get(id(p))
+                embeddings[id(p)] = label if prev in (None, label) else "input and output embedding (tied)"
+    for tgt, src in (getattr(base, "all_tied_weights_keys", None) or {}).items():
+        for n in (tgt, src):
+            try:
+                embeddings.setdefault(id(base.get_parameter(n)), "tied weight")
+            except (AttributeError, KeyError):
+                pass
+    core = getattr(base, getattr(base, "base_model_prefix", "") or "", None)
+    core_ids = {id(p) for p in core.parameters()} if isinstance(core, nn.Module) and core is not base else None
+    lora = _lora_roles(model)
+    n_experts = _num_experts(getattr(base, "config", None))
+    conv1d = _conv1d_types()
+    inc, exc = _compile(include), _compile(exclude)
+
+    routes: list[Route] = []
+    seen: set[int] = set()
+    for mod_name, mod in model.named_modules():
+        for pname, p in mod.named_parameters(recurse=False):
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            name = f"{mod_name}.{pname}" if mod_name else pname
+            decay = p.ndim >= 2 and not _is_norm(mod)
+            r = Route(name, p, "adamw", "", decay=decay)
+            if not p.requires_grad:
+                r.kind, r.reason = "frozen", "requires_grad=False (not optimized)"
+            elif any(x.search(name) for x in exc):
+                r.reason = "excluded by pattern"
+            elif any(x.search(name) for x in inc):
+                if p.ndim < 2:
+                    raise ValueError(f"include pattern matched {name!r} of shape {tuple(p.shape)}: Muon needs ≥2-D weights")
+                r.kind, r.reason = "muon", "included by pattern"
+                r.transposed = isinstance(mod, conv1d) if conv1d else False
+                r.experts = _is_experts(mod, p)
+                if r.experts:
+                    r.transposed = bool(getattr(mod, "is_transposed", False))
+            elif id(p) in embeddings:
+                r.reason = embeddings[id(p)]
+            elif "modules_to_save" in name:
+                r.reason = "PEFT modules_to_save copy"
+            elif id(p) in lora:
+                role = lora[id(p)]
+                wants = (lora_policy == "both" and role in ("lora_A", "lora_B")) or (
+                    lora_policy == "b_only" and role == "lora_B"
+                )
+                if wants and p.ndim == 2:
+                    r.kind, r.reason = "muon", f"LoRA {role} (policy {lora_policy})"
+                else:
+                    r.reason = f"LoRA {role} (policy {lora_policy})" if not role.startswith("stacked_") else (
+                        "LoRA on stacked MoE experts (ParamWrapper): kept on AdamW"
+                    )
+            elif p.ndim < 2:
+                r.reason = f"norm {pname}" if _is_norm(mod) else ("bias" if pname.endswith("bias") else f"{p.ndim}-D parameter")
+            elif isinstance(mod, nn.Embedding):
+                r.reason = "embedding"
+            elif core_ids is not None and id(p) not in core_ids:
+                r.reason = "head outside the backbone"
+            elif _is_router(mod_name, mod, n_experts):
+                r.reason = "MoE router"
+            elif _is_experts(mod, p):
+                if moe_experts == "muon" and "bias" not in pname:
+                    r.kind, r.experts = "muon", True
+                    r.transposed = bool(getattr(mod, "is_transposed", False))
+                    r.reason = "MoE experts, per expert" + (" (transposed)" if r.transposed else "")
+                else:
+                    r.reason = "MoE experts (moe_experts='adamw')"
+            elif pname == "weight" and p.ndim == 2 and isinstance(mod, nn.Linear):
+                r.kind, r.reason = "muon", "nn.Linear weight"
+            elif pname == "weight" and p.ndim == 2 and conv1d and isinstance(mod, conv1d):
+                r.kind, r.reason, r.transposed = "muon", "Conv1D weight (in, out)", True
+            elif pname == "weight" and p.ndim >= 3 and isinstance(mod, nn.modules.conv._ConvNd):
+                if conv == "muon":
+                    r.kind, r.reason = "muon", "conv weight, flattened to (out, in·k)"
+                else:
+                    r.reason = "conv weight (conv='adamw')"
+            else:
+                r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight"
+            if split_fused and r.kind == "muon":
+                r.split, note = detect(name, mod, p, getattr(base, "config", None), transposed=r.transposed,
+                                       experts=r.experts)
+                if r.split is not None:
+                    r.reason += f"; split {r.split.describe()}"
+                elif note:
+                    r.reason += f"; {note}"
+            routes.append(r)
+    return routes
+
+
+def routing_report(model_or_routes, **route_kwargs) -> str:
+    """A table of name, shape, route and reason, followed by counts per route."""
+    routes = model_or_routes if isinstance(model_or_routes, list) else route(model_or_routes, **route_kwargs)
+    w = max([len(r.name) for r in routes] + [4])
+    lines = [f"{'name':<{w}}  {'shape':<18} {'route':<6} reason", "-" * (w + 45)]
+    for r in routes:
+        lines.append(f"{r.name:<{w}}  {str(r.shape):<18} {r.kind:<6} {r.reason}")
+    lines.append("-" * (w + 45))
+    for kind in ("muon", "adamw", "frozen"):
+        sel = [r for r in routes if r.kind == kind]
+        lines.append(f"{kind:<6} {len(sel):>5} tensors {sum(r.param.numel() for r in sel):>13,} params")
+    return "\n".join(lines)

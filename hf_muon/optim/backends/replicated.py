@@ -1,0 +1,64 @@
+"""Replicated parameters (DDP): every rank holds the same averaged gradients, hence the same updates.
+
+Rank r orthogonalizes the jobs it owns (FLOP-balanced LPT owners, :mod:`.assign`; batched per shape), and one
+``all_gather`` of the packed results per result dtype gives every rank every result. Results travel in the
+Newton-Schulz compute dtype, so every world size computes bit-identical updates from the same inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from ...ns.batching import Job, run_jobs
+from .assign import assign_owners, ns_cost
+from .base import CommStats, compute_dtype
+
+
+def orthogonalize_replicated(jobs: list[Job], group=None, batched: bool = True, stats: CommStats | None = None):
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    costs = [ns_cost(j.tensor.shape, j.config.steps) for j in jobs]
+    owners = assign_owners(costs, world)
+    mine = [i for i, o in enumerate(owners) if o == rank]
+    local = dict(zip(mine, run_jobs([jobs[i] for i in mine], batched=batched)))
+    dtypes = {compute_dtype(j) for j in jobs}
+    out: list = [None] * len(jobs)
+    for dtype in sorted(dtypes, key=str):  # one all_gather per result dtype (normally exactly one)
+        idx = [i for i, j in enumerate(jobs) if compute_dtype(j) == dtype]
+        per_rank = [[i for i in idx if owners[i] == r] for r in range(world)]
+        sizes = [sum(jobs[i].tensor.numel() for i in ids) for ids in per_rank]
+        width = max(sizes)
+        if width == 0:
+            continue
+        device = jobs[idx[0]].tensor.device
+        send = torch.zeros(width, dtype=dtype, device=device)
+        if per_rank[rank]:
+            flat = torch.cat([local[i].reshape(-1).to(dtype) for i in per_rank[rank]])
+            send[: flat.numel()] = flat
+        recv = [torch.empty(width, dtype=dtype, device=device) for _ in range(world)]
+        dist.all_gather(recv, send, group=group)
+        if stats is not None:
+            stats.add(send.numel() * send.element_size() * (world - 1))
+        for r, ids in enumerate(per_rank):
+            offset = 0
+            for i in ids:
+                n = jobs[i].tensor.numel()
+                out[i] = local[i] if r == rank else recv[r][offset: offset + n].view(jobs[i].tensor.shape)
+                offset += n
+    return out
+
+
+class ReplicatedBackend:
+    """Each matrix once, on its owner rank of ``group``; the results all-gathered."""
+
+    def __init__(self, group=None, batched: bool = True):
+        self.group, self.batched = group, batched
+        self.comm_stats = CommStats()
+
+    def orthogonalize(self, jobs: list[Job]):
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size(self.group) > 1:
+            return orthogonalize_replicated(jobs, self.group, self.batched, self.comm_stats)
+        return run_jobs(jobs, batched=self.batched)
+
+
+__all__ = ["ReplicatedBackend", "orthogonalize_replicated"]

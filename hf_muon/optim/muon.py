@@ -1,0 +1,167 @@
+"""``hf_muon.Muon``: one ``torch.optim.Optimizer`` holding Muon groups and AdamW groups.
+
+Each param group carries ``use_muon``. The step is a pipeline of small stages, each in its own module::
+
+    screen      every gradient of every group checked before anything is written   (screen.py)
+    rule        Muon groups: the direction to orthogonalize (momentum, adam base)  (rules.py)
+    jobs        directions as matrices with their NS settings                       (jobs.py)
+    backend     orthogonalize: local / replicated (DDP) / sharded (DTensor)         (backends/)
+    apply       decoupled decay, scale α, the write                                 (apply.py)
+    adamw       AdamW groups through torch's kernel, bit-identical to torch         (adamw.py)
+
+Hyperparameters come from :class:`hf_muon.MuonConfig` (keyword arguments are its fields); every group keeps
+its learning rate under ``"lr"`` (schedulers, ``AcceleratedOptimizer`` and DCP's zero-lr fake step rely on it)
+and only primitives besides tensors, so ``state_dict()`` loads with ``torch.load(weights_only=True)``.
+Per-parameter layout facts (``transposed``, ``experts``, ``split``) are group keys, never side tables keyed by
+``id(param)``, so they survive FSDP2 swapping the parameter objects. The state layout and its dtype policy
+(fp32 momentum survives ``load_state_dict``) live in :mod:`hf_muon.optim.state`.
+
+The orthogonalize backend is the one override point: pass ``backend=`` or override :meth:`Muon.orthogonalize`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ..config import KNOBS, MuonConfig
+from ..ns.batching import Job
+from . import state as S
+from .adamw import adamw_step
+from .apply import apply_group, update_scale
+from .backends import select_backend
+from .jobs import make_jobs
+from .rules import RULES
+from .screen import screen
+from .stats import StepStats
+from .validate import validate_group
+
+# group keys besides the knobs: layout facts set by routing, torch's AdamW flags, counters
+_LAYOUT = dict(use_muon=True, transposed=False, experts=False, split=None)
+_TORCH_ADAMW = dict(amsgrad=False, maximize=False, capturable=False, differentiable=False)
+_COUNTERS = dict(nonfinite_skipped=0, step=0)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for matrix weights + AdamW for everything else, in one optimizer.
+
+    Args:
+        params: parameters or param groups; build them with :func:`hf_muon.param_groups`, which routes
+            each tensor and sets ``use_muon``. A group without ``use_muon`` is a Muon group.
+        lr: learning rate of groups that set none (Muon groups get ``muon_lr`` / ``muon_lr_ratio·lr`` when
+            given, AdamW groups ``adamw_lr`` when given).
+        config: a :class:`hf_muon.MuonConfig`; keyword arguments override its fields. Every knob, its range
+            and its meaning are documented there, once.
+        backend: the orthogonalize backend (default: chosen from ``config.distributed`` and the process group,
+            :func:`hf_muon.optim.backends.select_backend`).
+        process_group: group for the replicated (DDP) exchange (default: WORLD).
+    """
+
+    def __init__(self, params: Iterable, lr: float | None = None, *, config: MuonConfig | None = None,
+                 backend=None, process_group=None, **knobs):
+        if lr is not None:
+            knobs["lr"] = lr
+        unknown = sorted(set(knobs) - set(KNOBS))
+        if unknown:
+            raise TypeError(f"Muon got an unknown keyword {unknown[0]!r}; valid: {', '.join(sorted(KNOBS))}")
+        routing = [k for k in knobs if KNOBS[k].metadata["scope"] == "routing"]
+        if routing:
+            raise ValueError(f"{routing[0]} is a routing knob: pass it to hf_muon.param_groups(model, ...) or "
+                             "hf_muon.create_optimizer(model, ...), which decide what Muon receives")
+        config = (config or MuonConfig()).replace(**knobs) if knobs else (config or MuonConfig())
+        self.config = config
+        defaults = dict(config.group_defaults(), **_LAYOUT, **_TORCH_ADAMW, **_COUNTERS)
+        defaults["lr"] = config.muon_lr_for()
+        self._adamw_lr = config.adamw_lr if config.adamw_lr is not None else config.lr
+        self.batched, self.distributed, self.process_group = config.batched, config.distributed, process_group
+        self.backend = backend if backend is not None else select_backend(config.distributed, process_group,
+                                                                          config.batched)
+        # False, "light" (NS time, Muon update RMS, lrs: cheap) or "full" (+ AdamW update RMS, a pass over every
+        # AdamW parameter). MuonDiagnosticsCallback sets it per step and reads `last_stats`.
+        self.track_stats: bool | str = False
+        self.last_stats: dict = {}
+        super().__init__(list(params), defaults)  # each group is validated in add_param_group
+        if not any(g["use_muon"] and g["params"] for g in self.param_groups):
+            raise ValueError(
+                "Muon was requested but no parameter is routed to it (every group has use_muon=False or no params). "
+                "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
+            )
+        S.install(self)
+
+    @property
+    def comm_stats(self):
+        return self.backend.comm_stats
+
+    def add_param_group(self, param_group: dict) -> None:
+        if isinstance(param_group, dict) and not param_group.get("use_muon", True) and "lr" not in param_group:
+            param_group = dict(param_group, lr=self._adamw_lr)
+        super().add_param_group(param_group)
+        validate_group(self.param_groups[-1], len(self.param_groups) - 1)
+
+    # ------------------------------------------------------------------ the override point
+    def orthogonalize(self, jobs: list[Job]) -> list[torch.Tensor]:
+        """Orthogonalize every job's matrix through the backend chosen at construction."""
+        return self.backend.orthogonalize(jobs)
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = screen(self.param_groups)  # raises before anything is written
+        for w in work:
+            w.group["step"] += 1
+            w.group["nonfinite_skipped"] += w.skipped
+        stats = StepStats() if self.track_stats else None
+        muon = [w for w in work if w.params and w.group["use_muon"]]
+        if muon:
+            self._muon_step(muon, stats)
+        for w in work:
+            if w.params and not w.group["use_muon"]:
+                states = [self.state[p] for p in w.params]
+                adamw_step(w.group, states, w.params, w.grads)
+                if stats is not None and self.track_stats != "light":
+                    stats.add_adamw(w.group, w.params, states)
+        if stats is not None:
+            self.last_stats = stats.finish()
+        return loss
+
+    def _muon_step(self, work: list, stats: StepStats | None) -> None:
+        jobs, spans = [], []
+        for w in work:
+            states = [self.state[p] for p in w.params]
+            directions = RULES[w.group["update_base"]](w.group, states, w.params, w.grads)
+            spans.append((len(jobs), len(w.params)))
+            jobs += make_jobs(w.group, states, w.params, directions)
+        if stats is not None:
+            stats.start_ns(jobs[0].tensor.device)
+        results = self.orthogonalize(jobs)
+        if stats is not None:
+            stats.stop_ns(jobs[0].tensor.device)
+        for w, (start, n) in zip(work, spans):
+            ortho = results[start:start + n]
+            scales = apply_group(w.group, w.params, ortho)
+            if stats is not None:
+                stats.add_muon(w.group, ortho, scales)
+
+    # ------------------------------------------------------------------ introspection
+    update_scale = staticmethod(update_scale)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per group: kind, #params, #elements, lr, effective Muon lr range."""
+        rows = []
+        for g in self.param_groups:
+            row = dict(kind="muon" if g["use_muon"] else "adamw", params=len(g["params"]),
+                       numel=sum(p.numel() for p in g["params"]), lr=g["lr"], weight_decay=g["weight_decay"])
+            if g["use_muon"] and g["params"]:
+                scales = [update_scale(p, g) for p in g["params"]]
+                row["effective_lr"] = (g["lr"] * min(scales), g["lr"] * max(scales))
+            rows.append(row)
+        return rows
+
+
+__all__ = ["Muon"]

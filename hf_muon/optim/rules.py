@@ -1,0 +1,64 @@
+"""Direction rules: what a Muon group orthogonalizes, as pure functions over (state, params, grads).
+
+A rule takes the group's hyperparameters, the per-parameter state dicts and the gradients, updates the
+state in place, and returns one tensor per parameter to orthogonalize. The optimizer picks the rule by the
+group's ``update_base`` from :data:`RULES`; a new rule is a function plus a registry entry.
+
+``momentum`` (Muon; Moonlight Eq. 1 with Keller's Nesterov variant, arXiv 2502.16982)::
+
+    B ← μ·B + G                      (SGD-style buffer: a sum, not an EMA)
+    U = G + μ·B   (Nesterov)   or   U = B
+
+Why the sum and not the EMA ``B ← μB + (1−μ)G`` of Keller / ``torch.optim.Muon``: after Frobenius
+normalisation both give the same direction (the EMA is the sum times ``1 − μ``), so Muon is unaffected; the
+sum keeps the buffer at gradient scale, which the spectral family's ``p > 0`` members (momentum-SGD at
+p = 1) and the diagnostics' momentum σ-quantiles are defined on.
+
+``adam`` (the Adam family of the spectral family, arXiv 2602.04669): Adam's bias-corrected
+``m̂/(√v̂ + ε)`` with ``m ← β1·m + (1−β1)·G``, ``v ← β2·v + (1−β2)·G²``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from . import state as S
+
+
+def momentum_(bufs: list[torch.Tensor], grads: list[torch.Tensor], momentum: float, nesterov: bool) -> list[torch.Tensor]:
+    """``B ← μB + G`` in place; return the tensors to orthogonalize (``G + μB`` or ``B``)."""
+    if not bufs:
+        return []
+    torch._foreach_mul_(bufs, momentum)
+    torch._foreach_add_(bufs, grads)
+    if nesterov:
+        # G + μ·B, in the buffer's dtype (fp32 buffers for bf16 params keep the mix in fp32).
+        return [b.mul(momentum).add_(g) for b, g in zip(bufs, grads)]
+    return list(bufs)
+
+
+def momentum_rule(group: dict, states: list[dict], params: list, grads: list) -> list[torch.Tensor]:
+    bufs = [S.momentum_buffer(st, p, group) for st, p in zip(states, params)]
+    return momentum_(bufs, grads, group["momentum"], group["nesterov"])
+
+
+def adam_rule(group: dict, states: list[dict], params: list, grads: list) -> list[torch.Tensor]:
+    beta1, beta2 = group["betas"]
+    out = []
+    for st, p, g in zip(states, params, grads):
+        m, v, step = S.adam_moments(st, p)
+        step += 1
+        t = float(step)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (v / (1 - beta2**t)).sqrt_().add_(group["eps"])
+        out.append(m / (1 - beta1**t) / denom)
+    return out
+
+
+Rule = Callable[[dict, list, list, list], list]
+RULES: dict[str, Rule] = {"momentum": momentum_rule, "adam": adam_rule}
+
+__all__ = ["RULES", "adam_rule", "momentum_", "momentum_rule"]
