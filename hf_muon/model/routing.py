@@ -36,7 +36,6 @@ from ..ns.blocks import Split
 from .fused import detect
 
 
-
 @dataclass
 class Route:
     name: str

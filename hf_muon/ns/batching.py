@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .coefficients import schedule
 from .blocks import Split, assemble, blocks
+from .coefficients import schedule
 from .newton_schulz import newton_schulz, normalize_into, ns_iterate, resolve_dtype
 from .reference import svd_orthogonalize
 

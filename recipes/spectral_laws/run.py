@@ -29,13 +29,14 @@ from pathlib import Path
 
 import torch
 
-from hf_muon.lab import research as R
 from hf_muon.diagnostics.spectral import (
     layer_info,
     lifted_fraction,
     normalized_quantiles,
     orthogonality_error,
 )
+from hf_muon.lab import research as R
+from hf_muon.ns.newton_schulz import newton_schulz
 from hf_muon.ns.schedule import (
     lift_threshold,
     normalized_sigma_quantile,
@@ -43,7 +44,6 @@ from hf_muon.ns.schedule import (
     resolve_steps,
     steps_for,
 )
-from hf_muon.ns.newton_schulz import newton_schulz
 
 TYPES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
          "down_proj": "down"}
