@@ -38,6 +38,8 @@ from typing import Any
 
 import torch
 
+from .models import build_gpt2, build_llama, param_counts, quiet_transformers
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 # Rates behind the recipes' time estimates, measured with one torch thread on this project's AVX-512 CPU
 # (shared, under load): fp32 forward+backward of these models 80-97 GFLOP/s (also used for the fp32
@@ -171,64 +173,6 @@ def prepare_data(cfg: dict) -> LMData:
 
 
 # ------------------------------------------------------------------------------------------ models
-def quiet_transformers() -> None:
-    """Silence transformers' info/warning logs (config notes about ids and loss types)."""
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-    except Exception:  # pragma: no cover
-        pass
-
-
-def llama_intermediate(width: int, mlp_ratio: float = 8 / 3, multiple: int = 8) -> int:
-    return max(multiple, int(round(width * mlp_ratio / multiple)) * multiple)
-
-
-def build_llama(width: int, layers: int, vocab_size: int, block_size: int, *, head_dim: int = 32,
-                mlp_ratio: float = 8 / 3, tie_word_embeddings: bool = True, seed: int = 0):
-    """A ``LlamaForCausalLM`` from a config: ``width // head_dim`` heads (MHA), SwiGLU MLP."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    heads = max(1, width // head_dim)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=llama_intermediate(width, mlp_ratio),
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                      max_position_embeddings=block_size, tie_word_embeddings=tie_word_embeddings,
-                      bos_token_id=0, eos_token_id=0, pad_token_id=None)
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg)
-
-
-def build_gpt2(width: int, layers: int, heads: int, vocab_size: int, block_size: int, *, seed: int = 0):
-    """A ``GPT2LMHeadModel`` from a config (tied head, dropout 0 as in nanoGPT's 124M runs)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = GPT2Config(vocab_size=vocab_size, n_embd=width, n_layer=layers, n_head=heads, n_positions=block_size,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
-    torch.manual_seed(seed)
-    return GPT2LMHeadModel(cfg)
-
-
-def param_counts(model) -> dict:
-    """Parameter counts: ``total``, ``embedding`` (token/position tables and an untied head) and ``non_embedding``."""
-    emb_ids = set()
-    for getter in ("get_input_embeddings", "get_output_embeddings"):
-        mod = getattr(model, getter, lambda: None)()
-        if mod is not None:
-            emb_ids.update(id(p) for p in mod.parameters())
-    for mod in model.modules():
-        if isinstance(mod, torch.nn.Embedding):
-            emb_ids.update(id(p) for p in mod.parameters())
-    seen, total, emb = set(), 0, 0
-    for p in model.parameters():
-        if id(p) in seen:
-            continue
-        seen.add(id(p))
-        total += p.numel()
-        emb += p.numel() if id(p) in emb_ids else 0
-    return {"total": total, "embedding": emb, "non_embedding": total - emb}
-
-
 def train_flops(model, tokens: int, block_size: int) -> float:
     """≈ training FLOPs: ``6·(non-embedding + output-head matmul params)·tokens`` plus attention scores
     ``12·layers·T·width`` per token (forward + backward)."""
