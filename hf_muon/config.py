@@ -71,7 +71,7 @@ class MuonConfig:
     nesterov: bool = knob(True, "Nesterov mix U = G + μB (else U = B)", "bool")
     ns_steps: Any = knob(5, "Newton-Schulz iterations: an int, auto, or a depth schedule last<k>:<steps>[:<default>]",
                          "ns_steps")
-    coefficients: Any = knob("polar_express", "NS coefficients: polar_express, keller, or a:b:c triples joined by ;",
+    coefficients: Any = knob("polar_express", "Newton-Schulz coefficient schedule (Polar Express, Keller's quintic, custom)",
                              "coefficients")
     scale_mode: str = knob("moonlight", "update scale α: moonlight 0.2·√max(A,B), keller, mup, none", "choice",
                            choices=SCALE_MODES)
@@ -366,5 +366,8 @@ def markdown_table() -> str:
         lines.append(f"| `{key}` | `{default}` | {valid_text(name)} | {KNOBS[name].metadata['doc']} |")
     return "\n".join(lines)
 
+
+if __name__ == "__main__":  # python -m hf_muon.config: the README's --optim_args table
+    print(markdown_table())
 
 __all__ = ["KNOBS", "OPTIM_ARGS", "MuonConfig", "check", "markdown_table", "parse_text"]
