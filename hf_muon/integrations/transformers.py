@@ -19,12 +19,14 @@ Registration is idempotent, never overwrites a handler someone else registered f
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 
 from ..config import MuonConfig
 from ..factory import create_optimizer
-from ..model.routing import route, routing_report
+from ..model.routing import route
 from ..optim.muon import Muon
+from .announce import announce
 from .optim_args import config_from_training_args
 
 logger = logging.getLogger("hf_muon")
@@ -58,10 +60,35 @@ def register(force: bool = False) -> None:
 
 
 def register_name():
-    """Add ``OptimizerNames.MUON`` (enough for argparse choices and ``TrainingArguments``)."""
-    from transformers.training_args import OptimizerNames
+    """Add ``OptimizerNames.MUON`` (enough for argparse choices and ``TrainingArguments``) and validate
+    ``--optim muon`` runs when their ``TrainingArguments`` are built."""
+    from transformers.training_args import OptimizerNames, TrainingArguments
 
-    return _extend_enum(OptimizerNames, "MUON", OPTIM_NAME)
+    member = _extend_enum(OptimizerNames, "MUON", OPTIM_NAME)
+    _validate_on_post_init(TrainingArguments)
+    return member
+
+
+def validate_args(args) -> None:
+    """For ``optim="muon"``: refuse DeepSpeed / FSDP v1 and parse ``optim_args`` (bad keys or values raise,
+    naming the key and the valid ones), before any data or model work."""
+    if getattr(args, "optim", None) == OPTIM_NAME:
+        check_backend(args)
+        config_from_training_args(args)
+
+
+def _validate_on_post_init(cls) -> None:
+    original = cls.__post_init__
+    if getattr(original, "_hf_muon_validates", False):
+        return
+
+    @functools.wraps(original)
+    def __post_init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        validate_args(self)
+
+    __post_init__._hf_muon_validates = True
+    cls.__post_init__ = __post_init__
 
 
 def register_handler(force: bool = False) -> None:
@@ -114,8 +141,8 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
     if overrides:
         config = config.replace(**overrides)
     opt = create_optimizer(model, config)
-    if logger.isEnabledFor(logging.INFO):
-        logger.info("hf_muon routing:\n%s", routing_report(route(model, **config.routing_kwargs())))
+    announce(route(model, **config.routing_kwargs()), getattr(args, "output_dir", None),
+             main_process=getattr(args, "process_index", 0) == 0)
     return opt
 
 

@@ -41,10 +41,19 @@ def _run(cmd, **kw):
     return proc
 
 
-def test_unmodified_script_needs_the_launcher_and_works_with_it(tmp_path):
-    plain = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "a")])
-    assert plain.returncode != 0 and "invalid choice: 'muon'" in plain.stderr
-    ok = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "b", optim_args="ns_steps=5")])
+def test_unmodified_script_works_through_the_startup_hook_and_the_launcher(tmp_path):
+    plain = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "a", steps=2)])
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["optimizer"] == "Muon"
+    assert "on Muon" in plain.stderr and f"full table: {tmp_path / 'a' / 'hf_muon_routing.txt'}" in plain.stderr
+    assert (tmp_path / "a" / "hf_muon_routing.txt").exists() and (tmp_path / "a" / "hf_muon_routing.json").exists()
+    off = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "off")], env=dict(_env(), HF_MUON_AUTOREGISTER="0"))
+    assert off.returncode != 0 and "invalid choice: 'muon'" in off.stderr  # the hook off: today's behaviour
+    bad = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "bad", optim_args="ns_step=5")])
+    assert bad.returncode != 0 and "unknown optim_args key 'ns_step'" in bad.stderr
+    assert "parse_args_into_dataclasses" in bad.stderr  # raised while parsing arguments: no data or model work yet
+    ok = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "b", optim_args="ns_steps=5")],
+              env=dict(_env(), HF_MUON_AUTOREGISTER="0"))
     assert ok.returncode == 0, ok.stderr[-3000:]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["optimizer"] == "Muon" and len(summary["losses"]) == 6

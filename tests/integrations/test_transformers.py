@@ -128,8 +128,11 @@ def test_optim_args_cover_every_knob_and_lr_ratio(tmp_path):
 def test_bad_optim_args_are_clear_errors(tmp_path, bad, match):
     from transformers import Trainer
 
-    trainer = Trainer(model=tiny_llama(), args=_args(tmp_path, optim="muon", optim_args=bad),
-                      train_dataset=_token_data())
+    with pytest.raises(ValueError, match=match):  # early: when the TrainingArguments are built
+        _args(tmp_path, optim="muon", optim_args=bad)
+    args = _args(tmp_path, optim="muon")
+    args.optim_args = bad  # set after construction: still refused when the optimizer is built
+    trainer = Trainer(model=tiny_llama(), args=args, train_dataset=_token_data())
     with pytest.raises(ValueError, match=match):
         trainer.create_optimizer()
 
@@ -149,9 +152,8 @@ def test_deepspeed_and_fsdp_v1_are_refused_with_what_to_do(tmp_path):
     args.deepspeed = {"zero_optimization": {"stage": 2}}  # deepspeed itself is not installed here
     with pytest.raises(ValueError, match=r'DeepSpeed config: "optimizer": \{"type": "Muon"'):
         Trainer.get_optimizer_cls_and_kwargs(args, model)
-    fsdp1 = _args(tmp_path, optim="muon", fsdp="full_shard", fsdp_config={"fsdp_version": 1})
-    with pytest.raises(ValueError, match="FSDP v1.*fsdp_version: 2"):
-        Trainer.get_optimizer_cls_and_kwargs(fsdp1, model)
+    with pytest.raises(ValueError, match="FSDP v1.*fsdp_version: 2"):  # refused when the arguments are built
+        _args(tmp_path, optim="muon", fsdp="full_shard", fsdp_config={"fsdp_version": 1})
     hf_muon.integrations.transformers.check_backend(
         SimpleNamespace(deepspeed=None, fsdp=True, fsdp_config={"version": 2}))  # FSDP2 passes
 
