@@ -80,10 +80,12 @@ def param_groups(model: nn.Module, config: MuonConfig | None = None, *, lr: floa
         g["params"].append(r.param)
         g["param_names"].append(r.name)
     if require_muon and not any(k[0] for k in buckets):
-        raise ValueError(
-            "Muon was requested but no parameter was routed to it.\n" + routing_report(routes)
-            + "\nMuon takes 2-D nn.Linear/Conv1D weights inside the backbone; use include=[regex] to force others."
-        )
+        lora = any(r.kind == "adamw" and r.reason.startswith("LoRA lora_") for r in routes)
+        fix = ("\nOnly LoRA factors are trainable and lora_policy='adamw' keeps them on AdamW: pass --optim_args "
+               "lora_policy=b_only (lora_B on Muon) or lora_policy=both (hf_muon.param_groups(model, "
+               "lora_policy='b_only'))." if lora else
+               "\nMuon takes 2-D nn.Linear/Conv1D weights inside the backbone; use include=[regex] to force others.")
+        raise ValueError("Muon was requested but no parameter was routed to it.\n" + routing_report(routes) + fix)
     return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4]), str(k[5])))]
 
 
