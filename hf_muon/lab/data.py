@@ -14,7 +14,9 @@ Typical use::
     blocks = lm_blocks(tok, load_text(data_dir, "tinystories"), block_size=128)
     train, val = train_val_split(blocks)          # last ~10% of blocks held out
 
-``data_dir`` defaults to the ``HF_MUON_DATA`` environment variable (the Makefile sets it).
+``data_dir`` defaults to the ``HF_MUON_DATA`` environment variable (the Makefile sets it); :func:`resolve_data_dir`
+is the lab's one lookup of the mirror. :func:`compact_vocab` re-indexes GPT-2 ids to a small vocabulary
+(the most frequent training ids plus one "other" id) for CPU-sized output layers.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 
 HUB_TOKENIZER = "openai-community/gpt2"
 DATA_ENV = "HF_MUON_DATA"
+REPO_DIR = Path(__file__).resolve().parents[2]  # the source checkout (hf_muon/lab/data.py -> repository root)
 
 # corpus name -> (path under <data_dir>/pretrain, Hub dataset it samples)
 CORPORA: dict[str, tuple[str, str]] = {
@@ -42,11 +45,48 @@ CORPORA: dict[str, tuple[str, str]] = {
 _SAFE_SPLIT = re.compile(r"(?<=\S)(?=\n)")
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
-    """``data_dir`` as a ``Path``, else ``$HF_MUON_DATA``, else ``None``."""
-    if data_dir is None:
-        data_dir = os.environ.get(DATA_ENV) or None
-    return Path(data_dir).expanduser() if data_dir is not None else None
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, *, required: bool = False) -> Path | None:
+    """The local data mirror, looked up the same way everywhere in the lab.
+
+    ``data_dir`` (an argument, ``--data``, a config's ``data_dir``) when given, else ``$HF_MUON_DATA``, else
+    ``None`` (callers that can, such as the study and the evaluation tasks, then read the Hub).
+
+    ``required=True`` is for callers that never go to the Hub (the research recipes): a given folder must
+    exist (``FileNotFoundError`` naming where it came from), and with neither set it falls back to
+    ``../shared/data`` beside the repository checkout, else raises.
+    """
+    for cand, origin in ((data_dir, "data_dir"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
+        if cand is None or str(cand) == "":
+            continue
+        p = Path(cand).expanduser()
+        if required and not p.is_dir():
+            raise FileNotFoundError(f"data dir {p} (from {origin}) does not exist")
+        return p
+    if not required:
+        return None
+    fallback = REPO_DIR.parent / "shared" / "data"
+    if fallback.is_dir():
+        return fallback
+    raise FileNotFoundError(f"no data dir: set data_dir or ${DATA_ENV} to the shared data mirror ({fallback} is absent)")
+
+
+def compact_vocab(train_ids, vocab_size: int, full_vocab: int):
+    """A map full id → new id (a ``(full_vocab,)`` int64 tensor, apply as ``remap[ids]``).
+
+    ``vocab_size`` is the *model's* vocabulary including the "other" id: the ``vocab_size − 1`` most
+    frequent ids of ``train_ids`` keep a slot (most frequent first; ties: lower id first), every other id
+    maps to ``vocab_size − 1`` ("other"). Counted on the training split only, so validation text never
+    shapes the vocabulary.
+    """
+    import torch
+
+    if vocab_size < 2:
+        raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+    counts = torch.bincount(train_ids.flatten(), minlength=full_vocab)
+    keep = counts.argsort(descending=True, stable=True)[: vocab_size - 1]
+    remap = torch.full((full_vocab,), vocab_size - 1, dtype=torch.long)
+    remap[keep] = torch.arange(len(keep))
+    return remap
 
 
 def load_tokenizer(data_dir: str | os.PathLike | None = None):
@@ -226,7 +266,9 @@ def train_val_split(dataset, val_fraction: float = 0.1, max_val: int | None = No
 
 __all__ = [
     "CORPORA",
+    "DATA_ENV",
     "HUB_TOKENIZER",
+    "compact_vocab",
     "corpus_path",
     "lm_blocks",
     "load_documents",
