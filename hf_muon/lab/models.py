@@ -1,7 +1,8 @@
 """Tiny HuggingFace models built from configs (never downloaded): the lab's one home for them.
 
 * :func:`llama_intermediate`: the SwiGLU hidden width, ``width·mlp_ratio`` rounded to a multiple of 8.
-* :func:`build_llama`: a ``LlamaForCausalLM`` (``width // head_dim`` heads, MHA, dropout off).
+* :func:`llama_config` / :func:`llama_from_config` / :func:`build_llama`: a ``LlamaForCausalLM`` (by default
+  ``width // head_dim`` heads, MHA, SwiGLU MLP of ``8/3·width``, tied embeddings; every field a knob).
 * :func:`build_gpt2`: a ``GPT2LMHeadModel`` (tied head, dropout 0 as in nanoGPT's 124M runs).
 * :func:`param_counts`: total / embedding / non-embedding parameter counts.
 
@@ -29,18 +30,39 @@ def llama_intermediate(width: int, mlp_ratio: float = 8 / 3, multiple: int = 8) 
     return max(multiple, int(round(width * mlp_ratio / multiple)) * multiple)
 
 
-def build_llama(width: int, layers: int, vocab_size: int, block_size: int, *, head_dim: int = 32,
-                mlp_ratio: float = 8 / 3, tie_word_embeddings: bool = True, seed: int = 0):
-    """A ``LlamaForCausalLM`` from a config: ``width // head_dim`` heads (MHA), SwiGLU MLP."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def llama_config(width: int, layers: int, vocab_size: int, block_size: int, *, head_dim: int = 32,
+                 heads: int | None = None, kv_heads: int | None = None, intermediate_size: int | None = None,
+                 mlp_ratio: float = 8 / 3, max_position_embeddings: int | None = None,
+                 tie_word_embeddings: bool = True, bos_token_id: int | None = 0, eos_token_id: int | None = 0,
+                 pad_token_id: int | None = None, **extra):
+    """A ``LlamaConfig``: ``heads`` (default ``width // head_dim``) attention heads, ``kv_heads`` (default
+    ``heads``: MHA) key/value heads, a SwiGLU MLP of ``intermediate_size`` (default
+    :func:`llama_intermediate` of ``width`` and ``mlp_ratio``), ``max_position_embeddings`` (default
+    ``block_size``). ``extra`` goes to ``LlamaConfig`` as is (e.g. ``dtype="float32"``)."""
+    from transformers import LlamaConfig
 
-    heads = max(1, width // head_dim)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=llama_intermediate(width, mlp_ratio),
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                      max_position_embeddings=block_size, tie_word_embeddings=tie_word_embeddings,
-                      bos_token_id=0, eos_token_id=0, pad_token_id=None)
+    heads = max(1, width // head_dim) if heads is None else heads
+    kv_heads = heads if kv_heads is None else kv_heads
+    inter = llama_intermediate(width, mlp_ratio) if intermediate_size is None else intermediate_size
+    positions = block_size if max_position_embeddings is None else max_position_embeddings
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=inter,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                       max_position_embeddings=positions, tie_word_embeddings=tie_word_embeddings,
+                       bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **extra)
+
+
+def llama_from_config(config, seed: int = 0):
+    """``LlamaForCausalLM(config)`` with weights drawn right after ``torch.manual_seed(seed)``."""
+    from transformers import LlamaForCausalLM
+
     torch.manual_seed(seed)
-    return LlamaForCausalLM(cfg)
+    return LlamaForCausalLM(config)
+
+
+def build_llama(width: int, layers: int, vocab_size: int, block_size: int, *, seed: int = 0, **knobs):
+    """A ``LlamaForCausalLM`` from :func:`llama_config` (``knobs``: its keyword arguments; defaults: MHA with
+    ``width // 32`` heads, SwiGLU MLP of ``8/3·width``, tied embeddings), initialised from ``seed``."""
+    return llama_from_config(llama_config(width, layers, vocab_size, block_size, **knobs), seed)
 
 
 def build_gpt2(width: int, layers: int, heads: int, vocab_size: int, block_size: int, *, seed: int = 0):
@@ -73,4 +95,5 @@ def param_counts(model) -> dict:
     return {"total": total, "embedding": emb, "non_embedding": total - emb}
 
 
-__all__ = ["build_gpt2", "build_llama", "llama_intermediate", "param_counts", "quiet_transformers"]
+__all__ = ["build_gpt2", "build_llama", "llama_config", "llama_from_config", "llama_intermediate", "param_counts",
+           "quiet_transformers"]
