@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,7 +84,10 @@ def test_sft_trainer_peft_config_routes_lora_to_adamw(tmp_path):
 
 
 @pytest.mark.slow
-def test_trl_sft_module_unmodified_through_launcher(tmp_path):
+@pytest.mark.parametrize("entry", ["launcher", "trl-cli", "trl-cli-config"])
+def test_trl_sft_unmodified(tmp_path, entry):
+    """`python -m hf_muon.run -m trl.scripts.sft`, the shipped `trl sft` command (which re-launches itself through
+    accelerate in a new process: the startup hook registers there too), and `trl sft --config` with optim: muon."""
     tok = _tokenizer()
     model_dir, data = tmp_path / "tiny", tmp_path / "tulu"
     _model(tok).save_pretrained(model_dir)
@@ -91,8 +95,15 @@ def test_trl_sft_module_unmodified_through_launcher(tmp_path):
     data.mkdir()
     shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "hf_muon.run", "-m", "trl.scripts.sft", "--model_name_or_path", str(model_dir),
-           "--dataset_name", str(data), "--output_dir", str(out), "--optim", "muon", "--optim_args", "ns_steps=5",
+    head = {"launcher": [sys.executable, "-m", "hf_muon.run", "-m", "trl.scripts.sft"],
+            "trl-cli": [str(Path(sys.executable).parent / "trl"), "sft"],
+            "trl-cli-config": [str(Path(sys.executable).parent / "trl"), "sft", "--config", str(tmp_path / "cfg.yaml")]}
+    optim = ["--optim", "muon", "--optim_args", "ns_steps=5"]
+    if entry == "trl-cli-config":
+        (tmp_path / "cfg.yaml").write_text("optim: muon\noptim_args: ns_steps=5\n")
+        optim = []
+    cmd = [*head[entry], "--model_name_or_path", str(model_dir),
+           "--dataset_name", str(data), "--output_dir", str(out), *optim,
            "--max_steps", "4", "--save_steps", "4", "--per_device_train_batch_size", "2", "--max_length", "128",
            "--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true", "--report_to", "none",
            "--assistant_only_loss", "true", "--learning_rate", "3e-3", "--dtype", "float32"]
