@@ -24,34 +24,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..data import resolve_data_dir
 from .config import StudyConfig, to_dict
+from .report import write_report
+from .units import done, mark, model_units
 
 STAGES = ("pretrain", "sft", "score", "report")
-DONE = "DONE.json"
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def _done(path: Path) -> dict | None:
-    f = path / DONE
-    return json.loads(f.read_text()) if f.exists() else None
-
-
-def _mark(path: Path, info: dict) -> dict:
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (DONE + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    tmp.replace(path / DONE)
-    return info
-
-
 def _lr_tag(lr: float) -> str:
     return f"{lr:g}"
-
-
-def _data_dir(cfg: StudyConfig):
-    from ..data import resolve_data_dir
-
-    return resolve_data_dir(cfg.data_dir)
 
 
 def load_tokenizer(cfg: StudyConfig):
@@ -65,7 +48,7 @@ def load_tokenizer(cfg: StudyConfig):
     else:
         from ..data import load_tokenizer as gpt2
 
-        tok = gpt2(_data_dir(cfg))
+        tok = gpt2(resolve_data_dir(cfg.data_dir))
     return prepare_chat_tokenizer(tok)
 
 
@@ -73,7 +56,7 @@ def pretrain_blocks(cfg: StudyConfig, tok):
     """(train, val) causal-LM blocks of the pretraining corpus: mirror file, or the Hub with the same schema."""
     from ..data import corpus_path, lm_blocks, load_documents, train_val_split
 
-    spec, root = cfg.pretrain, _data_dir(cfg)
+    spec, root = cfg.pretrain, resolve_data_dir(cfg.data_dir)
     docs = None
     if root is not None:
         try:
@@ -128,17 +111,15 @@ def sft_rows(cfg: StudyConfig):
 
 
 def _new_model(cfg: StudyConfig, tok, seed: int):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """The study's Llama from ``cfg.model`` (:func:`hf_muon.lab.models.build_llama`), initialised from ``seed``."""
+    from ..models import build_llama
 
     m = cfg.model
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=m.hidden_size, num_hidden_layers=m.num_hidden_layers,
-                         num_attention_heads=m.num_attention_heads, num_key_value_heads=m.num_key_value_heads,
-                         intermediate_size=m.intermediate_size, max_position_embeddings=m.max_position_embeddings,
-                         tie_word_embeddings=m.tie_word_embeddings, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    return LlamaForCausalLM(config)
+    return build_llama(m.hidden_size, m.num_hidden_layers, len(tok), m.max_position_embeddings,
+                       heads=m.num_attention_heads, kv_heads=m.num_key_value_heads,
+                       intermediate_size=m.intermediate_size, tie_word_embeddings=m.tie_word_embeddings,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                       seed=seed)
 
 
 def _optim(name: str) -> str:
@@ -162,7 +143,7 @@ def _save(trainer, tok, out: Path):
 def pretrain_run(cfg: StudyConfig, tok, data, seed: int, opt: str, lr: float, steps: int, out: Path) -> dict:
     from transformers import Trainer, TrainingArguments
 
-    if (info := _done(out)) is not None:
+    if (info := done(out)) is not None:
         return info
     import hf_muon  # noqa: F401  (registers optim="muon")
 
@@ -179,7 +160,7 @@ def pretrain_run(cfg: StudyConfig, tok, data, seed: int, opt: str, lr: float, st
     trainer.train(resume_from_checkpoint=_last_checkpoint(out))
     val_loss = trainer.evaluate()["eval_loss"]
     _save(trainer, tok, out)
-    return _mark(out, {"kind": "pretrain", "optimizer": opt, "lr": lr, "steps": steps, "seed": seed,
+    return mark(out, {"kind": "pretrain", "optimizer": opt, "lr": lr, "steps": steps, "seed": seed,
                        "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)), "train_seconds": time.time() - t0,
                        "tokens": steps * cfg.pretrain.batch_size * cfg.pretrain.block_size,
                        "log_history": trainer.state.log_history, "model_dir": str(out / "model")})
@@ -188,7 +169,7 @@ def pretrain_run(cfg: StudyConfig, tok, data, seed: int, opt: str, lr: float, st
 def pretrain(cfg: StudyConfig, tok, data, seed: int, opt: str, root: Path, log: Callable) -> dict:
     """lr sweep (short runs), then the base model at the best lr."""
     base = root / f"seed{seed}" / f"base-{opt}"
-    if (info := _done(base)) is not None:
+    if (info := done(base)) is not None:
         return info
     sweep_steps = cfg.pretrain.sweep_steps or cfg.pretrain.steps
     sweep = {}
@@ -204,12 +185,12 @@ def pretrain(cfg: StudyConfig, tok, data, seed: int, opt: str, root: Path, log: 
         info = pretrain_run(cfg, tok, data, seed, opt, best_lr, cfg.pretrain.steps, base / "run")
     info["sweep"] = {_lr_tag(lr): r["val_loss"] for lr, r in sweep.items()}
     info["chosen_lr"] = best_lr
-    return _mark(base, info)
+    return mark(base, info)
 
 
 # --------------------------------------------------------------------------------------------- stage 2
 def sft_run(cfg: StudyConfig, tok, rows, seed: int, base_info: dict, opt: str, lora: bool, out: Path) -> dict:
-    if (info := _done(out)) is not None:
+    if (info := done(out)) is not None:
         return info
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -241,7 +222,7 @@ def sft_run(cfg: StudyConfig, tok, rows, seed: int, base_info: dict, opt: str, l
     if lora:
         trainer.model = trainer.model.merge_and_unload()
     _save(trainer, tok, out)
-    return _mark(out, {"kind": "sft", "pretrain_optimizer": base_info["optimizer"], "sft_optimizer": opt, "lora": lora,
+    return mark(out, {"kind": "sft", "pretrain_optimizer": base_info["optimizer"], "sft_optimizer": opt, "lora": lora,
                        "lr": s.lrs[opt], "seed": seed, "train_rows": len(rows), "train_seconds": time.time() - t0,
                        "steps": trainer.state.global_step, "log_history": trainer.state.log_history,
                        "model_dir": str(out / "model"), "base_model_dir": base_info["model_dir"]})
@@ -268,7 +249,7 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
     options["perplexity"].setdefault("block_size", cfg.pretrain.block_size)
     lim = cfg.eval.limit
     limit = {t: (lim.get(t) if isinstance(lim, dict) else lim) for t in tasks}
-    res = evaluate_model(model, tok, tasks, data_dir=_data_dir(cfg), limit=limit, batch_size=cfg.eval.batch_size,
+    res = evaluate_model(model, tok, tasks, data_dir=resolve_data_dir(cfg.data_dir), limit=limit, batch_size=cfg.eval.batch_size,
                          allow_code_execution=cfg.eval.allow_code_execution, task_options=options)
     slim = {t: {k: v for k, v in r.items() if k not in ("samples", "acc_by_subject")} for t, r in res.items()}
     f.parent.mkdir(parents=True, exist_ok=True)
@@ -283,22 +264,6 @@ def _cuda() -> bool:
 
 
 # --------------------------------------------------------------------------------------------- driver
-def model_units(cfg: StudyConfig, root: Path) -> list[dict]:
-    """Every model the study produces, with where it lives (used by score and report)."""
-    units = []
-    bases = ["pretrained"] if cfg.model.base_model else cfg.optimizers
-    for seed in cfg.seeds:
-        for base in bases:
-            units.append({"seed": seed, "pair": f"{base} / -", "kind": "base", "dir": root / f"seed{seed}" / f"base-{base}",
-                          "pretrain": base, "sft": None, "lora": False})
-            for opt in cfg.optimizers:
-                for lora in ([False, True] if cfg.sft.lora else [False]):
-                    tag = f"sft-{base}-{opt}" + ("-lora" if lora else "")
-                    units.append({"seed": seed, "pair": f"{base} / {opt}" + (" (LoRA)" if lora else ""), "kind": "sft",
-                                  "dir": root / f"seed{seed}" / tag, "pretrain": base, "sft": opt, "lora": lora})
-    return units
-
-
 def run_study(cfg: StudyConfig, stages=STAGES, log: Callable = print) -> Path:
     """Run (or resume) the study; returns the report directory."""
     bad = [s for s in stages if s not in STAGES]
@@ -311,7 +276,7 @@ def run_study(cfg: StudyConfig, stages=STAGES, log: Callable = print) -> Path:
     if "pretrain" in stages or "sft" in stages:
         data = pretrain_blocks(cfg, tok) if cfg.model.base_model is None else None
         train_rows, held_rows, report = sft_rows(cfg)
-        _mark(root / "data", {"kind": "data", "sft_rows": report.rows, "sft_valid": len(train_rows) + len(held_rows),
+        mark(root / "data", {"kind": "data", "sft_rows": report.rows, "sft_valid": len(train_rows) + len(held_rows),
                               "sft_train": len(train_rows), "sft_heldout": len(held_rows),
                               "sft_malformed": report.malformed, "sft_skip_reasons": report.reasons,
                               "sft_source": report.source,
@@ -322,10 +287,10 @@ def run_study(cfg: StudyConfig, stages=STAGES, log: Callable = print) -> Path:
         for seed in cfg.seeds:
             bases = {}
             if cfg.model.base_model:  # public_base mode: SFT a pretrained checkpoint with each optimizer
-                bases["pretrained"] = _mark(root / f"seed{seed}" / "base-pretrained", {
+                bases["pretrained"] = mark(root / f"seed{seed}" / "base-pretrained", {
                     "kind": "pretrained", "optimizer": "pretrained", "model_dir": cfg.model.base_model})
             for opt in [] if cfg.model.base_model else cfg.optimizers:
-                if "pretrain" in stages or _done(root / f"seed{seed}" / f"base-{opt}"):
+                if "pretrain" in stages or done(root / f"seed{seed}" / f"base-{opt}"):
                     bases[opt] = pretrain(cfg, tok, data, seed, opt, root, log)
             if "sft" not in stages:
                 continue
@@ -336,14 +301,12 @@ def run_study(cfg: StudyConfig, stages=STAGES, log: Callable = print) -> Path:
                 sft_run(cfg, tok, train_rows, seed, bases[unit["pretrain"]], unit["sft"], unit["lora"], unit["dir"])
     if "score" in stages:
         for unit in model_units(cfg, root):
-            info = _done(unit["dir"])
+            info = done(unit["dir"])
             if info is None:
                 continue
             log(f"[score] seed {unit['seed']} {unit['pair']}")
             score(cfg, info["model_dir"], unit["dir"], unit["kind"] == "base")
     out = root / "report"
     if "report" in stages:
-        from .report import write_report
-
         write_report(cfg, root, out, log)
     return out

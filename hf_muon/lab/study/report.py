@@ -10,7 +10,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from .pipeline import model_units
+from .units import DONE, model_units
 
 # (label, task, key, scale, higher is better, chance level in the same units)
 COLUMNS = [
@@ -47,7 +47,7 @@ def collect(cfg, root: Path) -> dict:
         if not f.exists():
             continue
         scores = json.loads(f.read_text())
-        info = json.loads((unit["dir"] / "DONE.json").read_text())
+        info = json.loads((unit["dir"] / DONE).read_text())
         units.append({**unit, "dir": str(unit["dir"]), "scores": scores, "info": info})
         for label, task, key, scale, _, _ in COLUMNS:
             v = scores.get(task, {}).get(key)
@@ -163,7 +163,7 @@ def write_report(cfg, root: Path, out: Path, log=print) -> Path:
     lines = ["| pretrain / SFT | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for pair in sorted(table, key=lambda p: (p.endswith("/ -"), p)):
         lines.append(f"| {pair} | " + " | ".join(_fmt(table[pair].get(c[0], [])) for c in cols) + " |")
-    data = json.loads((root / "data" / "DONE.json").read_text()) if (root / "data" / "DONE.json").exists() else {}
+    data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
     plots = _plots(collected, out)
     hardware = (f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else
                 f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
