@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 
 from hf_muon.lab import research as R
+from hf_muon.lab.models import build_llama, param_counts
 from hf_muon.model.scaling import SCALE_MODES, convert_lr
 
 DEFAULTS = {
@@ -72,9 +73,9 @@ def run_id(width: int, mode: str, lr: float) -> str:
 
 def build_model(cfg: dict, width: int, vocab: int):
     m = cfg["model"]
-    return R.build_llama(width, int(m["layers"]), vocab, int(cfg["data"]["block_size"]), head_dim=int(m["head_dim"]),
-                         mlp_ratio=float(m["mlp_ratio"]), tie_word_embeddings=bool(m["tie_word_embeddings"]),
-                         seed=int(cfg["train"]["seed"]))
+    return build_llama(width, int(m["layers"]), vocab, int(cfg["data"]["block_size"]), head_dim=int(m["head_dim"]),
+                       mlp_ratio=float(m["mlp_ratio"]), tie_word_embeddings=bool(m["tie_word_embeddings"]),
+                       seed=int(cfg["train"]["seed"]))
 
 
 def spec_of(cfg: dict, width: int, mode: str, lr: float) -> dict:
@@ -87,7 +88,7 @@ def execute(cfg: dict, data: R.LMData, width: int, mode: str, lr: float) -> dict
     model = build_model(cfg, width, data.vocab_size)
     opt = R.build_optimizer(model, dict(cfg["optimizer"], lr=lr, scale_mode=mode))
     res = R.train(model, opt, data, cfg["train"], desc=f"d={width} {mode} lr={lr:g}")
-    res["params"] = R.param_counts(model)
+    res["params"] = param_counts(model)
     return res
 
 

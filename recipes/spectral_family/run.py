@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 from hf_muon.lab import research as R
+from hf_muon.lab.models import build_gpt2, param_counts
 
 # Paper (BeyondMuon figures, guide §3): best lr and final val loss of GPT-2 124M on OpenWebText, 100B tokens.
 PAPER = {
@@ -84,8 +85,8 @@ def optimizer_cfg(cfg: dict, v: dict, lr: float) -> dict:
 
 def build_model(cfg: dict, vocab: int, seed: int):
     m = cfg["model"]
-    return R.build_gpt2(int(m["width"]), int(m["layers"]), int(m["heads"]), vocab, int(cfg["data"]["block_size"]),
-                        seed=seed)
+    return build_gpt2(int(m["width"]), int(m["layers"]), int(m["heads"]), vocab, int(cfg["data"]["block_size"]),
+                      seed=seed)
 
 
 def spec_of(cfg: dict, name: str, v: dict, lr: float, seed: int) -> dict:
@@ -99,7 +100,7 @@ def execute(cfg: dict, data: R.LMData, name: str, v: dict, lr: float, seed: int)
     model = build_model(cfg, data.vocab_size, seed)
     opt = R.build_optimizer(model, optimizer_cfg(cfg, v, lr))
     res = R.train(model, opt, data, dict(cfg["train"], seed=seed), desc=f"{name} lr={lr:g} seed={seed}")
-    res["params"] = R.param_counts(model)
+    res["params"] = param_counts(model)
     return res
 
 

@@ -36,6 +36,7 @@ from hf_muon.diagnostics.spectral import (
     orthogonality_error,
 )
 from hf_muon.lab import research as R
+from hf_muon.lab.models import build_llama, param_counts
 from hf_muon.ns.newton_schulz import newton_schulz
 from hf_muon.ns.schedule import (
     lift_threshold,
@@ -199,9 +200,9 @@ def ns_quality(opt, layers: int, schedules: dict, bench: dict, coefficients) -> 
 # ---------------------------------------------------------------------------------------------- runs
 def build_model(cfg: dict, width: int, vocab: int):
     m = cfg["model"]
-    return R.build_llama(width, int(m["layers"]), vocab, int(cfg["data"]["block_size"]), head_dim=int(m["head_dim"]),
-                         mlp_ratio=float(m["mlp_ratio"]), tie_word_embeddings=bool(m["tie_word_embeddings"]),
-                         seed=int(cfg["train"]["seed"]))
+    return build_llama(width, int(m["layers"]), vocab, int(cfg["data"]["block_size"]), head_dim=int(m["head_dim"]),
+                       mlp_ratio=float(m["mlp_ratio"]), tie_word_embeddings=bool(m["tie_word_embeddings"]),
+                       seed=int(cfg["train"]["seed"]))
 
 
 def plan(cfg: dict) -> list[dict]:
@@ -262,7 +263,7 @@ def execute(cfg: dict, data: R.LMData, run: dict) -> dict:
             h(*a)
 
     res = R.train(model, opt, data, cfg["train"], on_step=on_step, desc=run["run_id"])
-    res["params"] = R.param_counts(model)
+    res["params"] = param_counts(model)
     res["ns_flops_per_step"] = hooks[0].mean
     res["ns_flops_per_step_final"] = R.optimizer_ns_flops(opt)
     res["records"] = rec.records if rec else []
