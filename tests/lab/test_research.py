@@ -10,15 +10,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import data_dir, tiny_llama
+from conftest import REPO, data_dir, tiny_llama
 
 from hf_muon.lab import research as R
 
-REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("spectral_laws", "spectral_family", "lr_transfer")
 
 
