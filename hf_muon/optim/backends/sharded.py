@@ -65,61 +65,17 @@ def orthogonalize_sharded(jobs: list[Job], batched: bool = True, stats: CommStat
     return out
 
 
-def _exchange_rowwise(jobs, sel, owners, world, rank, pg, in_dtype, dtype, batched, stats, out):
-    """Gather rows to owners in the update's own dtype (so the owner normalises exactly what a single
-    process would), orthogonalize, and return result rows in the compute dtype."""
-    from torch.distributed.tensor import DTensor
-
-    device = jobs[sel[0][1]].tensor.to_local().device
-    rows = {i: _chunk_rows(jobs[i].tensor.shape[0], world) for _, i in sel}
-    cols = {i: jobs[i].tensor.shape[1] for _, i in sel}
-    for _, i in sel:
-        if jobs[i].tensor.to_local().shape[0] != rows[i][rank]:
-            raise RuntimeError(f"unexpected Shard(0) layout for shape {tuple(jobs[i].tensor.shape)}")
-    by_owner = [[i for k, i in sel if owners[k] == r] for r in range(world)]
-    # 1) gather: my row shard of every job -> its owner
-    send = torch.cat([jobs[i].tensor.to_local().reshape(-1) for r in range(world) for i in by_owner[r]]
-                     or [torch.empty(0, dtype=in_dtype, device=device)])
-    send_sizes = [sum(rows[i][rank] * cols[i] for i in by_owner[r]) for r in range(world)]
-    recv_sizes = [sum(rows[i][src] * cols[i] for i in by_owner[rank]) for src in range(world)]
-    recv = torch.empty(sum(recv_sizes), dtype=in_dtype, device=device)
+def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dtype, device, pg, stats):
+    """One ``all_to_all_single``: ``send_chunks[r]`` (flattened, cast to ``dtype``) go to rank r; returns the
+    received flat pieces, one per source rank."""
+    flat = [c.reshape(-1).to(dtype) for chunks in send_chunks for c in chunks]
+    send = torch.cat(flat or [torch.empty(0, dtype=dtype, device=device)])
+    send_sizes = [sum(c.numel() for c in chunks) for chunks in send_chunks]
+    recv = torch.empty(sum(recv_sizes), dtype=dtype, device=device)
     dist.all_to_all_single(recv, send, output_split_sizes=recv_sizes, input_split_sizes=send_sizes, group=pg)
     if stats is not None:
-        stats.add((send.numel() - send_sizes[rank]) * send.element_size())
-    # assemble my jobs' full matrices (rank-major blocks of rows)
-    pieces = list(torch.split(recv, recv_sizes))
-    full = {i: [] for i in by_owner[rank]}
-    for src in range(world):
-        offset = 0
-        for i in by_owner[rank]:
-            n = rows[i][src] * cols[i]
-            full[i].append(pieces[src][offset: offset + n].view(rows[i][src], cols[i]))
-            offset += n
-    mine = by_owner[rank]
-    results = run_jobs([Job(torch.cat(full[i], 0), jobs[i].config) for i in mine], batched=batched)
-    result = dict(zip(mine, results))
-    # 2) scatter back: owner sends each rank its rows of each result
-    chunks = []
-    for dst in range(world):
-        for i in mine:
-            start = sum(rows[i][:dst])
-            chunks.append(result[i][start: start + rows[i][dst]].reshape(-1).to(dtype))
-    send2 = torch.cat(chunks or [torch.empty(0, dtype=dtype, device=device)])
-    send2_sizes = [sum(rows[i][dst] * cols[i] for i in mine) for dst in range(world)]
-    recv2_sizes = [sum(rows[i][rank] * cols[i] for i in by_owner[src]) for src in range(world)]
-    recv2 = torch.empty(sum(recv2_sizes), dtype=dtype, device=device)
-    dist.all_to_all_single(recv2, send2, output_split_sizes=recv2_sizes, input_split_sizes=send2_sizes, group=pg)
-    if stats is not None:
-        stats.add((send2.numel() - send2_sizes[rank]) * send2.element_size())
-    pieces2 = list(torch.split(recv2, recv2_sizes))
-    for src in range(world):
-        offset = 0
-        for i in by_owner[src]:
-            n = rows[i][rank] * cols[i]
-            t = jobs[i].tensor
-            local = pieces2[src][offset: offset + n].view(rows[i][rank], cols[i])
-            out[i] = DTensor.from_local(local, t.device_mesh, t.placements, shape=t.shape, stride=t.stride())
-            offset += n
+        stats.add((send.numel() - send_sizes[dist.get_rank(pg)]) * send.element_size())
+    return list(torch.split(recv, recv_sizes))
 
 
 def _exchange_rowwise(jobs, sel, owners, world, rank, pg, in_dtype, dtype, batched, stats, out):
@@ -134,49 +90,33 @@ def _exchange_rowwise(jobs, sel, owners, world, rank, pg, in_dtype, dtype, batch
         if jobs[i].tensor.to_local().shape[0] != rows[i][rank]:
             raise RuntimeError(f"unexpected Shard(0) layout for shape {tuple(jobs[i].tensor.shape)}")
     by_owner = [[i for k, i in sel if owners[k] == r] for r in range(world)]
-    # 1) gather: my row shard of every job -> its owner
-    send = torch.cat([jobs[i].tensor.to_local().reshape(-1) for r in range(world) for i in by_owner[r]]
-                     or [torch.empty(0, dtype=in_dtype, device=device)])
-    send_sizes = [sum(rows[i][rank] * cols[i] for i in by_owner[r]) for r in range(world)]
-    recv_sizes = [sum(rows[i][src] * cols[i] for i in by_owner[rank]) for src in range(world)]
-    recv = torch.empty(sum(recv_sizes), dtype=in_dtype, device=device)
-    dist.all_to_all_single(recv, send, output_split_sizes=recv_sizes, input_split_sizes=send_sizes, group=pg)
-    if stats is not None:
-        stats.add((send.numel() - send_sizes[rank]) * send.element_size())
-    # assemble my jobs' full matrices (rank-major blocks of rows)
-    pieces = list(torch.split(recv, recv_sizes))
-    full = {i: [] for i in by_owner[rank]}
-    for src in range(world):
-        offset = 0
-        for i in by_owner[rank]:
-            n = rows[i][src] * cols[i]
-            full[i].append(pieces[src][offset: offset + n].view(rows[i][src], cols[i]))
-            offset += n
     mine = by_owner[rank]
-    results = run_jobs([Job(torch.cat(full[i], 0), jobs[i].config) for i in mine], batched=batched)
-    result = dict(zip(mine, results))
-    # 2) scatter back: owner sends each rank its rows of each result
-    chunks = []
-    for dst in range(world):
-        for i in mine:
-            start = sum(rows[i][:dst])
-            chunks.append(result[i][start: start + rows[i][dst]].reshape(-1).to(dtype))
-    send2 = torch.cat(chunks or [torch.empty(0, dtype=dtype, device=device)])
-    send2_sizes = [sum(rows[i][dst] * cols[i] for i in mine) for dst in range(world)]
-    recv2_sizes = [sum(rows[i][rank] * cols[i] for i in by_owner[src]) for src in range(world)]
-    recv2 = torch.empty(sum(recv2_sizes), dtype=dtype, device=device)
-    dist.all_to_all_single(recv2, send2, output_split_sizes=recv2_sizes, input_split_sizes=send2_sizes, group=pg)
-    if stats is not None:
-        stats.add((send2.numel() - send2_sizes[rank]) * send2.element_size())
-    pieces2 = list(torch.split(recv2, recv2_sizes))
-    for src in range(world):
-        offset = 0
-        for i in by_owner[src]:
-            n = rows[i][rank] * cols[i]
-            t = jobs[i].tensor
-            local = pieces2[src][offset: offset + n].view(rows[i][rank], cols[i])
-            out[i] = DTensor.from_local(local, t.device_mesh, t.placements, shape=t.shape, stride=t.stride())
+
+    def blocks(piece, ids, nrows):  # a flat piece from one rank -> its row blocks, one per job in ids
+        out_, offset = [], 0
+        for i in ids:
+            n = nrows(i) * cols[i]
+            out_.append(piece[offset: offset + n].view(nrows(i), cols[i]))
             offset += n
+        return out_
+
+    # 1) gather: my row shard of every job -> its owner; the owner stacks the shards rank by rank
+    pieces = _all_to_all([[jobs[i].tensor.to_local() for i in by_owner[r]] for r in range(world)],
+                         [sum(rows[i][src] * cols[i] for i in mine) for src in range(world)], in_dtype, device, pg,
+                         stats)
+    parts = [blocks(pieces[src], mine, lambda i, s=src: rows[i][s]) for src in range(world)]
+    full = [torch.cat([parts[src][k] for src in range(world)], 0) for k in range(len(mine))]
+    result = run_jobs([Job(f, jobs[i].config) for f, i in zip(full, mine)], batched=batched)
+    # 2) scatter back: the owner sends each rank its rows of each result
+    starts = {i: [sum(rows[i][:d]) for d in range(world)] for i in mine}
+    pieces = _all_to_all([[r[starts[i][d]: starts[i][d] + rows[i][d]] for r, i in zip(result, mine)]
+                          for d in range(world)],
+                         [sum(rows[i][rank] * cols[i] for i in by_owner[src]) for src in range(world)], dtype, device,
+                         pg, stats)
+    for src in range(world):
+        for local, i in zip(blocks(pieces[src], by_owner[src], lambda i: rows[i][rank]), by_owner[src]):
+            t = jobs[i].tensor
+            out[i] = DTensor.from_local(local, t.device_mesh, t.placements, shape=t.shape, stride=t.stride())
 
 
 class ShardedBackend:
