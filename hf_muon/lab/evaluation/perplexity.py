@@ -9,7 +9,9 @@ token has no context and is never scored). Rows are right-padded; log-softmax / 
 independently, the first token of each block unscored). ``split="val"`` keeps the held-out tail that
 :func:`hf_muon.lab.data.train_val_split` produces (last ``val_fraction`` of blocks); ``split="all"`` uses every block.
 ``limit`` = the first N blocks of the split. Results: ``loss`` (token-weighted mean NLL, nats/token),
-``perplexity = exp(loss)``, ``tokens`` (scored tokens), ``blocks``.
+``perplexity = exp(loss)``, ``tokens`` (scored tokens), ``blocks``. That ``loss`` is the lab's one validation-loss
+definition (mean NLL per scored token); :func:`hf_muon.lab.research.evaluate` computes the same quantity on its
+equal-length blocks.
 
 Memory: a batch materialises ``batch_size x block_size x vocab`` float logits (e.g. 8 x 128 x 50,257 x 4 B = 206 MB).
 """
