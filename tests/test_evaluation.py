@@ -91,6 +91,38 @@ def test_gsm8k_exact_match_formats(shared_data):
     assert M.gsm8k_exact_match([], []) == {"exact_match": 0.0}
 
 
+@pytest.mark.parametrize("generation, strict, flexible", [
+    ("She has 3 + 4 = 7 apples.\n#### 1,000", "1,000", "1,000"),
+    ("#### 18\nQuestion: how many? 42", "18", "42"),           # strict: first ####; flexible: last number
+    ("####42", "[invalid]", "42"),                               # strict needs "#### " with a space
+    ("#### $42", "[invalid]", "$42"),                            # ... and no "$"
+    ("so the total is 5. The answer is $18.", "[invalid]", "$18."),
+    ("-3 and 4.5, so 7", "[invalid]", "7"),                      # a lone digit matches the second group
+    ("it is 12.\n\nMore text 1", "[invalid]", "1"),
+    ("no digits here", "[invalid]", "[invalid]"),
+    ("", "[invalid]", "[invalid]"),
+])
+def test_gsm8k_harness_filters(generation, strict, flexible):
+    assert M.strict_extract(generation) == strict
+    assert M.flexible_extract(generation) == flexible
+
+
+def test_gsm8k_harness_exact_match():
+    ref = "Janet makes 9 * 2 = $<<9*2=18>>18.\n#### 1,018"
+    assert M.gsm8k_harness_match("so #### 1,018", ref, "strict-match")
+    assert M.gsm8k_harness_match("#### 1018.", ref, "strict-match")            # trailing "." ignored
+    assert not M.gsm8k_harness_match("#### 1018.0", ref, "strict-match")       # string, not numeric, equality
+    assert M.gsm8k_match("#### 1018.0", ref)                                     # ... the lenient numeric_match
+    assert M.gsm8k_harness_match("pays $1,018.", ref, "flexible-extract")
+    assert not M.gsm8k_harness_match("####1018", ref, "strict-match") and M.gsm8k_match("####1018", ref)
+    assert M.harness_exact_match("ABC", "abc", ignore_case=True) and not M.harness_exact_match("ABC", "abc")
+    assert M.harness_exact_match("a.b", "ab", ignore_punctuation=True)
+    assert M.harness_exact_match("18 ", "18 ") and not M.harness_exact_match("18 ", "18")
+    gens, refs = ["#### 18", "The answer is 18", "#### 17"], ["#### 18"] * 3
+    assert M.gsm8k_harness_scores(gens, refs) == {"strict-match": 1 / 3, "flexible-extract": 2 / 3}
+    assert M.gsm8k_harness_scores([], []) == {"strict-match": 0.0, "flexible-extract": 0.0}
+
+
 # ----------------------------------------------------------------------------------------------- mc_accuracy
 
 
@@ -147,8 +179,9 @@ def test_local_metric_modules_load_offline(monkeypatch):
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     em = M.load("gsm8k_exact_match")
+    # lm-eval's strict-match needs "#### N"; flexible-extract takes the last number ("$1,000." -> "1000")
     assert em.compute(predictions=["So she pays $1,000.", "#### 7"], references=["#### 1000", "#### 8"]) == {
-        "exact_match": 0.5}
+        "strict-match": 0.0, "flexible-extract": 0.5, "numeric_match": 0.5}
     mc = M.load("mc_accuracy")
     assert mc.compute(predictions=[[-3.0, -6.1, -3.2]], references=[1], choice_lengths=[[7, 34, 5]]) == {
         "acc": 0.0, "acc_norm": 1.0}
@@ -218,6 +251,70 @@ def test_encode_pair_split_trick(tok):
     assert encode_pair(tok, "", "Hi")[0] == [tok.eos_token_id]  # GPT-2: BOS == EOS == <|endoftext|>
 
 
+@pytest.fixture(scope="module")
+def bos_tok():
+    """A Llama-style tokenizer: the GPT-2 BPE plus a distinct BOS "<s>" that it prepends by default."""
+    from transformers import GPT2TokenizerFast
+
+    t = GPT2TokenizerFast.from_pretrained(str(data_dir() / "tokenizers" / "gpt2"), bos_token="<s>",
+                                          add_bos_token=True)
+    assert t("hi")["input_ids"][0] == t.bos_token_id != t.eos_token_id
+    return t
+
+
+def test_bos_follows_the_tokenizer_default(tok, bos_tok):
+    """lm-eval's HFLM add_bos_token=None: the tokenizer's default special tokens; add_bos overrides."""
+    from hf_muon.lab.evaluation._runtime import encode
+
+    bos = bos_tok.bos_token_id
+    plain = tok("Question: x\nAnswer:", add_special_tokens=False)["input_ids"]
+    ctx, cont = encode_pair(bos_tok, "Question: x\nAnswer:", " Paris")
+    assert ctx == [bos] + plain and ctx + cont == bos_tok("Question: x\nAnswer: Paris")["input_ids"]
+    assert encode_pair(bos_tok, "Question: x\nAnswer:", " Paris", add_bos=False)[0] == plain
+    assert encode_pair(tok, "Question: x\nAnswer:", " Paris")[0] == plain          # GPT-2 adds nothing
+    assert encode_pair(tok, "Question: x\nAnswer:", " Paris", add_bos=True)[0] == [tok.bos_token_id] + plain
+    assert encode(bos_tok, "<s>hi") == bos_tok("<s>hi", add_special_tokens=False)["input_ids"]  # no second BOS
+    assert encode(bos_tok, "hi", for_generation=True)[0] == bos
+    # empty context: the prefix token (BOS), and the continuation without special tokens
+    assert encode_pair(bos_tok, "", "Hi") == ([bos], bos_tok("Hi", add_special_tokens=False)["input_ids"])
+
+
+def test_tasks_take_add_bos(model, tok, bos_tok, shared_data):
+    """Every lm-eval task passes add_bos through; with a BOS-adding tokenizer the default gets BOS."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    m = LlamaForCausalLM(LlamaConfig(vocab_size=len(bos_tok), hidden_size=16, intermediate_size=32,
+                                     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                                     max_position_embeddings=512)).eval()
+    runs = {b: evaluate_model(m, bos_tok, ["arc_easy"], data_dir=shared_data, limit=2, add_bos=b, progress=False,
+                              log_samples=True)["arc_easy"] for b in (None, True, False)}
+    assert runs[None]["samples"] == runs[True]["samples"] != runs[False]["samples"]
+    assert runs[None]["config"]["add_bos"] is None and runs[False]["config"]["add_bos"] is False
+    # GPT-2: default == no BOS
+    a = evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=2, progress=False, log_samples=True)
+    b = evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=2, add_bos=False, progress=False,
+                       log_samples=True)
+    assert a["arc_easy"]["samples"] == b["arc_easy"]["samples"]
+
+
+def test_fewshot_samplers():
+    from hf_muon.lab.evaluation.harness import fewshot_draws
+
+    pool = list(range(10))
+    assert fewshot_draws(pool, 3, 2, sampler="first_n") == [[0, 1, 2], [0, 1, 2]]
+    import random
+
+    rnd = random.Random(1234)
+    assert fewshot_draws(pool, 3, 4) == [rnd.sample(pool, 3) for _ in range(4)]
+    # pool == scored split: the document is never its own exemplar
+    draws = fewshot_draws(pool, 9, 10, docs=pool)
+    assert all(d not in shots and len(shots) == 9 for d, shots in zip(pool, draws))
+    assert fewshot_draws(pool, 0, 2) == [[], []]
+    with pytest.raises(ValueError, match="pool has"):
+        fewshot_draws(pool, 11, 1)
+
+
 def test_loglikelihood_with_accelerator_matches(model, tok):
     from accelerate import Accelerator
 
@@ -281,17 +378,27 @@ def test_arc_prompt_format_on_real_rows(shared_data):
     assert numeric["gold"] == 1 and numeric["choices"][1] == "elements"
 
 
-def test_gsm8k_prompt_and_reserved_pool(shared_data):
-    raw = _rows(shared_data / "benchmarks/gsm8k/test.jsonl", 10)
-    pool, scored, report = gsm8k.load(shared_data)
-    assert len(pool) == gsm8k.FEWSHOT_POOL == 8 and len(scored) == 1319 - 8 and report.malformed == 0
-    assert scored[0]["question"] == raw[8]["question"]  # the pool rows are never scored
-    prompt = gsm8k.build_prompt(scored[0]["question"], pool[:2])
-    assert prompt == (f"Question: {raw[0]['question']}\nAnswer: {raw[0]['answer']}\n\n"
-                      f"Question: {raw[1]['question']}\nAnswer: {raw[1]['answer']}\n\n"
-                      f"Question: {raw[8]['question']}\nAnswer:")
+def test_gsm8k_prompt_and_fewshot_from_train(shared_data):
+    """lm-eval gsm8k: every test row scored; document i's exemplars are the i-th Random(1234).sample(train, k)."""
+    import random
+
+    train_raw = _rows(shared_data / "benchmarks/gsm8k/train.jsonl")
+    test_raw = _rows(shared_data / "benchmarks/gsm8k/test.jsonl", 3)
+    pool, scored, reports = gsm8k.load(shared_data)
+    assert len(pool) == 7473 and len(scored) == 1319 and all(r.malformed == 0 for r in reports)
+    assert scored[0]["question"] == test_raw[0]["question"]
+    prompts = gsm8k.fewshot_prompts(scored[:3], pool, 2)
+    rnd = random.Random(1234)
+    for raw, prompt in zip(test_raw, prompts):
+        shots = rnd.sample(train_raw, 2)
+        assert prompt == (f"Question: {shots[0]['question']}\nAnswer: {shots[0]['answer']}\n\n"
+                          f"Question: {shots[1]['question']}\nAnswer: {shots[1]['answer']}\n\n"
+                          f"Question: {raw['question']}\nAnswer:")
+    assert gsm8k.fewshot_prompts(scored[:2], pool, 2) == prompts[:2]  # --limit keeps the exemplars
     assert gsm8k.build_prompt("Q?", []) == "Question: Q?\nAnswer:"
     assert gsm8k.load(shared_data, limit=3)[1] == scored[:3]
+    assert gsm8k.load(shared_data, need_train=False)[0] == []
+    assert gsm8k.STOP == ("Question:", "</s>", "<|im_end|>")  # no "\n\n": a CoT may continue after a blank line
 
 
 def test_sft_heldout_split_and_assistant_mask(shared_data, tok):
@@ -346,8 +453,8 @@ def test_malformed_rows_counted_and_skipped(tmp_path, shared_data, model, tok):
         json.dumps([1, 2]), json.dumps({"question": "q", "answer": "#### many"}), json.dumps(good[9])]
     (tmp_path / "benchmarks/gsm8k").mkdir(parents=True)
     (tmp_path / "benchmarks/gsm8k/test.jsonl").write_text("\n".join(lines) + "\n\n")
-    pool, scored, report = gsm8k.load(tmp_path)
-    assert report.rows == 15 and report.malformed == 5 and len(pool) == 8 and len(scored) == 2
+    pool, scored, (report,) = gsm8k.load(tmp_path, need_train=False)
+    assert report.rows == 15 and report.malformed == 5 and pool == [] and len(scored) == 10
     assert report.reasons[0].startswith("line 10: not valid JSON")
 
     arc_dir = tmp_path / "benchmarks/arc"
@@ -367,6 +474,38 @@ def test_malformed_rows_counted_and_skipped(tmp_path, shared_data, model, tok):
         humaneval.load(tmp_path)
 
 
+def test_arc_challenge_needs_its_file(shared_data, model, tok):
+    if (shared_data / arc.file_for("arc_challenge", "test")).exists():
+        res = evaluate_model(model, tok, ["arc_challenge"], data_dir=shared_data, limit=2, progress=False)
+        assert res["arc_challenge"]["lm_eval"]["task"] == "arc_challenge"
+    else:
+        with pytest.raises(FileNotFoundError, match="ARC-Challenge.test.hf_schema.jsonl"):
+            evaluate_model(model, tok, ["arc_challenge"], data_dir=shared_data, limit=2, progress=False)
+    with pytest.raises(FileNotFoundError, match="ARC-Easy.train.hf_schema.jsonl"):  # k-shot needs the train split
+        evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=2, progress=False,
+                       task_options={"arc_easy": {"num_fewshot": 1}})
+
+
+def test_score_cli_native(tmp_path, model, tok, shared_data):
+    from hf_muon.lab.evaluation import cli
+
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    out = tmp_path / "scores.json"
+    cli.main([str(tmp_path / "m"), "--tasks", "arc_easy,gsm8k", "--limit", "arc_easy=3,gsm8k=1", "--data-dir",
+              str(shared_data), "--set", "gsm8k.max_new_tokens=4", "--set", "gsm8k.num_fewshot=1", "--output",
+              str(out)])
+    got = json.loads(out.read_text())
+    assert list(got) == ["arc_easy", "gsm8k"] and got["arc_easy"]["n_scored"] == 3
+    assert got["gsm8k"]["config"]["num_fewshot"] == 1 and got["gsm8k"]["config"]["max_new_tokens"] == 4
+    assert all(r["backend"] == "native" and r["follows"].startswith("lm-eval 0.4.13") for r in got.values())
+    want = evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=3, progress=False)["arc_easy"]
+    assert got["arc_easy"]["acc"] == want["acc"] and got["arc_easy"]["acc_norm"] == want["acc_norm"]
+    assert cli._parse_limit("5") == 5 and cli._parse_limit("mmlu=1,gsm8k=2") == {"mmlu": 1, "gsm8k": 2}
+    assert cli._parse_options(["gsm8k.num_fewshot=0", "humaneval.ks=[1, 2]"]) == {
+        "gsm8k": {"num_fewshot": 0}, "humaneval": {"ks": [1, 2]}}
+
+
 def test_hub_fallback_runs_the_same_parser(monkeypatch, shared_data):
     """With no data dir, rows come from datasets.load_dataset (faked here: no network) and take the same path."""
     monkeypatch.delenv("HF_MUON_DATA", raising=False)
@@ -374,13 +513,14 @@ def test_hub_fallback_runs_the_same_parser(monkeypatch, shared_data):
 
     def fake_hub(spec):
         seen.append((spec.name, spec.config, spec.split))
-        for i, line in enumerate(open(shared_data / "benchmarks/gsm8k/test.jsonl", encoding="utf-8")):
+        for i, line in enumerate(open(shared_data / f"benchmarks/gsm8k/{spec.split}.jsonl", encoding="utf-8")):
             yield i, json.loads(line)
 
     monkeypatch.setattr(sources, "iter_hub", fake_hub)
-    pool, scored, report = gsm8k.load(None, limit=5)
+    pool, scored, reports = gsm8k.load(None, limit=5)
     local = gsm8k.load(shared_data, limit=5)
-    assert seen == [("openai/gsm8k", "main", "test")] and report.source == "hub:openai/gsm8k/main[test]"
+    assert seen == [("openai/gsm8k", "main", "test"), ("openai/gsm8k", "main", "train")]
+    assert [r.source for r in reports] == ["hub:openai/gsm8k/main[test]", "hub:openai/gsm8k/main[train]"]
     assert (pool, scored) == local[:2]
 
 
@@ -397,12 +537,17 @@ def test_evaluate_model_end_to_end(model, tok, shared_data):
     )
     assert res["mmlu"]["n_scored"] == 57 and len(res["mmlu"]["acc_by_subject"]) == 57
     assert 0.0 <= res["mmlu"]["acc"] <= 1.0
-    assert res["gsm8k"]["n_scored"] == 2 and res["gsm8k"]["exact_match"] == 0.0
+    assert res["gsm8k"]["n_scored"] == 2 and res["gsm8k"]["strict-match"] == 0.0
+    assert {"flexible-extract", "numeric_match"} <= res["gsm8k"].keys() and "exact_match" not in res["gsm8k"]
     ln_vocab = math.log(len(tok))  # a random model is near-uniform
     assert res["perplexity"]["blocks"] == 3 and abs(res["perplexity"]["loss"] - ln_vocab) < 0.5
     assert res["sft_loss"]["n_scored"] == 2 and abs(res["sft_loss"]["loss"] - ln_vocab) < 0.5
     assert res["humaneval"]["pass@1"] == 0.0 and sum(res["humaneval"]["status_counts"].values()) == 2
     assert all(r["n_malformed"] == 0 for r in res.values())
+    assert res["gsm8k"]["follows"] == "lm-eval 0.4.13 gsm8k v3.0 (strict-match, flexible-extract)"
+    assert res["gsm8k"]["lm_eval"]["extra_metrics"] == ["numeric_match"]
+    assert res["mmlu"]["follows"].startswith("lm-eval 0.4.13 mmlu") and res["humaneval"]["lm_eval"]["task"] == "humaneval"
+    assert res["perplexity"]["lm_eval"] is None and all(r["backend"] == "native" for r in res.values())
 
 
 _DIST_SCRIPT = """

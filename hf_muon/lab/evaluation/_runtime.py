@@ -56,9 +56,45 @@ def pad_id(tokenizer) -> int:
     return 0
 
 
-def encode(tokenizer, text: str) -> list[int]:
-    """Token ids of ``text`` with no special tokens added (lm-evaluation-harness default for causal LMs)."""
-    return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+def prefix_token_id(tokenizer) -> int | None:
+    """lm-eval ``HFLM.prefix_token_id``: the token an empty context is replaced by (BOS, else EOS)."""
+    for attr in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    return None
+
+
+def _starts_with_bos_text(tokenizer, text: str, for_generation: bool) -> bool:
+    """lm-eval's ``has_bos_prefix`` check: the text already begins with the BOS string (generation:
+    ``tokenizer.bos_token``; log-likelihood: ``tokenizer.decode(prefix_token_id)``)."""
+    if for_generation:
+        marker = getattr(tokenizer, "bos_token", None)
+    else:
+        pid = prefix_token_id(tokenizer)
+        marker = tokenizer.decode([pid]) if pid is not None else None
+    return isinstance(marker, str) and bool(marker) and text.startswith(marker)
+
+
+def encode(tokenizer, text: str, add_bos: bool | None = None, *, for_generation: bool = False) -> list[int]:
+    """Token ids of ``text`` under lm-evaluation-harness ``HFLM`` BOS conventions (``add_bos_token``).
+
+    * ``add_bos=None`` (lm-eval's default ``add_bos_token=None``): the **tokenizer's default** special tokens
+      (``add_special_tokens=True``): a Llama / Mistral / Gemma style tokenizer prepends its BOS, GPT-2 adds nothing;
+    * ``add_bos=True``: no tokenizer special tokens, then the BOS id prepended (when the tokenizer has one);
+    * ``add_bos=False``: no special tokens at all.
+
+    As in lm-eval, a text that already starts with the BOS string gets no special tokens added.
+    """
+    if _starts_with_bos_text(tokenizer, text, for_generation):
+        return list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    if add_bos is None:
+        return list(tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
+    ids = list(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if add_bos and bos is not None:
+        ids = [int(bos)] + ids
+    return ids
 
 
 def accepts_logits_to_keep(model) -> bool:

@@ -1,6 +1,9 @@
 """Batched generation that stops at strings (lm-evaluation-harness ``generate_until`` semantics).
 
-* Prompts are tokenized without special tokens and truncated **from the left** to ``max_length - max_new_tokens``.
+* Prompts are tokenized with lm-eval's BOS convention (``add_bos=None``: the tokenizer's default special tokens, so a
+  BOS-prepending tokenizer gets its BOS; ``True`` / ``False`` force it on / off; see
+  :func:`~hf_muon.lab.evaluation._runtime.encode`) and truncated **from the left** to
+  ``max_length - max_new_tokens``.
 * Rows are **left**-padded (a decoder-only model continues from the last real token); ``generate`` derives the
   position ids from the attention mask, so a padded row generates what it would alone (up to float round-off).
 * A row stops at EOS, after ``max_new_tokens``, or as soon as its *generated* text contains one of ``stop``; the
@@ -64,6 +67,7 @@ def generate_until(
     temperature: float = 1.0,
     top_p: float = 1.0,
     seed: int = 0,
+    add_bos: bool | None = None,
     accelerator=None,
     progress: bool = True,
     desc: str = "generate",
@@ -82,7 +86,7 @@ def generate_until(
     budget = max_length - max_new_tokens
     if budget < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in max_length={max_length}")
-    encoded = [encode(tokenizer, p)[-budget:] for p in prompts]
+    encoded = [encode(tokenizer, p, add_bos, for_generation=True)[-budget:] for p in prompts]
     for i, ids in enumerate(encoded):
         if not ids:  # an empty prompt: condition on EOS/BOS like lm-eval's prefix token
             first = getattr(tokenizer, "bos_token_id", None)

@@ -14,9 +14,13 @@ Tokenisation (lm-evaluation-harness ``HFLM._encode_pair`` convention, the "split
    ``whole[len(ctx):]``. So the continuation is tokenized *in context* (as the model would see the full text), and
    the context/continuation boundary is placed after as many tokens as the context alone has. Where a BPE merge
    crosses the boundary, the scored tokens are the tail of the joint tokenization, exactly as in the harness.
-3. No special tokens are added (``add_special_tokens=False``, the harness default for causal HF models); pass
-   ``add_bos=True`` to prefix the tokenizer's BOS. An empty context is replaced by one prefix token (BOS, else EOS),
-   so the first continuation token is still conditioned on something.
+3. BOS follows lm-eval's ``HFLM`` (``add_bos_token=None`` by default): both encodings use the **tokenizer's
+   default** special tokens, so a tokenizer that prepends BOS (Llama / Mistral / Gemma style) gets one on the
+   context, and GPT-2 gets none. ``add_bos=True`` forces a BOS prefix, ``add_bos=False`` forbids special tokens
+   (:func:`~hf_muon.lab.evaluation._runtime.encode`).
+4. An empty context is replaced by one prefix token (BOS, else EOS) and the continuation is encoded without special
+   tokens; when the continuation itself starts with that prefix token, its first token becomes the context instead
+   (lm-eval ``TemplateLM.loglikelihood``). So the first scored token is always conditioned on something.
 
 Batching
 --------
@@ -43,6 +47,7 @@ from ._runtime import (
     model_device,
     model_max_length,
     pad_id,
+    prefix_token_id,
     run_batches,
 )
 
@@ -57,27 +62,31 @@ class LoglikResult:
     num_tokens: int
 
 
-def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool = False) -> tuple[list[int], list[int]]:
+def encode_pair(tokenizer, context: str, continuation: str,
+                add_bos: bool | None = None) -> tuple[list[int], list[int]]:
     """``(context_ids, continuation_ids)`` per the split trick described in the module docstring."""
     if not continuation and not context[len(context.rstrip()):]:
         raise ValueError("empty continuation: nothing to score")
+    if not context:
+        first = prefix_token_id(tokenizer)
+        if first is None:
+            raise ValueError("empty context and the tokenizer has neither a BOS nor an EOS token to condition on")
+        cont = encode(tokenizer, continuation, add_bos=False)
+        if cont and cont[0] == first:
+            return cont[:1], cont[1:]
+        return [first], cont
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         continuation = context[-n_spaces:] + continuation
         context = context[:-n_spaces]
-    bos = getattr(tokenizer, "bos_token_id", None)
-    prefix = [int(bos)] if add_bos and bos is not None else []
-    if not context:
-        first = bos if bos is not None else getattr(tokenizer, "eos_token_id", None)
-        if first is None:
-            raise ValueError("empty context and the tokenizer has neither a BOS nor an EOS token to condition on")
-        return [int(first)], encode(tokenizer, continuation)
-    whole = encode(tokenizer, context + continuation)
-    ctx = encode(tokenizer, context)
+    whole = encode(tokenizer, context + continuation, add_bos)
+    ctx = encode(tokenizer, context, add_bos)
     cont = whole[len(ctx):]
     if not cont:
         raise ValueError(f"continuation {continuation!r} produced no tokens after context {context[-40:]!r}")
-    return prefix + ctx, cont
+    if not ctx:  # a whitespace-only context that encodes to nothing: condition on the prefix token
+        ctx = [prefix_token_id(tokenizer)]
+    return ctx, cont
 
 
 def loglikelihood(
@@ -87,13 +96,14 @@ def loglikelihood(
     *,
     batch_size: int = 8,
     max_length: int | None = None,
-    add_bos: bool = False,
+    add_bos: bool | None = None,
     accelerator=None,
     progress: bool = True,
     desc: str = "loglikelihood",
 ) -> list[LoglikResult]:
     """One :class:`LoglikResult` per ``(context, continuation)`` string pair, in request order.
 
+    ``add_bos``: ``None`` (default) follows the tokenizer, ``True`` / ``False`` force a BOS prefix on / off.
     ``max_length`` defaults to the model's context length (:func:`~hf_muon.lab.evaluation._runtime.model_max_length`).
     With ``accelerator`` the requests are sharded over processes and gathered (every rank gets all results).
     """

@@ -1,9 +1,11 @@
-"""MMLU (Hendrycks et al. 2021), k-shot letter-choice scoring in the lm-evaluation-harness ``mmlu`` format.
+"""MMLU (Hendrycks et al. 2021), k-shot letter choice, as lm-evaluation-harness 0.4.13 ``mmlu`` (the ``default``
+variant: ``tasks/mmlu/default/_default_template_yaml`` v1.0 + one ``mmlu_<subject>.yaml`` per subject, group v2).
 
 Data: ``cais/mmlu`` (config ``all``) schema ``{question, subject, choices[4], answer: int}``. The mirror holds the
 full ``dev`` split (5 rows per subject, the few-shot pool) and the first 10 ``test`` rows of each of the 57 subjects.
 
-Prompt (lm-eval ``mmlu`` default template, ``fewshot_split: dev``, ``first_n`` sampler)::
+Prompt (``description`` per subject, ``doc_to_text``, ``doc_to_choice: ["A", "B", "C", "D"]``, ``target_delimiter:
+" "``, ``fewshot_delimiter: "\\n\\n"``; ``fewshot_split: dev`` with ``fewshot_config.sampler: first_n``)::
 
     The following are multiple choice questions (with answers) about high school biology.\\n\\n
     <dev question 1>\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer: B\\n\\n      (k exemplars: the first k dev rows of
@@ -11,8 +13,11 @@ Prompt (lm-eval ``mmlu`` default template, ``fewshot_split: dev``, ``first_n`` s
     <test question>\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:
 
 The subject's underscores become spaces and the question is ``strip()``-ed. The four continuations " A", " B",
-" C", " D" are scored by log-likelihood (:mod:`~hf_muon.lab.evaluation.loglik`); the prediction is the argmax (ties ->
-lowest letter). ``acc_norm`` would equal ``acc`` (all choices have one character) and is not reported.
+" C", " D" are scored by log-likelihood (:mod:`~hf_muon.lab.evaluation.loglik`; BOS per the tokenizer default, as
+lm-eval's ``add_bos_token=None``; ``add_bos`` overrides); the prediction is the argmax (ties -> lowest letter).
+``acc_norm`` would equal ``acc`` (all choices have one character) and is not reported. The YAML sets no
+``num_fewshot`` (lm-eval's own default would be 0-shot); the default here is the published 5-shot protocol, i.e.
+``lm_eval --tasks mmlu --num_fewshot 5``.
 
 Results: ``acc`` (micro average over all scored questions, which equals lm-eval's size-weighted ``mmlu`` group
 score), ``acc_macro`` (unweighted mean of per-subject accuracies) and ``acc_by_subject``. ``limit`` applies **per
@@ -24,7 +29,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ..metrics import mc_accuracy
+from ..metrics import mc_accuracy, mc_predict
+from .harness import protocol
 from .loglik import loglikelihood
 from .sources import HubSpec, MalformedRow, load_rows, need_str, task_result
 
@@ -94,6 +100,7 @@ def evaluate_mmlu(
     data_dir=None,
     limit: int | None = None,
     num_fewshot: int = 5,
+    add_bos: bool | None = None,
     batch_size: int = 8,
     max_length: int | None = None,
     accelerator=None,
@@ -105,7 +112,7 @@ def evaluate_mmlu(
     prompts = [build_prompt(ex, pool.get(ex["subject"], [])[:num_fewshot]) for ex in test]
     requests = [(p, f" {letter}") for p in prompts for letter in LETTERS]
     results = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length,
-                            accelerator=accelerator, progress=progress, desc="mmlu")
+                            add_bos=add_bos, accelerator=accelerator, progress=progress, desc="mmlu")
     lls = [[r.logprob for r in results[4 * j : 4 * j + 4]] for j in range(len(test))]
     golds = [ex["answer"] for ex in test]
     by_subject: dict[str, list[int]] = defaultdict(list)
@@ -120,13 +127,16 @@ def evaluate_mmlu(
         "acc_by_subject": acc_by_subject,
     }
     short = sorted(s for s in by_subject if len(pool.get(s, [])) < num_fewshot)
-    config = {"num_fewshot": num_fewshot, "limit_per_subject": limit, "subjects": len(by_subject),
-              "subjects_with_fewer_shots": short}
+    config = {"num_fewshot": num_fewshot, "fewshot_split": "dev", "fewshot_sampler": "first_n",
+              "limit_per_subject": limit, "subjects": len(by_subject), "subjects_with_fewer_shots": short,
+              "add_bos": add_bos}
     samples = None
     if log_samples:
-        samples = [{"subject": ex["subject"], "prompt": prompts[j], "loglikelihoods": lls[j], "gold": golds[j]}
-                   for j, ex in enumerate(test)]
-    return task_result(metrics, n_scored=len(test), reports=reports, config=config, samples=samples)
+        samples = [{"subject": ex["subject"], "prompt": prompts[j], "loglikelihoods": lls[j], "gold": golds[j],
+                    "pred": mc_predict(lls[j])} for j, ex in enumerate(test)]
+    out = task_result(metrics, n_scored=len(test), reports=reports, config=config, samples=samples)
+    out.update(protocol("mmlu"))
+    return out
 
 
 __all__ = ["build_prompt", "description", "evaluate_mmlu", "format_question", "load", "parse_row"]

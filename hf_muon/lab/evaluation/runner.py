@@ -1,21 +1,27 @@
-"""``evaluate_model``: run several benchmark tasks on one model and return their metrics.
+"""``evaluate_model``: run several benchmark tasks on one model and return their metrics (the native backend).
 
 Tasks (each a function ``evaluate_<task>(model, tokenizer, *, data_dir, limit, batch_size, max_length, accelerator,
-progress, log_samples, **options)`` in its own module):
+progress, log_samples, **options)`` in its own module). The benchmark tasks reproduce lm-evaluation-harness
+:data:`~hf_muon.lab.evaluation.harness.LM_EVAL_VERSION` (prompts, few-shot selection, stop sequences, BOS, metrics;
+see each module's docstring):
 
-============== ======================================================== =============================================
-task           protocol                                                 metric keys
-============== ======================================================== =============================================
-``mmlu``       5-shot (dev, same subject), letter choice " A".." D"     ``acc``, ``acc_macro``, ``acc_by_subject``
-``arc_easy``   0-shot, full-text choices                                ``acc``, ``acc_norm``
-``gsm8k``      5-shot (reserved test rows), greedy generation           ``exact_match``
-``humaneval``  greedy completion, sandboxed execution (opt-in)          ``pass@1`` (``pass@k``), ``status_counts``
-``perplexity`` non-overlapping blocks of a mirror corpus (val tail)     ``loss``, ``perplexity``, ``tokens``, ``blocks``
-``sft_loss``   assistant-only NLL, Tulu template, held-out tail         ``loss``, ``perplexity``, ``tokens``, ...
-============== ======================================================== =============================================
+================= ===================================================== ==========================================
+task              protocol (lm-eval task)                               metric keys
+================= ===================================================== ==========================================
+``mmlu``          5-shot (dev, same subject, first_n), " A".." D"       ``acc``, ``acc_macro``, ``acc_by_subject``
+``arc_easy``      0-shot, full-text choices (``arc_easy``)              ``acc``, ``acc_norm``
+``arc_challenge`` 0-shot, full-text choices (``arc_challenge``)         ``acc``, ``acc_norm``
+``gsm8k``         5-shot (train, seeded sampler), greedy (``gsm8k``)    ``strict-match``, ``flexible-extract``,
+                                                                        ``numeric_match`` (hf_muon extra)
+``humaneval``     greedy completion, sandboxed execution (opt-in)       ``pass@1`` (``pass@k``), ``status_counts``
+``perplexity``    non-overlapping blocks of a mirror corpus (val tail)  ``loss``, ``perplexity``, ``tokens``, ...
+``sft_loss``      assistant-only NLL, Tulu template, held-out tail      ``loss``, ``perplexity``, ``tokens``, ...
+================= ===================================================== ==========================================
 
 Every task result also has ``n_scored``, ``n_malformed``, ``data`` (per file: source, rows, malformed, reasons),
-``config`` (settings used), ``elapsed_s`` and, with ``log_samples=True``, ``samples``.
+``config`` (settings used), ``elapsed_s``, ``follows`` / ``lm_eval`` / ``backend`` (what the numbers follow:
+:func:`~hf_muon.lab.evaluation.harness.protocol`) and, with ``log_samples=True``, ``samples``. The lm-eval backend
+(:mod:`~hf_muon.lab.evaluation.lm_eval_backend`) writes the same layout.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .arc import evaluate_arc_easy
+from .arc import evaluate_arc_challenge, evaluate_arc_easy
 from .gsm8k import evaluate_gsm8k
+from .harness import protocol
 from .humaneval import evaluate_humaneval
 from .mmlu import evaluate_mmlu
 from .perplexity import evaluate_perplexity
@@ -35,12 +42,15 @@ from .sft_loss import evaluate_sft_loss
 TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "mmlu": evaluate_mmlu,
     "arc_easy": evaluate_arc_easy,
+    "arc_challenge": evaluate_arc_challenge,
     "gsm8k": evaluate_gsm8k,
     "humaneval": evaluate_humaneval,
     "perplexity": evaluate_perplexity,
     "sft_loss": evaluate_sft_loss,
 }
 DEFAULT_TASKS = ("mmlu", "arc_easy", "gsm8k")
+#: tasks with an lm-eval counterpart: they take ``add_bos`` (None = the tokenizer's default, as lm-eval)
+BOS_TASKS = ("mmlu", "arc_easy", "arc_challenge", "gsm8k", "humaneval")
 
 
 def evaluate_model(
@@ -55,6 +65,7 @@ def evaluate_model(
     allow_code_execution: bool = False,
     max_length: int | None = None,
     task_options: Mapping[str, Mapping[str, Any]] | None = None,
+    add_bos: bool | None = None,
     progress: bool = True,
     log_samples: bool = False,
 ) -> dict[str, dict[str, Any]]:
@@ -70,6 +81,8 @@ def evaluate_model(
     * ``max_length``: context window for truncation (default: the model config's position limit).
     * ``task_options``: per-task keyword overrides, e.g. ``{"gsm8k": {"num_fewshot": 0, "max_new_tokens": 128},
       "perplexity": {"corpus": "wikitext2"}, "humaneval": {"num_samples": 10, "ks": [1, 5]}}``.
+    * ``add_bos``: BOS for the lm-eval tasks (:data:`BOS_TASKS`); ``None`` (default) follows the tokenizer, as
+      lm-eval's ``add_bos_token=None``; a ``task_options`` entry wins over it.
     """
     tasks = list(tasks)
     unknown = [t for t in tasks if t not in TASKS]
@@ -99,12 +112,16 @@ def evaluate_model(
         )
         if name == "humaneval":
             kwargs["allow_code_execution"] = allow_code_execution
+        if name in BOS_TASKS:
+            kwargs["add_bos"] = add_bos
         kwargs.update(task_options.get(name, {}))
         start = time.perf_counter()
         result = TASKS[name](model, tokenizer, **kwargs)
         result["elapsed_s"] = round(time.perf_counter() - start, 3)
+        for key, value in protocol(name).items():
+            result.setdefault(key, value)
         results[name] = result
     return results
 
 
-__all__ = ["DEFAULT_TASKS", "TASKS", "evaluate_model"]
+__all__ = ["BOS_TASKS", "DEFAULT_TASKS", "TASKS", "evaluate_model"]

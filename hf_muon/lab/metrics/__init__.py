@@ -8,7 +8,8 @@ Each metric is a folder ``hf_muon/metrics/<name>/`` holding
 * ``core.py``: the pure-function definitions (no evaluate / datasets import), re-exported here for unit tests and
   for :mod:`hf_muon.lab.evaluation`, which calls them directly on the main process.
 
-Metrics: ``gsm8k_exact_match`` (``exact_match``), ``mc_accuracy`` (``acc``, ``acc_norm``, optional ``acc_bytes`` /
+Metrics: ``gsm8k_exact_match`` (lm-eval's ``strict-match`` and ``flexible-extract``, plus the lenient
+``numeric_match``), ``mc_accuracy`` (``acc``, ``acc_norm``, optional ``acc_bytes`` /
 ``acc_per_token``), ``pass_at_k`` (``pass@k``).
 """
 
@@ -17,12 +18,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from .gsm8k_exact_match.core import (
+    EXACT_MATCH_KWARGS,
+    FLEXIBLE_PATTERN,
+    HARNESS_FILTERS,
+    STRICT_PATTERN,
     answers_match,
     extract_answer,
     extract_reference,
+    flexible_extract,
     gsm8k_exact_match,
+    gsm8k_harness_match,
+    gsm8k_harness_scores,
     gsm8k_match,
+    harness_exact_match,
     normalize_number,
+    regex_filter,
+    strict_extract,
 )
 from .mc_accuracy.core import mc_accuracy, mc_predict
 from .pass_at_k.core import estimate_pass_at_k, pass_at_k
@@ -45,17 +56,27 @@ def load(name: str, **kwargs):
 
 
 __all__ = [
+    "EXACT_MATCH_KWARGS",
+    "FLEXIBLE_PATTERN",
+    "HARNESS_FILTERS",
     "METRICS",
+    "STRICT_PATTERN",
     "answers_match",
     "estimate_pass_at_k",
     "extract_answer",
     "extract_reference",
+    "flexible_extract",
     "gsm8k_exact_match",
+    "gsm8k_harness_match",
+    "gsm8k_harness_scores",
     "gsm8k_match",
+    "harness_exact_match",
     "load",
     "mc_accuracy",
     "mc_predict",
     "metric_path",
     "normalize_number",
     "pass_at_k",
+    "regex_filter",
+    "strict_extract",
 ]
