@@ -1,0 +1,453 @@
+"""The lm-eval backend: the benchmark tasks run by lm-evaluation-harness itself, on the local data mirror, written in
+the native result layout (:func:`~hf_muon.lab.evaluation.runner.evaluate_model`).
+
+Install the optional extra (``pip install "lm-eval==0.4.13"``, the version the native tasks follow:
+:data:`~hf_muon.lab.evaluation.harness.LM_EVAL_VERSION`). Nothing here is imported by the native backend.
+
+How the official templates are pointed at the mirror
+----------------------------------------------------
+:func:`write_task_configs` reads each task's rows with the native loaders (same validation, same malformed-row
+report, same ``limit``: the first N rows, per subject for MMLU), writes them as JSON Lines into a work folder, and
+writes one local task YAML per lm-eval task that ``include``-s the **installed official task file** and overrides
+only where the data lives::
+
+    include: <site-packages>/lm_eval/tasks/gsm8k/gsm8k.yaml
+    dataset_path: json
+    dataset_name: null
+    dataset_kwargs: {data_files: {test: <work>/gsm8k/test.jsonl, train: <work>/gsm8k/train.jsonl}}
+
+(MMLU: one such file per ``mmlu_<subject>.yaml``, with that subject's ``test`` and ``dev`` rows; ARC: splits the
+mirror lacks are set to ``null``.) Everything else (prompt, few-shot split and sampler, stop sequences, filters,
+metrics) is the official YAML's. Overrides are written only for options given: ``num_fewshot`` (MMLU defaults to
+5, the published protocol, as the native task) and ``max_new_tokens`` (-> ``generation_kwargs.max_gen_toks``).
+A ``TaskManager(include_path=<work>, include_defaults=False)`` indexes only these files, so task names stay the
+official ones (``gsm8k``, ``arc_easy``, ``mmlu_<subject>``).
+
+HumanEval is the one exception: the official ``humaneval/utils.py`` loads ``evaluate``'s ``code_eval`` from the Hub
+when it is imported, which fails offline, so its YAML cannot be ``include``-d. Its local YAML is the official one's
+keys (read with ``!function`` unresolved) with the two functions re-pointed at :func:`build_predictions` (the
+official code) and :func:`code_eval_pass_at_k` (``code_eval``'s program layout ``candidate + "\\n" + test``, timeout
+3 s, unbiased pass@k, executed in hf_muon's sandbox instead of ``exec``). Running it needs the same opt-in as the
+native task.
+
+Model: ``lm_eval.models.huggingface.HFLM`` on the model folder (or a loaded model + tokenizer), ``batch_size`` as
+given, ``add_bos_token=add_bos`` (``None``: the tokenizer's default, lm-eval's own default), seeds as
+``simple_evaluate``'s defaults (``fewshot_random_seed=1234``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import arc, gsm8k, humaneval, mmlu
+from .harness import LM_EVAL_VERSION, protocol
+from .sandbox import require_code_execution, run_programs
+
+logger = logging.getLogger("hf_muon.lab.evaluation")
+
+#: native task names the lm-eval backend can run
+LM_EVAL_TASKS = ("mmlu", "arc_easy", "arc_challenge", "gsm8k", "humaneval")
+#: task options the backend understands (anything else is an error, never silently ignored)
+OPTIONS = {
+    "mmlu": {"num_fewshot"},
+    "arc_easy": {"num_fewshot", "split"},
+    "arc_challenge": {"num_fewshot", "split"},
+    "gsm8k": {"num_fewshot", "max_new_tokens"},
+    "humaneval": {"max_new_tokens", "timeout", "memory_mb", "workers"},
+}
+
+
+class LmEvalNotInstalled(ImportError):
+    pass
+
+
+def lm_eval_version() -> str | None:
+    """The installed lm-eval version, or ``None``."""
+    try:
+        return importlib.metadata.version("lm_eval")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def require_lm_eval() -> str:
+    version = lm_eval_version()
+    if version is None:
+        raise LmEvalNotInstalled(
+            f"the lm-eval backend needs lm-evaluation-harness: pip install 'lm-eval=={LM_EVAL_VERSION}' "
+            "(or use --backend native, the default)")
+    if version != LM_EVAL_VERSION:
+        logger.warning("lm-eval %s is installed; the native tasks follow lm-eval %s", version, LM_EVAL_VERSION)
+    return version
+
+
+def official_task_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).resolve().parent
+
+
+# ----------------------------------------------------------------------------------------------- data + YAMLs
+def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return str(path)
+
+
+def _raw(parse):
+    """A load_rows parser that validates with ``parse`` but keeps the row as it is in the file (Hub schema)."""
+    def keep(row):
+        parse(row)
+        return row
+    return keep
+
+
+def _yaml(path: Path, cfg: dict[str, Any], functions: Mapping[str, str] | None = None) -> None:
+    import yaml
+
+    text = yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True, width=1000)
+    for placeholder, qual in (functions or {}).items():
+        text = text.replace(f"'{placeholder}'", f"!function {qual}").replace(placeholder, f"!function {qual}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _local(include: Path, data_files: Mapping[str, str], **overrides) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"include": str(include), "dataset_path": "json", "dataset_name": None,
+                           "dataset_kwargs": {"data_files": dict(data_files)}}
+    cfg.update(overrides)  # explicit None values are written (e.g. ``training_split: null``)
+    return cfg
+
+
+def _gen_kwargs(official_yaml: Path, max_new_tokens: int | None) -> dict[str, Any] | None:
+    if max_new_tokens is None:
+        return None
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    kwargs = dict(load_yaml(official_yaml, resolve_func=False).get("generation_kwargs") or {})
+    kwargs["max_gen_toks"] = int(max_new_tokens)
+    return kwargs
+
+
+def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | None = None,
+                       options: Mapping[str, Any] | None = None) -> tuple[list[str], list, dict[str, Any]]:
+    """Write the rows and local YAMLs of one native ``task`` under ``work``.
+
+    Returns ``(lm-eval task names, LoadReports, config)``."""
+    options = dict(options or {})
+    unknown = set(options) - OPTIONS[task]
+    if unknown:
+        raise ValueError(f"{task}: option(s) {sorted(unknown)} not supported by the lm-eval backend "
+                         f"(supported: {sorted(OPTIONS[task])})")
+    official = official_task_dir()
+    out = work / task
+    if task == "mmlu":
+        k = int(options.get("num_fewshot", 5))
+        test, pool, reports = mmlu.load(data_dir, limit)
+        by_subject: dict[str, list] = defaultdict(list)
+        for ex in test:
+            by_subject[ex["subject"]].append(ex)
+        names = []
+        for subject, rows in by_subject.items():
+            src = official / "mmlu" / "default" / f"mmlu_{subject}.yaml"
+            if not src.is_file():
+                raise FileNotFoundError(f"mmlu subject {subject!r}: no official task file {src}")
+            files = {"test": _write_jsonl(out / subject / "test.jsonl", rows),
+                     "dev": _write_jsonl(out / subject / "dev.jsonl", pool.get(subject, []))}
+            _yaml(out / f"mmlu_{subject}.yaml", _local(src, files, num_fewshot=k))
+            names.append(f"mmlu_{subject}")
+        return names, reports, {"num_fewshot": k, "fewshot_split": "dev", "fewshot_sampler": "first_n",
+                                "limit_per_subject": limit, "subjects": len(names)}
+    if task in ("arc_easy", "arc_challenge"):
+        k = int(options.get("num_fewshot", 0))
+        split = options.get("split", "test")
+        raw, report = _load_raw_arc(task, split, data_dir, limit)
+        files = {"test": _write_jsonl(out / "test.jsonl", raw)}
+        reports = [report]
+        overrides: dict[str, Any] = {"test_split": "test", "validation_split": None, "training_split": None,
+                                     "num_fewshot": k}
+        if k > 0:
+            train, train_report = _load_raw_arc(task, "train", data_dir, None)
+            files["train"] = _write_jsonl(out / "train.jsonl", train)
+            overrides["training_split"] = "train"
+            reports.append(train_report)
+        _yaml(out / f"{task}.yaml", _local(official / "arc" / f"{task}.yaml", files, **overrides))
+        config = {"split": split, "num_fewshot": k}
+        if k:
+            config.update(fewshot_split="train", fewshot_sampler="default", fewshot_seed=1234)
+        return [task], reports, config
+    if task == "gsm8k":
+        from .sources import load_rows
+
+        k = int(options.get("num_fewshot", gsm8k.NUM_FEWSHOT))
+        test, report = load_rows("gsm8k", _raw(gsm8k.parse_row), data_dir=data_dir, rel_path=gsm8k.TEST_FILE,
+                                 hub=gsm8k.HUB)
+        train, train_report = load_rows("gsm8k:train", _raw(gsm8k.parse_row), data_dir=data_dir,
+                                        rel_path=gsm8k.TRAIN_FILE, hub=gsm8k.HUB_TRAIN)
+        test = test if limit is None else test[:limit]
+        files = {"train": _write_jsonl(out / "train.jsonl", train), "test": _write_jsonl(out / "test.jsonl", test)}
+        src = official / "gsm8k" / "gsm8k.yaml"
+        gen = _gen_kwargs(src, options.get("max_new_tokens"))
+        _yaml(out / "gsm8k.yaml", _local(src, files, num_fewshot=k, **({"generation_kwargs": gen} if gen else {})))
+        max_new = int(options.get("max_new_tokens", gsm8k.MAX_NEW_TOKENS))
+        return ["gsm8k"], [report, train_report], {
+            "num_fewshot": k, "fewshot_split": "train", "fewshot_sampler": "default", "fewshot_seed": 1234,
+            "max_new_tokens": max_new, "stop": list(gsm8k.STOP), "do_sample": False}
+    if task == "humaneval":
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        from .sources import load_rows
+
+        rows, report = load_rows("humaneval", _raw(humaneval.parse_row), data_dir=data_dir, rel_path=humaneval.FILE,
+                                 hub=humaneval.HUB)
+        rows = rows if limit is None else rows[:limit]
+        src = official / "humaneval" / "humaneval.yaml"
+        cfg = load_yaml(src, resolve_func=False)
+        cfg.pop("tag", None)
+        cfg.update(dataset_path="json", dataset_name=None,
+                   dataset_kwargs={"data_files": {"test": _write_jsonl(out / "test.jsonl", rows)}})
+        cfg["metric_list"] = [dict(m, metric="__PASS_AT_K__") for m in cfg["metric_list"]]
+        cfg["filter_list"] = [{"name": f["name"], "filter": [dict(x, filter_fn="__BUILD_PREDICTIONS__")
+                                                             for x in f["filter"]]} for f in cfg["filter_list"]]
+        gen = _gen_kwargs(src, options.get("max_new_tokens"))
+        if gen is not None:
+            cfg["generation_kwargs"] = gen
+        timeout = float(options.get("timeout", humaneval.TIMEOUT))
+        memory_mb = int(options.get("memory_mb", 1024))
+        workers = int(options.get("workers", 2))
+        (out / "humaneval_utils.py").write_text(
+            "# generated by hf_muon.lab.evaluation.lm_eval_backend: code_eval semantics in hf_muon's sandbox\n"
+            "from hf_muon.lab.evaluation.lm_eval_backend import build_predictions, code_eval_pass_at_k\n\n\n"
+            "def pass_at_k(references, predictions, k=None):\n"
+            f"    return code_eval_pass_at_k(references, predictions, k=k, timeout={timeout!r}, "
+            f"memory_mb={memory_mb!r}, workers={workers!r})\n", encoding="utf-8")
+        _yaml(out / "humaneval.yaml", cfg, {"__PASS_AT_K__": "humaneval_utils.pass_at_k",
+                                            "__BUILD_PREDICTIONS__": "humaneval_utils.build_predictions"})
+        max_new = int(cfg.get("generation_kwargs", {}).get("max_gen_toks", humaneval.MAX_NEW_TOKENS))
+        return ["humaneval"], [report], {"num_samples": 1, "ks": [1], "do_sample": False, "max_new_tokens": max_new,
+                                         "timeout": timeout, "memory_mb": memory_mb, "stop": list(humaneval.STOP)}
+    raise ValueError(f"{task!r} has no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}")
+
+
+def _load_raw_arc(task: str, split: str, data_dir, limit):
+    from .sources import HubSpec, load_rows
+
+    rows, report = load_rows(task if split == "test" else f"{task}:{split}", _raw(arc.parse_row), data_dir=data_dir,
+                             rel_path=arc.file_for(task, split), hub=HubSpec("allenai/ai2_arc", arc.CONFIGS[task], split))
+    return (rows if limit is None else rows[:limit]), report
+
+
+# ----------------------------------------------------------------------------------------------- HumanEval stand-ins
+_EXEC_LOG: list[str] = []
+
+
+def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval ``humaneval/utils.build_predictions``: the prompt followed by each completion."""
+    return [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs)]
+
+
+def code_eval_pass_at_k(references: list[str], predictions: list[list[str]], k=None, *, timeout: float = 3.0,
+                        memory_mb: int = 1024, workers: int = 2) -> dict[str, float]:
+    """``evaluate``'s ``code_eval`` (as lm-eval calls it): each candidate program ``candidate + "\\n" + test`` run
+    once, pass@k by the unbiased estimator; executed by :func:`~hf_muon.lab.evaluation.sandbox.run_programs`."""
+    from ..metrics import pass_at_k
+
+    ks = [k] if isinstance(k, int) else list(k or [1])
+    programs, owners = [], []
+    for j, (cands, test) in enumerate(zip(predictions, references)):
+        for c in cands:
+            programs.append(c + "\n" + test)
+            owners.append(j)
+    results = run_programs(programs, workers=workers, timeout=timeout, memory_mb=memory_mb,
+                           allow_code_execution=True, progress=False)
+    _EXEC_LOG.extend(r.status for r in results)
+    n = [len(c) for c in predictions]
+    c = [0] * len(predictions)
+    for j, r in zip(owners, results):
+        c[j] += r.status == "passed"
+    return pass_at_k(n, c, ks)
+
+
+# ----------------------------------------------------------------------------------------------- running
+def _by_doc(samples: Sequence[dict]) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = defaultdict(list)
+    for s in samples:
+        out[int(s["doc_id"])].append(s)
+    return dict(sorted(out.items()))
+
+
+def _lls(sample: dict) -> list[float]:
+    return [float(r[0][0]) for r in sample["resps"]]
+
+
+def _mc_items(samples: Sequence[dict]) -> list[dict]:
+    items = []
+    for doc_id, group in _by_doc(samples).items():
+        s = group[0]
+        items.append({"doc_id": doc_id, "doc": s["doc"], "prompt": s["arguments"][0][0], "loglikelihoods": _lls(s),
+                      "gold": int(s["target"]), "acc": float(s["acc"]),
+                      **({"acc_norm": float(s["acc_norm"])} if "acc_norm" in s else {})})
+    return items
+
+
+def _convert(task: str, names: list[str], out: dict, log_samples: bool) -> dict[str, Any]:
+    """Native-layout metrics + samples of one task from an lm-eval ``simple_evaluate`` output."""
+    from ..metrics import mc_predict
+
+    samples = out.get("samples") or {}
+    if task == "mmlu":
+        by_subject, rows = {}, []
+        for name in names:
+            items = _mc_items(samples.get(name, []))
+            subject = name[len("mmlu_"):]
+            by_subject[subject] = sum(it["acc"] for it in items) / len(items) if items else 0.0
+            rows += [dict(it, subject=subject) for it in items]
+        metrics = {"acc": sum(r["acc"] for r in rows) / len(rows) if rows else 0.0,
+                   "acc_macro": sum(by_subject.values()) / len(by_subject) if by_subject else 0.0,
+                   "acc_by_subject": dict(sorted(by_subject.items()))}
+        rows.sort(key=lambda r: (r["subject"], r["doc_id"]))
+        recs = [{"subject": r["subject"], "prompt": r["prompt"], "loglikelihoods": r["loglikelihoods"],
+                 "gold": r["gold"], "pred": mc_predict(r["loglikelihoods"])} for r in rows]
+        return {"metrics": metrics, "n": len(rows), "samples": recs if log_samples else None}
+    res = out["results"][names[0]]
+    if task in ("arc_easy", "arc_challenge"):
+        items = _mc_items(samples.get(names[0], []))
+        metrics = {"acc": float(res["acc,none"]), "acc_norm": float(res["acc_norm,none"])}
+        recs = None
+        if log_samples:
+            recs = []
+            for it in items:
+                choices = it["doc"]["choices"]["text"]
+                lens = [float(len(c)) for c in choices]
+                recs.append({"id": it["doc"].get("id"), "prompt": it["prompt"], "choices": choices,
+                             "loglikelihoods": it["loglikelihoods"], "gold": it["gold"],
+                             "pred": mc_predict(it["loglikelihoods"]),
+                             "pred_norm": mc_predict(it["loglikelihoods"], lens)})
+        return {"metrics": metrics, "n": len(items), "samples": recs}
+    if task == "gsm8k":
+        from ..metrics import extract_answer, extract_reference, gsm8k_match
+
+        docs = _by_doc(samples.get("gsm8k", []))
+        metrics = {"strict-match": float(res["exact_match,strict-match"]),
+                   "flexible-extract": float(res["exact_match,flexible-extract"])}
+        recs = []
+        for doc_id, group in docs.items():
+            gen = group[0]["resps"][0][0]
+            per = {s["filter"]: s for s in group}
+            recs.append({"doc_id": doc_id, "question": group[0]["doc"]["question"],
+                         "prompt": group[0]["arguments"][0][0], "generation": gen,
+                         "filtered": {f: per[f]["filtered_resps"][0] if isinstance(per[f]["filtered_resps"], list)
+                                      else per[f]["filtered_resps"] for f in per},
+                         "extracted": extract_answer(gen), "reference": extract_reference(group[0]["target"]),
+                         **{f: float(per[f]["exact_match"]) for f in per},
+                         "numeric_match": float(gsm8k_match(gen, group[0]["target"]))})
+        metrics["numeric_match"] = sum(r["numeric_match"] for r in recs) / len(recs) if recs else 0.0
+        return {"metrics": metrics, "n": len(recs), "samples": recs if log_samples else None}
+    if task == "humaneval":
+        from collections import Counter
+
+        docs = _by_doc(samples.get("humaneval", []))
+        metrics = {"pass@1": float(res["pass@1,create_test"]), "status_counts": dict(Counter(_EXEC_LOG))}
+        recs = [{"task_id": g[0]["doc"]["task_id"], "completions": list(g[0]["resps"][0])} for g in docs.values()]
+        return {"metrics": metrics, "n": len(docs), "samples": recs if log_samples else None}
+    raise ValueError(task)
+
+
+def evaluate_with_lm_eval(
+    model,
+    tasks: Iterable[str] = ("mmlu", "arc_easy", "gsm8k"),
+    *,
+    tokenizer=None,
+    data_dir=None,
+    limit: int | Mapping[str, int | None] | None = None,
+    batch_size: int = 8,
+    max_length: int | None = None,
+    device: str | None = None,
+    add_bos: bool | None = None,
+    task_options: Mapping[str, Mapping[str, Any]] | None = None,
+    allow_code_execution: bool = False,
+    log_samples: bool = False,
+    work_dir: str | os.PathLike | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``{task: result}`` in the native layout, computed by lm-evaluation-harness (see the module docstring).
+
+    ``model``: a model folder (``save_pretrained`` output with its tokenizer), or a loaded causal LM with
+    ``tokenizer``. ``work_dir``: where the data copies and task YAMLs go (default: a temporary folder, removed
+    afterwards); keep it to inspect or re-run exactly what lm-eval saw.
+    """
+    version = require_lm_eval()
+    tasks = list(tasks)
+    bad = [t for t in tasks if t not in LM_EVAL_TASKS]
+    if bad:
+        raise ValueError(f"task(s) {bad} have no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}")
+    task_options = dict(task_options or {})
+    if "humaneval" in tasks:
+        require_code_execution(allow_code_execution)
+    import torch
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    tmp = None
+    if work_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="hf_muon_lm_eval_")
+        work = Path(tmp.name)
+    else:
+        work = Path(work_dir)
+        work.mkdir(parents=True, exist_ok=True)
+    try:
+        prepared = {}
+        for t in tasks:
+            lim = limit.get(t) if isinstance(limit, Mapping) else limit
+            prepared[t] = write_task_configs(t, work, data_dir=data_dir, limit=lim, options=task_options.get(t))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kwargs: dict[str, Any] = {"batch_size": batch_size, "device": device}
+        if add_bos is not None:
+            kwargs["add_bos_token"] = add_bos
+        if max_length is not None:
+            kwargs["max_length"] = max_length
+        if isinstance(model, (str, os.PathLike)):
+            lm = HFLM(pretrained=str(model), **kwargs)
+        else:
+            if tokenizer is None:
+                raise ValueError("a loaded model needs its tokenizer (tokenizer=...)")
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+        manager = TaskManager(include_path=str(work), include_defaults=False)
+        results: dict[str, dict[str, Any]] = {}
+        for t in tasks:  # one simple_evaluate per task: its timing, and its own few-shot sampler stream
+            names, reports, config = prepared[t]
+            _EXEC_LOG.clear()
+            start = time.perf_counter()
+            out = simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True, bootstrap_iters=0,
+                                  confirm_run_unsafe_code=allow_code_execution)
+            conv = _convert(t, names, out, log_samples)
+            from .sources import task_result
+
+            config = dict(config, add_bos=add_bos, lm_eval_tasks=names,
+                          task_yaml_dir=str(work) if tmp is None else None)
+            res = task_result(conv["metrics"], n_scored=conv["n"], reports=reports, config=config,
+                              samples=conv["samples"])
+            versions = {str(out["versions"].get(n)) for n in names}
+            res.update(protocol(t, backend="lm-eval", version=version,
+                                task_version=versions.pop() if len(versions) == 1 else None))
+            res["elapsed_s"] = round(time.perf_counter() - start, 3)
+            results[t] = res
+        return results
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+__all__ = ["LM_EVAL_TASKS", "LmEvalNotInstalled", "build_predictions", "code_eval_pass_at_k",
+           "evaluate_with_lm_eval", "lm_eval_version", "official_task_dir", "require_lm_eval",
+           "write_task_configs"]
