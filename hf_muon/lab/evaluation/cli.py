@@ -28,7 +28,7 @@ def _load_native(model_dir, device: str | None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto")  # the saved dtype, as HFLM's default
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), AutoTokenizer.from_pretrained(str(model_dir))
 

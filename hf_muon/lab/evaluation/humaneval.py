@@ -55,8 +55,9 @@ def parse_row(row: Any) -> dict[str, Any]:
 
 
 def build_program(ex: dict[str, Any], completion: str) -> str:
-    """The program the sandbox runs for one completion (reference harness layout)."""
-    return ex["prompt"] + completion + "\n" + ex["test"] + "\n" + f"check({ex['entry_point']})\n"
+    """The program the sandbox runs for one completion: ``code_eval``'s ``candidate + "\\n" + test_case`` with
+    lm-eval's candidate (prompt + completion) and test case (``test + "\\ncheck(entry_point)"``)."""
+    return ex["prompt"] + completion + "\n" + ex["test"] + "\n" + f"check({ex['entry_point']})"
 
 
 def load(data_dir=None, limit: int | None = None):
