@@ -19,6 +19,16 @@ Few-shot samplers (``lm_eval.api.samplers``; the evaluator seeds each task's sam
   ``--limit N`` keeps the exemplars of the first N documents). When the pool *is* the scored split, lm-eval draws
   ``k + 1`` and drops the document itself (``exclude``).
 * ``"first_n"`` (``FirstNSampler``): the first ``k`` rows of the pool, for every document (MMLU).
+
+Known, deliberate differences from running lm-eval itself (none changes a score on the mirror's clean rows):
+
+* a row the task's parser rejects is counted and skipped (lm-eval would score or crash on it); the lm-eval backend
+  is fed the same validated rows, so both backends always see the same documents;
+* a ``NaN`` log-likelihood is never the argmax (``numpy.argmax``, which lm-eval uses, would pick it);
+* generation stops row by row (lm-eval runs a batch until every row has hit a stop string); both cut the text
+  at the first stop string, so the returned strings are the same up to float round-off of padded batches;
+* with several processes, lm-eval's ``default`` sampler runs one stream per rank over that rank's documents, so
+  its exemplars then depend on the world size; the native tasks always give the single-process exemplars.
 """
 
 from __future__ import annotations
