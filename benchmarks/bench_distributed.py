@@ -1,19 +1,20 @@
 """Distributed Muon: bytes communicated per optimizer step vs DDP-AdamW, and per-rank NS load balance.
 
 Measured on CPU with gloo (``torchrun`` workers started by this script), so the numbers are bytes, not
-seconds (step times on CPU with gloo say nothing about GPUs; ``--device cuda`` records them when a GPU
-box is lent).
+seconds (step times on CPU with gloo say nothing about GPUs).
 
-Bytes per rank per optimizer step (ring-algorithm volumes):
+Bytes per rank per optimizer step (ring-algorithm volumes), for :data:`benchmarks.models.DISTRIBUTED_MODELS`:
 * DDP gradient all-reduce: counted in a DDP communication hook, ``2·(w−1)/w · bucket bytes``;
 * hf_muon's result exchange: counted by the optimizer (``Muon.comm_stats``), ``(w−1) · send bytes`` of
   the all-gather (padding included).
 The ratio ``(all-reduce + exchange) / all-reduce`` is compared with Moonlight's bound 1.25.
 
-Load balance: ``max/mean`` of per-rank Newton-Schulz FLOPs for FLOP-balanced (LPT) owners and for
-naive round-robin, at 2/4/8 ranks, for Llama-shaped models (analytic, from the shapes).
+Load balance: ``max/mean`` of per-rank Newton-Schulz FLOPs (:func:`hf_muon.optim.backends.ns_cost`) for
+FLOP-balanced (LPT) owners and for naive round-robin, at 2/4/8 ranks, for the Llama shapes of
+:data:`benchmarks.models.BALANCE_SHAPES` (analytic, from the shapes).
 
     python benchmarks/bench_distributed.py [--tiny] [--worlds 2,4]
+    python benchmarks/bench_distributed.py --from-json benchmarks/results/distributed.json   # report only
 """
 
 from __future__ import annotations
@@ -24,30 +25,21 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+if __package__ in (None, ""):  # run as a file: import the benchmarks package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-MODELS = {
-    # name: (hidden, layers, intermediate, vocab, kv heads ratio)
-    "llama-7.4M": (256, 4, 688, 8192, 1),
-    "llama-60M-deep": (512, 8, 1376, 8192, 1),
-}
-TINY = {"llama-tiny": (64, 2, 172, 512, 1)}
+from benchmarks import cli
+from benchmarks.models import BALANCE_SHAPES, DISTRIBUTED_MODELS, MODEL_SEED, MODELS, llama_matrix_shapes
+from benchmarks.reports import distributed as REPORT
 
-
-def _build(spec):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    h, layers, inter, vocab, kvr = spec
-    heads = max(4, h // 64)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=h, intermediate_size=inter,
-                                        num_hidden_layers=layers, num_attention_heads=heads,
-                                        num_key_value_heads=heads // kvr, tie_word_embeddings=False))
+NS_STEPS = 5
+BALANCE_WORLDS = (2, 4, 8)
 
 
-def worker(args):
+def worker(args) -> None:
     """One torchrun rank: DDP model, a few steps with AdamW or hf_muon, bytes counted."""
     import torch
     import torch.distributed as dist
@@ -56,8 +48,7 @@ def worker(args):
 
     dist.init_process_group("gloo")
     world, rank = dist.get_world_size(), dist.get_rank()
-    torch.manual_seed(0)
-    model = _build(json.loads(args.spec))
+    model = MODELS[args.model].build(args.tiny)
     counted = {"allreduce": 0}
 
     def hook(state, bucket):
@@ -71,7 +62,7 @@ def worker(args):
     if args.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     else:
-        opt = hf_muon.Muon(hf_muon.param_groups(model), lr=1e-3, ns_dtype=args.ns_dtype)
+        opt = hf_muon.create_optimizer(model, hf_muon.MuonConfig(lr=1e-3, ns_dtype=args.ns_dtype))
     g = torch.Generator().manual_seed(rank)
     vocab = model.config.vocab_size
     for _ in range(args.steps):
@@ -82,7 +73,7 @@ def worker(args):
     exchange = opt.comm_stats.bytes_sent if hasattr(opt, "comm_stats") else 0
     out = {"world": world, "rank": rank, "allreduce_bytes_per_step": counted["allreduce"] / args.steps,
            "exchange_bytes_per_step": exchange / args.steps,
-           "muon_params": sum(p.numel() for r in hf_muon.route(model) if r.kind == "muon" for p in [r.param]),
+           "muon_params": sum(r.param.numel() for r in hf_muon.route(model) if r.kind == "muon"),
            "params": sum(p.numel() for p in model.parameters())}
     if rank == 0:
         Path(args.result).write_text(json.dumps(out))
@@ -90,12 +81,12 @@ def worker(args):
     dist.destroy_process_group()
 
 
-def _launch(spec, optimizer, world, steps, ns_dtype, port):
+def _launch(model: str, tiny: bool, optimizer: str, world: int, steps: int, ns_dtype: str, port: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         res = Path(d) / "r.json"
         cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(world), "--master_port",
-               str(port), __file__, "--worker", "--spec", json.dumps(spec), "--optimizer", optimizer, "--steps",
-               str(steps), "--result", str(res), "--ns-dtype", ns_dtype]
+               str(port), __file__, "--worker", "--model", model, "--optimizer", optimizer, "--steps", str(steps),
+               "--result", str(res), "--ns-dtype", ns_dtype] + (["--tiny"] if tiny else [])
         env = dict(os.environ, OMP_NUM_THREADS="1")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
         if proc.returncode != 0:
@@ -103,93 +94,63 @@ def _launch(spec, optimizer, world, steps, ns_dtype, port):
         return json.loads(res.read_text())
 
 
-def balance_table():
+def balance() -> dict[str, dict]:
     from hf_muon.optim.backends import assign_owners, imbalance, ns_cost, round_robin
 
-    shapes = {
-        "llama-7.4M (h256, 4L)": (256, 4, 688, 1),
-        "llama-135M-like (h576, 30L, GQA 3)": (576, 30, 1536, 3),
-        "llama-1B-like (h2048, 16L, GQA 4)": (2048, 16, 5632, 4),
-    }
-    rows, data = [], {}
-    for name, (h, layers, inter, kvr) in shapes.items():
-        kv = h // kvr
-        mats = [s for _ in range(layers) for s in [(h, h), (kv, h), (kv, h), (h, h), (inter, h), (inter, h), (h, inter)]]
-        costs = [ns_cost(s, 5) for s in mats]
-        for w in (2, 4, 8):
-            lpt = imbalance(costs, assign_owners(costs, w), w)
-            rr = imbalance(costs, round_robin(costs, w), w)
-            data[f"{name}@{w}"] = {"lpt": lpt, "round_robin": rr}
-            rows.append([name, w, f"{lpt:.3f}", f"{rr:.3f}", "MET" if lpt <= 1.15 else "NOT MET"])
-    return rows, data
+    out = {}
+    for name, shape in BALANCE_SHAPES.items():
+        costs = [ns_cost(s, NS_STEPS) for s in llama_matrix_shapes(*shape)]
+        for w in BALANCE_WORLDS:
+            out[f"{name}@{w}"] = {"lpt": imbalance(costs, assign_owners(costs, w), w),
+                                  "round_robin": imbalance(costs, round_robin(costs, w), w)}
+    return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None):
+    ap = cli.standard_parser(__doc__, REPORT.NAME, tiny_help="the tiny Llama, one result dtype (smoke test)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--spec", help=argparse.SUPPRESS)
+    ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--optimizer", default="muon", help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--ns-dtype", default="float32", help="NS (and result-exchange) dtype: float32 or bfloat16")
     ap.add_argument("--worlds", default="2,4")
-    ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--allow-busy", action="store_true")
-    ap.add_argument("--device", default="cpu")
     ap.add_argument("--port", type=int, default=29900)
-    args = ap.parse_args(argv)
-    if args.worker:
-        return worker(args)
-    load = common.check_load(args.allow_busy)
-    models = TINY if args.tiny else MODELS
-    worlds = [int(w) for w in args.worlds.split(",")]
-    port = args.port
-    comm_rows, comm = [], {}
-    for name, spec in models.items():
-        for w in worlds:
-            for dtype in ([args.ns_dtype] if args.tiny else ["float32", "bfloat16"]):
-                a = _launch(spec, "adamw", w, args.steps, dtype, port)
-                m = _launch(spec, "muon", w, args.steps, dtype, port + 1)
+    return ap.parse_args(argv)
+
+
+def measure(args, load: dict, device) -> None:
+    started = time.time()
+    models = DISTRIBUTED_MODELS[:1] if args.tiny else DISTRIBUTED_MODELS
+    port, comm = args.port, {}
+    for name in models:
+        label = f"{name} (tiny)" if args.tiny else name
+        for w in (int(w) for w in args.worlds.split(",")):
+            for dtype in [args.ns_dtype] if args.tiny else ["float32", "bfloat16"]:
+                a = _launch(name, args.tiny, "adamw", w, args.steps, dtype, port)
+                m = _launch(name, args.tiny, "muon", w, args.steps, dtype, port + 1)
                 port += 2
-                total = m["allreduce_bytes_per_step"] + m["exchange_bytes_per_step"]
-                ratio = total / a["allreduce_bytes_per_step"]
-                key = f"{name}@{w}/{dtype}"
-                comm[key] = {"adamw": a, "muon": m, "ratio": ratio}
-                frac = m["muon_params"] / m["params"]
-                comm_rows.append([name, w, dtype, f"{frac:.0%}", f"{a['allreduce_bytes_per_step'] / 2**20:.2f}",
-                                  f"{m['exchange_bytes_per_step'] / 2**20:.2f}", f"{ratio:.3f}",
-                                  "MET" if ratio <= 1.25 else "NOT MET"])
-                print(f"{key}: AdamW {a['allreduce_bytes_per_step'] / 2**20:.2f} MiB/step, Muon +"
-                      f"{m['exchange_bytes_per_step'] / 2**20:.2f} MiB -> {ratio:.3f}x", flush=True)
-    bal_rows, balance = balance_table()
-    comm_md = common.markdown_table(
-        ["model", "ranks", "result dtype", "Muon share of params", "DDP all-reduce MiB/step/rank",
-         "Muon exchange MiB/step/rank", "total / DDP-AdamW", "≤ 1.25×"], comm_rows, "lrlrrrrl")
-    bal_md = common.markdown_table(["model", "ranks", "max/mean (FLOP-balanced)", "max/mean (round-robin)",
-                                    "≤ 1.15"], bal_rows, "lrrrl")
-    print("\n" + comm_md + "\n\n" + bal_md)
-    out = {"machine": common.machine_info(args.device), "versions": common.package_versions(), "load": load,
-           "seeds": {"torch": 0}, "steps": args.steps, "comm": comm, "balance": balance}
-    if not args.tiny:
-        common.write_json(common.RESULTS_DIR / "distributed.json", out)
-        common.update_markdown_section(common.RESULTS_MD, "distributed", "\n".join([
-            "## Distributed Muon (CPU, gloo, DDP)",
-            "",
-            f"`python benchmarks/bench_distributed.py` — {args.steps} steps, bytes per rank per optimizer step "
-            "(ring volumes). The Muon exchange sends each orthogonalized matrix from its owner to all ranks in "
-            "the NS result dtype (bf16 by default on CUDA, fp32 on CPU).",
-            "",
-            comm_md,
-            "",
-            "Per-rank Newton-Schulz FLOPs, max/mean (1.0 = perfect balance):",
-            "",
-            bal_md,
-        ]))
-    return out
+                ratio = (m["allreduce_bytes_per_step"] + m["exchange_bytes_per_step"]) / a["allreduce_bytes_per_step"]
+                comm[f"{label}@{w}/{dtype}"] = {"adamw": a, "muon": m, "ratio": ratio}
+                print(f"{label}@{w}/{dtype}: AdamW {a['allreduce_bytes_per_step'] / REPORT.MIB:.2f} MiB/step, Muon +"
+                      f"{m['exchange_bytes_per_step'] / REPORT.MIB:.2f} MiB -> {ratio:.3f}x", flush=True)
+    data = cli.begin(args, "distributed", load, {"torch": MODEL_SEED})
+    data.update(steps=args.steps, comm=comm, balance=balance())
+    cli.finish(data, started, False)  # bytes, not times: other processes cannot change them
+    cli.publish(args, data, REPORT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    return cli.run(args, REPORT, measure)
 
 
 if __name__ == "__main__":
-    main()
+    code = main()
     if "--worker" in sys.argv:  # gloo threads can keep a finished rank alive; results are written
         sys.stdout.flush()
         os._exit(0)
+    sys.exit(code)

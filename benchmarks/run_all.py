@@ -2,12 +2,15 @@
 
 The machine-load check is done once here, before the first script (a script started right after
 another would otherwise see that script's own load and refuse). The reading is passed to the scripts,
-which record it in their JSON. ``--device``, ``--tiny`` and ``--allow-busy`` are forwarded.
+which record it in their JSON. ``--device``, ``--tiny``, ``--allow-busy`` and ``--results-dir`` are
+forwarded. ``--report-only`` measures nothing: it rewrites every RESULTS.md section (and the plots) from
+the results JSON already in ``results/``.
 
 Usage::
 
     python benchmarks/run_all.py --device cpu
     python benchmarks/run_all.py --tiny --allow-busy    # smoke run of every script
+    python benchmarks/run_all.py --report-only          # RESULTS.md from the committed JSON
 """
 
 from __future__ import annotations
@@ -20,36 +23,42 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if __package__ in (None, ""):  # run as a file: import the benchmarks package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import common  # noqa: E402
+from benchmarks import cli, reports
+from benchmarks.machine import BENCH_DIR, PARENT_LOAD_ENV, REPO_DIR, check_load
 
-# Script files in this folder, run in this order; each takes --device, --tiny and --allow-busy.
-SCRIPTS = ("bench_step.py", "bench_trainer.py", "bench_distributed.py", "bench_convergence.py", "bench_scaling.py")
+# Script files in this folder, run in this order; each takes --device, --tiny, --allow-busy and --results-dir.
+SCRIPTS = tuple(f"bench_{name}.py" for name in reports.NAMES)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--tiny", action="store_true", help="smoke-test sizes in every script")
-    ap.add_argument(
-        "--allow-busy", action="store_true", help="run even when the 1-minute load is above 0.5/core"
-    )
-    ap.add_argument(
-        "--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS), help="run only these scripts"
-    )
+    ap.add_argument("--allow-busy", action="store_true", help="run even when the machine is busy (results marked)")
+    ap.add_argument("--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS), help="run only these scripts")
+    ap.add_argument("--results-dir", type=Path, default=cli.RESULTS_DIR, help="where the JSON go (default results/)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: rewrite RESULTS.md (and the plots) from <results-dir>/<name>.json")
     args = ap.parse_args(argv)
 
-    load = common.check_load(args.allow_busy)
+    if args.report_only:
+        for script in args.only:
+            report = reports.module(script.removeprefix("bench_").removesuffix(".py"))
+            cli.regenerate(args.results_dir / f"{report.NAME}.json", report)
+        return 0
+    load = check_load(args.allow_busy)
     env = dict(os.environ)
-    env[common.PARENT_LOAD_ENV] = json.dumps(load)
-    forwarded = ["--device", args.device] + (["--tiny"] if args.tiny else [])
+    env[PARENT_LOAD_ENV] = json.dumps(load)
+    forwarded = ["--device", args.device, "--results-dir", str(args.results_dir)] + (["--tiny"] if args.tiny else [])
     failures = []
     for script in args.only:
-        cmd = [sys.executable, str(common.BENCH_DIR / script), *forwarded, "--allow-busy"]
+        cmd = [sys.executable, str(BENCH_DIR / script), *forwarded, "--allow-busy"]
         print(f"\n>>> {' '.join(cmd)}", flush=True)
         start = time.time()
-        rc = subprocess.call(cmd, cwd=common.REPO_DIR, env=env)
+        rc = subprocess.call(cmd, cwd=REPO_DIR, env=env)
         print(f"<<< {script}: exit {rc} after {time.time() - start:.0f} s", flush=True)
         if rc != 0:
             failures.append(f"{script} (exit {rc})")

@@ -1,0 +1,22 @@
+"""Reports: each benchmark's RESULTS.md section, written from its results JSON alone.
+
+One module per benchmark (``step``, ``convergence``, ``scaling``, ``trainer``, ``distributed``), each with
+``NAME`` (its JSON is ``results/<NAME>.json``), ``SECTION`` (the RESULTS.md markers) and ``report(data)``;
+some also derive summaries or draw plots from the same data. Because a report reads nothing but the JSON,
+``python benchmarks/run_all.py --report-only`` (or ``--from-json`` on one script) regenerates RESULTS.md from
+the committed results without measuring anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+NAMES = ("step", "trainer", "distributed", "convergence", "scaling")  # the order of run_all.py
+
+
+def module(name: str) -> ModuleType:
+    """The report module of one benchmark."""
+    if name not in NAMES:
+        raise ValueError(f"no report {name!r}; valid: {', '.join(NAMES)}")
+    return importlib.import_module(f"{__name__}.{name}")

@@ -1,0 +1,147 @@
+"""bench_step.py's report: step time and state per optimizer and model, NS throughput, the target lines."""
+
+from __future__ import annotations
+
+from ..machine import contended
+from .format import fmt_ms, fmt_ratio, header, markdown_table, run_line, target_lines
+
+NAME = "step"
+SECTION = "bench_step"
+
+TARGET_RATIO_TORCH_MUON = 0.025
+TARGET_FLOOR_EFFICIENCY = 0.85
+TARGET_MODEL = "llama-7.4M"
+
+
+def _check(line: str, ok: bool, measured: str, **values) -> dict:
+    return {"target": line, "status": "MET" if ok else "NOT MET", "measured": measured, **values}
+
+
+def targets(models: dict[str, dict], ns: dict | None, device_type: str, tiny: bool) -> list[dict]:
+    """The target lines, each with the measured value and MET / NOT MET (NOT MEASURED, SKIPPED off CPU)."""
+    checks: list[dict] = []
+    caveat = f" [tiny run: not the full {TARGET_MODEL}, indicative only]" if tiny else ""
+    skipped = {"status": "SKIPPED", "measured": f"device is {device_type}"} if device_type != "cpu" else None
+
+    def rec(name: str) -> dict:
+        return {r["name"]: r for r in models.get(TARGET_MODEL, {}).get("optimizers", [])}.get(name, {})
+
+    hf, torch_muon = rec("hf_muon"), rec("torch.optim.Muon + AdamW")
+    line = f"CPU: hf_muon step ≤ {TARGET_RATIO_TORCH_MUON}× torch.optim.Muon's on {TARGET_MODEL}"
+    if skipped:
+        checks.append({"target": line, **skipped})
+    elif hf.get("step_ms") and torch_muon.get("step_ms"):
+        ratio = hf["step_ms"] / torch_muon["step_ms"]
+        checks.append(_check(line, ratio <= TARGET_RATIO_TORCH_MUON,
+                             f"{ratio:.4f}× ({hf['step_ms']:.1f} ms vs {torch_muon['step_ms']:.1f} ms){caveat}",
+                             value=ratio))
+    else:
+        checks.append({"target": line, "status": "NOT MEASURED", "measured": "hf_muon or torch.optim.Muon missing"})
+
+    floor_ms = None
+    if ns:
+        default_row = next((r for r in ns["rows"] if r["dtype"] == ns["default_dtype"]), None)
+        floor_ms = default_row["floor"]["ms"] if default_row else None
+    # hf_muon against torch's default AdamW, then the like-for-like pairs: hf_muon's unfused AdamW part
+    # against torch's unfused AdamW, and its fused default against torch's fused AdamW.
+    pairs = [("hf_muon", "AdamW (torch)", ""), ("hf_muon fused=False", "AdamW (torch)", " [both AdamW parts unfused]"),
+             ("hf_muon", "AdamW (torch, fused=True)", " [both AdamW parts fused]")]
+    for hf_name, adamw_name, tag in pairs:
+        hf_r, adamw_r = rec(hf_name), rec(adamw_name)
+        line = f"CPU: {hf_name} step ≤ {adamw_name} step + floor/{TARGET_FLOOR_EFFICIENCY}{tag}"
+        if skipped:
+            checks.append({"target": line, **skipped})
+        elif hf_r.get("step_ms") and adamw_r.get("step_ms") and floor_ms:
+            bound = adamw_r["step_ms"] + floor_ms / TARGET_FLOOR_EFFICIENCY
+            checks.append(_check(line, hf_r["step_ms"] <= bound,
+                                 f"{hf_r['step_ms']:.1f} ms vs {adamw_r['step_ms']:.1f} + {floor_ms:.1f}/"
+                                 f"{TARGET_FLOOR_EFFICIENCY} = {bound:.1f} ms ({ns['default_dtype']} floor){caveat}",
+                                 value=hf_r["step_ms"], bound=bound))
+        else:
+            checks.append({"target": line, "status": "NOT MEASURED",
+                           "measured": f"{hf_name}, {adamw_name} or floor missing"})
+
+    line = "state bytes = AdamW's − 4 B × (Muon params)"
+    for name, m in models.items():
+        by = {r["name"]: r for r in m["optimizers"]}
+        hf_b, ad_b = by.get("hf_muon", {}).get("state_bytes"), by.get("AdamW (torch)", {}).get("state_bytes")
+        if hf_b is None or ad_b is None:
+            checks.append({"target": f"{line} [{name}]", "status": "NOT MEASURED", "measured": "missing"})
+            continue
+        expected = ad_b - 4 * m["muon_params"]
+        diff = hf_b - expected
+        text = f"hf_muon {hf_b:,} B, AdamW {ad_b:,} − 4×{m['muon_params']:,} = {expected:,} B; difference {diff:+,} B"
+        # AdamW also keeps a 0-d fp32 `step` per tensor; with it, "one buffer per Muon param vs AdamW's two"
+        # is exactly diff == -4 B x (Muon tensors).
+        if diff == -4 * m["muon_tensors"]:
+            text += (f" = the {m['muon_tensors']} 0-d fp32 `step` tensors AdamW keeps per Muon tensor"
+                     " (moment buffers alone: equal)")
+        checks.append(_check(f"{line} [{name}]", diff in (0, -4 * m["muon_tensors"]), text + caveat, value=hf_b,
+                             expected=expected))
+    return checks
+
+
+def model_table(m: dict) -> str:
+    rows = []
+    for r in m["optimizers"]:
+        note = r["note"]
+        if r.get("ratio_torch_muon") is not None:
+            note = f"{fmt_ratio(r['ratio_torch_muon'])} torch.optim.Muon; " + note
+        if r["status"] != "ok":
+            note = f"FAILED: {r['reason'][:240]}"
+        state = f"{r['state_bytes'] / 2**20:.2f}" if r.get("state_bytes") is not None else "—"
+        rows.append([r["name"], fmt_ms(r["step_ms"]), fmt_ratio(r.get("ratio_adamw")), state, note])
+    return markdown_table(["optimizer", "step ms", "×AdamW", "state MB", "note"], rows, "lrrrl")
+
+
+def ns_table(ns: dict) -> str:
+    rows = []
+    for r in ns["rows"]:
+        for label, key in (
+            ("hf_muon batched NS", "hf_muon_batched"),
+            ("hf_muon unbatched NS", "hf_muon_unbatched"),
+            ("bare same-shape matmul floor", "floor"),
+        ):
+            default = " (default)" if r["dtype"] == ns["default_dtype"] else ""
+            others = r[key].get("other_cores") or 0.0
+            note = f"CONTENDED: other processes used {others:.1f} cores" if contended(others) else ""
+            rows.append([label, r["dtype"] + default, fmt_ms(r[key]["ms"]), f"{r[key]['gflops']:.1f}", note])
+    return markdown_table(["what", "dtype", "ms", "GFLOP/s", "note"], rows, "llrrl")
+
+
+def report(data: dict) -> str:
+    """The markdown section for RESULTS.md (also printed)."""
+    lines = header("## Optimizer step (benchmarks/bench_step.py)", data,
+                   run_line(data, ("muon-optimizer", "heavyball", "pytorch-optimizer")) + ".")
+    lines += [
+        "Median wall time of `optimizer.step()` alone with fixed seeded gradients (same for all; restored "
+        "untimed before every step); state = bytes of the tensors in `optimizer.state`. Every Muon "
+        "implementation gets the Muon set of `hf_muon.route(model)`; the rest runs on its own AdamW or on "
+        "torch AdamW. Raw numbers: `benchmarks/results/step.json`.",
+        "",
+        f"Models run: {', '.join(data['args']['models'])}"
+        + (f"; repeats {data['args']['repeats']}" if data["args"].get("repeats") else "")
+        + ".",
+        "",
+        "Peers not run: " + "; ".join(f"{k}: {v}" for k, v in data["unavailable_peers"].items()) + ".",
+    ]
+    size = " (--tiny config)" if data["args"]["tiny"] else ""
+    for name, m in data["models"].items():
+        lines += [
+            "",
+            f"### {name}{size}: {m['params']:,} params, {m['muon_params']:,} in {m['muon_tensors']} Muon tensors "
+            f"(warmup {m['warmup']}, {m['repeats']} timed steps)",
+            "",
+            model_table(m),
+        ]
+    if data.get("ns_throughput"):
+        ns = data["ns_throughput"]
+        lines += [
+            "",
+            f"### Newton-Schulz throughput: {ns['model']} Muon matrices ({ns['matrices']} matrices, wide "
+            f"shapes {ns['wide_shapes']}, {ns['steps']} steps, {ns['gflop_per_call']:.2f} GFLOP per call)",
+            "",
+            ns_table(ns),
+        ]
+    lines += ["", "### Targets", ""] + target_lines(data["targets"])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,118 @@
+"""The one timing protocol of the benchmarks: warmup, then interleaved rounds, medians.
+
+Every contender (a callable with untimed ``before`` / ``after`` hooks) is called in rounds: A, B, C, A, B,
+C, ... First ``warmup`` untimed rounds (state allocation, torch.compile, caches), then ``repeats`` timed
+rounds, each calling every contender once. A slow spell of the machine (another process, frequency or
+thermal throttling) therefore hits every contender of that round alike and cancels in their ratios; each
+contender's time is the median over its rounds. A device sync runs inside the timed region.
+
+* A contender whose warmup call (the second one when there are several: the first carries one-off costs)
+  exceeds ``slow_s`` stops warming up and is timed in the first round only (``reduced``).
+* A contender that raises (while warming up or timed) drops out; its exception is its result.
+* Other processes' CPU use is measured over the timed rounds (:class:`~benchmarks.machine.OtherProcesses`)
+  and recorded with every timing (``other_cores``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+from .machine import OtherProcesses
+
+
+@dataclass
+class Timing:
+    """Wall times of one contender, in milliseconds."""
+
+    median_ms: float
+    times_ms: list[float]
+    warmup_ms: list[float] = field(default_factory=list)
+    reduced: bool = False  # a warmup call exceeded ``slow_s``: one call was timed
+    other_cores: float | None = None  # cores other processes kept busy during the timed rounds
+    interleaved_with: int = 1  # contenders in the same rounds (this one included)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Contender:
+    name: str
+    call: Callable[[], object]
+    before: Callable[[], object] | None = None  # untimed, before every call
+    after: Callable[[], object] | None = None  # untimed, after every call
+
+
+@dataclass
+class _Track:
+    warmup_ms: list[float] = field(default_factory=list)
+    times_ms: list[float] = field(default_factory=list)
+    reduced: bool = False
+    error: Exception | None = None
+
+
+def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> float | None:
+    """One untimed ``before``, one timed call (+ sync), one untimed ``after``; None (and the error kept) on failure."""
+    try:
+        if c.before is not None:
+            c.before()
+        start = time.perf_counter()
+        c.call()
+        if sync is not None:
+            sync()
+        ms = (time.perf_counter() - start) * 1e3
+        if c.after is not None:
+            c.after()
+        return ms
+    except Exception as e:  # reported as the contender's result, never dropped
+        track.error = e
+        return None
+
+
+def interleave(
+    contenders: Sequence[Contender],
+    *,
+    warmup: int,
+    repeats: int,
+    sync: Callable[[], object] | None = None,
+    slow_s: float | None = None,
+) -> dict[str, Timing | Exception]:
+    """Time ``contenders`` in interleaved rounds (module docstring); returns name → Timing, or the exception."""
+    tracks = {c.name: _Track() for c in contenders}
+    for i in range(warmup):
+        for c in contenders:
+            t = tracks[c.name]
+            if t.error is not None or t.reduced:
+                continue
+            ms = _call(c, sync, t)
+            if ms is None:
+                continue
+            t.warmup_ms.append(ms)
+            if slow_s is not None and (i > 0 or warmup == 1) and ms > slow_s * 1e3:
+                t.reduced = True
+    live = sum(t.error is None for t in tracks.values())
+    with OtherProcesses() as others:
+        for i in range(repeats):
+            for c in contenders:
+                t = tracks[c.name]
+                if t.error is None and not (t.reduced and i > 0):
+                    ms = _call(c, sync, t)
+                    if ms is not None:
+                        t.times_ms.append(ms)
+    out: dict[str, Timing | Exception] = {}
+    for c in contenders:
+        t = tracks[c.name]
+        out[c.name] = t.error if t.error is not None else Timing(
+            statistics.median(t.times_ms), t.times_ms, t.warmup_ms, t.reduced, others.cores, live
+        )
+    return out
+
+
+def device_sync(device) -> Callable[[], None] | None:
+    """``torch.cuda.synchronize`` on CUDA (ends every timed region), None on CPU."""
+    import torch
+
+    return torch.cuda.synchronize if device.type == "cuda" else None
