@@ -9,7 +9,7 @@ and every optimizer of :func:`benchmarks.peers.step_peers`:
   gradients restored untimed before every step (:mod:`benchmarks.stepping`). All optimizers of a model are
   built on the same parameters and timed in interleaved rounds after warmup rounds (:mod:`benchmarks.timing`),
   so machine noise cancels in the ratios. Keeping every optimizer's state alive at once needs memory: about
-  10 GB for GPT-2 small. On CUDA the timed region ends with ``torch.cuda.synchronize()``.
+  11 GB for GPT-2 small. On CUDA the timed region ends with ``torch.cuda.synchronize()``.
 * **state bytes**: the sum of ``nbytes`` of every tensor in ``optimizer.state`` after timing.
 * **×AdamW**: step time over ``torch.optim.AdamW``'s on the same model; hf_muon rows also give the ratio
   to ``torch.optim.Muon`` (+ AdamW for the rest).
