@@ -6,7 +6,7 @@
   ``max_length - max_new_tokens``.
 * Rows are **left**-padded (a decoder-only model continues from the last real token); ``generate`` derives the
   position ids from the attention mask, so a padded row generates what it would alone (up to float round-off).
-* A row stops at EOS, after ``max_new_tokens``, or as soon as its *generated* text contains one of ``stop``; the
+* A row stops at EOS (the model's ``generation_config`` EOS ids and the tokenizer's), after ``max_new_tokens``, or as soon as its *generated* text contains one of ``stop``; the
   returned text is cut before the earliest stop string (the stop string itself is not returned).
 * Greedy by default. With ``do_sample=True`` each batch draws from a private RNG stream seeded with
   ``seed + index of the batch's first prompt`` (the global RNG state is restored afterwards), so samples do not
@@ -53,6 +53,20 @@ def _stop_criterion(tokenizer, stop: Sequence[str], prompt_width: int):
     return StopOnStrings()
 
 
+def _eos_ids(model, tokenizer) -> list[int] | int | None:
+    """The ids a row stops at: the model's ``generation_config.eos_token_id`` (what lm-eval's ``HFLM`` leaves
+    ``generate`` to use, e.g. both ``<|end_of_text|>`` and ``<|eot_id|>`` for Llama 3) plus the tokenizer's EOS."""
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in ([gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])) + [
+            getattr(tokenizer, "eos_token_id", None)]:
+        if value is not None and int(value) not in ids:
+            ids.append(int(value))
+    if not ids:
+        return None
+    return ids[0] if len(ids) == 1 else ids
+
+
 def generate_until(
     model,
     tokenizer,
@@ -97,7 +111,7 @@ def generate_until(
     order = sorted(range(len(encoded)), key=lambda i: (-len(encoded[i]), i))
     device = model_device(gen_model)
     pad = pad_id(tokenizer)
-    eos = getattr(tokenizer, "eos_token_id", None)
+    eos = _eos_ids(gen_model, tokenizer)
     config = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_samples,
                   pad_token_id=pad, eos_token_id=eos)
     if do_sample:
