@@ -23,11 +23,11 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[hf,study,dev,trl,peft]"
+	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[hf,study,dev,trl,peft,bench]"
+	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,bench]"
 	touch $(BENCH_STAMP)
 
 venv install: $(STAMP)

@@ -9,6 +9,8 @@ COMMANDS = {
     "run": ("hf_muon.run", "run SCRIPT.py|-m MODULE ARGS...  run a training script with --optim muon registered"),
     "plot": ("hf_muon.diagnostics.plot", "plot RUN_DIR  turn diagnostics JSONL into PNG plots"),
     "demo": ("hf_muon.lab.demo", "demo [--data DIR --out DIR]  tiny Llama: AdamW vs Muon through Trainer"),
+    "score": ("hf_muon.lab.evaluation.cli", "score MODEL_DIR [--backend native|lm-eval --tasks ... --limit N --output F]  "
+              "benchmark a saved model (lm-eval 0.4.13 parity)"),
     "study": ("hf_muon.lab.study.cli", "study CONFIG.yaml [--stages ...]  the pretraining-vs-SFT optimizer-mismatch study"),
 }
 

@@ -140,8 +140,8 @@ def test_public_base_mode_with_a_local_tiny_model(tmp_path):
 def test_card_metric_names_carry_the_shot_count_the_run_used():
     from hf_muon.lab.study.cards import eval_results
 
-    scores = {"mmlu": {"acc": 0.3, "config": {"num_fewshot": 1}}, "gsm8k": {"exact_match": 0.0,
+    scores = {"mmlu": {"acc": 0.3, "config": {"num_fewshot": 1}}, "gsm8k": {"strict-match": 0.0,
                                                                             "config": {"num_fewshot": 0}},
               "arc_easy": {"acc": 0.25, "acc_norm": 0.2}}  # no recorded config: no shot claim
     names = {r.dataset_name + " " + r.metric_name for r in eval_results(scores, "tinystories")}
-    assert names == {"MMLU acc (1-shot)", "GSM8K exact match (0-shot)", "ARC-Easy acc", "ARC-Easy acc_norm"}
+    assert names == {"MMLU acc (1-shot)", "GSM8K exact_match, strict-match (0-shot)", "ARC-Easy acc", "ARC-Easy acc_norm"}
