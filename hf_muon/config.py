@@ -103,6 +103,8 @@ class MuonConfig:
     batched: bool = knob(True, "stack same-shape matrices into one NS call", "bool", scope="optimizer")
     distributed: str = knob("auto", "auto: each matrix orthogonalized once by an owner rank; none: every rank alone",
                             "choice", choices=DISTRIBUTED_MODES, scope="optimizer")
+    replica_check: bool = knob(True, "first step: check that ranks sharing Muon work hold the same gradients", "bool",
+                               scope="optimizer")
     # ------------------------------------------------------------------ routing
     lora_policy: str = knob("adamw", "LoRA factors: adamw, b_only (B on Muon), both", "choice", choices=LORA_POLICIES,
                             scope="routing")
