@@ -91,15 +91,20 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_ddp_through_the_launcher(tmp_path):
+@pytest.mark.parametrize("launcher", [True, False], ids=["launcher", "plain-script"])
+def test_torchrun_ddp(tmp_path, launcher):
     if shutil.which("torchrun", path=str(BIN)) is None:
         pytest.skip("torchrun not installed")
     out = tmp_path / "ddp"
-    proc = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hf_muon.run",
-                 str(SCRIPT), *_clm_args(out, steps=3, ddp_backend="gloo")], timeout=300)
+    entry = ["-m", "hf_muon.run", str(SCRIPT)] if launcher else [str(SCRIPT)]
+    proc = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), *entry,
+                 *_clm_args(out, steps=3, ddp_backend="gloo")], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["optimizer"] == "Muon"
+    # the routing line and files come from rank 0 only
+    assert (proc.stderr + proc.stdout).count("hf_muon: ") == 1
+    assert (out / "hf_muon_routing.txt").exists() and (out / "hf_muon_routing.json").exists()
 
 
 @pytest.mark.slow
