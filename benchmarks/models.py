@@ -25,13 +25,17 @@ MODEL_SEED = 0
 
 
 def llama(hidden: int, layers: int, intermediate: int, vocab: int, *, heads: int = 4, **config) -> nn.Module:
-    """An untied fp32 ``LlamaForCausalLM`` with MHA (``heads`` query and key/value heads); ``config`` adds fields."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """An untied fp32 ``LlamaForCausalLM`` with MHA (``heads`` query and key/value heads); ``config`` adds fields.
+    The config comes from the project's one Llama builder (:func:`hf_muon.lab.models.llama_config`), with
+    ``LlamaConfig``'s own defaults for positions and token ids unless ``config`` sets them."""
+    from transformers import LlamaForCausalLM
 
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, tie_word_embeddings=False, **config,
-    )).float()
+    from hf_muon.lab.models import llama_config
+
+    config = {"max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2, **config}
+    positions = config.pop("max_position_embeddings")
+    return LlamaForCausalLM(llama_config(hidden, layers, vocab, positions, heads=heads, intermediate_size=intermediate,
+                                         tie_word_embeddings=False, **config)).float()
 
 
 def gpt2(tiny: bool) -> nn.Module:

@@ -34,12 +34,13 @@ def _seed():
 
 
 def tiny_llama(tie: bool = False, vocab: int = 128, hidden: int = 32, layers: int = 2):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A tiny GQA Llama from the project's one Llama config builder (hf_muon.lab.models.llama_config)."""
+    from transformers import LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=tie,
-                      bos_token_id=0, eos_token_id=1, pad_token_id=None)
-    return LlamaForCausalLM(cfg)
+    from hf_muon.lab.models import llama_config
+
+    return LlamaForCausalLM(llama_config(hidden, layers, vocab, 2048, heads=4, kv_heads=2, intermediate_size=2 * hidden,
+                                         tie_word_embeddings=tie, bos_token_id=0, eos_token_id=1, pad_token_id=None))
 
 
 def tiny_qwen3():
