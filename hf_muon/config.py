@@ -32,6 +32,7 @@ NONFINITE_POLICIES = ("error", "skip")
 DISTRIBUTED_MODES = ("auto", "none")
 UPDATE_BASES = ("momentum", "adam")
 MOMENTUM_DTYPES = ("float32",)
+VARIANTS = ("muon", "normuon", "adamuon")
 LORA_POLICIES = ("adamw", "b_only", "both")
 MOE_POLICIES = ("adamw", "muon")
 CONV_POLICIES = ("adamw", "muon")
@@ -90,6 +91,14 @@ class MuonConfig:
     auto_every: int = knob(100, "ns_steps=auto: optimizer steps between re-estimates", "int", lo=1)
     auto_min: int = knob(1, "ns_steps=auto: fewest steps", "int", lo=0)
     auto_max: int = knob(15, "ns_steps=auto: most steps", "int", lo=0, hi=100)
+    variant: str = knob("muon", "update rule: muon, normuon (rows of O divided by an EMA of their mean square), "
+                        "adamuon (O of sign(U), divided element-wise by an EMA of O²); both RMS-matched",
+                        "choice", choices=VARIANTS)
+    variant_beta2: float = knob(0.95, "normuon/adamuon: EMA factor β2 of the second moment of O", "float",
+                                lo=0.0, hi=1.0, hi_open=True)
+    variant_eps: float = knob(1e-8, "normuon/adamuon: ε in O/(√v + ε)", "float", lo=0.0)
+    cautious_wd: bool = knob(False, "Muon groups: decay only coordinates where the update O and the weight agree "
+                             "in sign (O·W ≥ 0)", "bool")
     # ------------------------------------------------------------------ AdamW groups (and the adam base)
     betas: tuple = knob((0.9, 0.999), "Adam betas (β1, β2), each in [0, 1)", "betas", optim_arg=None)
     eps: float = knob(1e-8, "Adam ε", "float", lo=0.0, optim_arg=None)
@@ -117,6 +126,10 @@ class MuonConfig:
     exclude: str | None = knob(None, "regex: keep matching parameters on AdamW (wins over include)", "regex",
                                optional=True, scope="routing")
     split_fused: bool = knob(False, "orthogonalize fused QKV / gate_up blocks separately", "bool", scope="routing")
+    per_head: bool = knob(False, "orthogonalize q/k/v (and fused QKV) head by head (heads from the HF config)",
+                          "bool", scope="routing")
+    qk_clip: float = knob(0.0, "QK-Clip τ: after each step, scale q/k heads whose max logit exceeded τ (0 = off; "
+                          "needs the model)", "float", lo=0.0, scope="routing")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -125,6 +138,7 @@ class MuonConfig:
             raise ValueError("MuonConfig: give muon_lr or muon_lr_ratio, not both")
         if self.auto_min > self.auto_max:
             raise ValueError(f"MuonConfig: auto_min={self.auto_min} > auto_max={self.auto_max}")
+        check_variant(self.variant, self.update_base, self.spectral_power, "MuonConfig: ")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -299,6 +313,13 @@ def check(name: str, value, where: str = "") -> Any:
     raise AssertionError(kind)  # pragma: no cover
 
 
+def check_variant(variant: str, update_base: str, spectral_power: float, where: str = "") -> None:
+    """normuon / adamuon transform the *orthogonalized momentum*: refuse them on other bases."""
+    if variant != "muon" and (update_base != "momentum" or spectral_power):
+        raise ValueError(f"{where}variant={variant!r} needs update_base='momentum' and spectral_power=0 (got "
+                         f"{update_base!r}, {spectral_power})")
+
+
 def parse_text(name: str, text: str, label: str | None = None) -> Any:
     """A knob's value from a string (``--optim_args``), then :func:`check`."""
     m = KNOBS[name].metadata
@@ -372,4 +393,4 @@ def markdown_table() -> str:
 if __name__ == "__main__":  # python -m hf_muon.config: the README's --optim_args table
     print(markdown_table())
 
-__all__ = ["KNOBS", "OPTIM_ARGS", "MuonConfig", "check", "markdown_table", "parse_text"]
+__all__ = ["KNOBS", "OPTIM_ARGS", "VARIANTS", "MuonConfig", "check", "check_variant", "markdown_table", "parse_text"]

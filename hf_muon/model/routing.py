@@ -15,6 +15,10 @@ own name in ``named_parameters()``), not by name patterns:
 * ``include`` / ``exclude`` regexes on parameter names override the above (exclude wins).
 * ``split_fused=True`` (opt-in): fused projections (QKV, gate_up; see :mod:`hf_muon.model.fused`) are
   orthogonalized and scaled block by block, with the blocks derived from the model config.
+* ``per_head=True`` (opt-in): q/k/v projections and fused QKV are orthogonalized head by head
+  (:mod:`hf_muon.model.heads`; finer than ``split_fused``'s QKV split, which it replaces on those weights).
+* ``qk_clip=τ`` does not change routing: the report marks the q/k weights QK-Clip will scale (both on Muon),
+  and models it cannot serve (MLA, q/k norms) are refused here, before any training.
 
 :func:`hf_muon.param_groups` (:mod:`hf_muon.model.groups`) turns the routes into optimizer groups.
 Nothing here imports ``peft`` or ``transformers``: their layer types are looked up only when the user's code
@@ -34,6 +38,7 @@ from torch import nn
 from ..config import check
 from ..ns.blocks import Split
 from .fused import detect
+from .heads import attention_sites, head_split
 
 
 @dataclass
@@ -150,10 +155,12 @@ def route(
     include: Iterable[str] | str | None = None,
     exclude: Iterable[str] | str | None = None,
     split_fused: bool = False,
+    per_head: bool = False,
+    qk_clip: float = 0.0,
 ) -> list[Route]:
     """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``)."""
     for key, val in (("lora_policy", lora_policy), ("moe_experts", moe_experts), ("conv", conv),
-                     ("split_fused", split_fused)):
+                     ("split_fused", split_fused), ("per_head", per_head), ("qk_clip", qk_clip)):
         check(key, val)
     flat = _flat_param_error(model)
     if flat:
@@ -248,15 +255,32 @@ def route(
                     r.reason = "conv weight (conv='adamw')"
             else:
                 r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight"
-            if split_fused and r.kind == "muon":
-                r.split, note = detect(name, mod, p, getattr(base, "config", None), transposed=r.transposed,
-                                       experts=r.experts)
+            if (split_fused or per_head) and r.kind == "muon":
+                config = getattr(base, "config", None)
+                r.split, note = head_split(name, p, config, transposed=r.transposed, experts=r.experts) \
+                    if per_head else (None, "")
+                if r.split is None and split_fused:
+                    r.split, note = detect(name, mod, p, config, transposed=r.transposed, experts=r.experts)
                 if r.split is not None:
                     r.reason += f"; split {r.split.describe()}"
                 elif note:
                     r.reason += f"; {note}"
             routes.append(r)
+    if qk_clip:
+        _mark_qk_clip(model, routes, qk_clip)
     return routes
+
+
+def _mark_qk_clip(model: nn.Module, routes: list[Route], tau: float) -> None:
+    """Note on each q/k weight whether QK-Clip scales it (only heads whose q and k weights are both on Muon)."""
+    by_id = {id(r.param): r for r in routes}
+    for site in attention_sites(model):
+        q, k = by_id.get(id(site.q.weight)), by_id.get(id(site.k.weight))
+        if q is None or k is None:
+            continue
+        owned = q.kind == "muon" and k.kind == "muon"
+        for r in {id(q): q, id(k): k}.values():
+            r.reason += f"; QK-Clip τ={tau:g}" if owned else "; not QK-clipped (q and k not both on Muon)"
 
 
 def routing_report(model_or_routes, **route_kwargs) -> str:

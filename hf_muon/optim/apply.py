@@ -4,6 +4,10 @@
 
     W ← W·(1 − lr·λ) − lr·α·O
 
+With ``cautious_wd=True`` the decay is masked: ``W ← W − lr·λ·(W ⊙ [O ⊙ W ≥ 0])``, only the coordinates where
+the update ``−O`` and the decay ``−W`` point the same way (a modded-nanogpt record; dion's ``cautious_wd`` mask
+``sign(W·O) ≥ 0``: an exact zero counts as agreeing). The mask is taken on the weight *before* the write.
+
 ``α`` is the group's scale mode for the parameter's shape and orientation (:mod:`hf_muon.model.scaling`;
 moonlight: ``0.2·√max(A, B)``, Moonlight Eq. 4). Weight decay uses the *plain* lr, not ``lr·α`` (Moonlight's
 code, ``p.mul_(1 − lr·wd)``), so it does not depend on the scale mode. Both are exact no-ops at lr = 0.
@@ -40,6 +44,15 @@ def decoupled_decay_(params: list[torch.Tensor], lr: float, weight_decay: float)
         torch._foreach_mul_(params, 1.0 - lr * weight_decay)
 
 
+def cautious_decay_(params: list[torch.Tensor], updates: list[torch.Tensor], lr: float, weight_decay: float) -> None:
+    """``W ← W − lr·λ·W`` where ``O·W ≥ 0``; a no-op when lr·λ = 0."""
+    if not params or lr * weight_decay == 0.0:
+        return
+    for p, o in zip(params, updates):
+        agree = ((o.reshape(p.shape) * p) >= 0).to(p.dtype)
+        p.addcmul_(p, agree, value=-lr * weight_decay)
+
+
 def apply_orthogonal_(params: list[torch.Tensor], updates: list[torch.Tensor], lr: float, scales: list[float]) -> None:
     """``W ← W − lr·α·O`` per parameter; no-op at lr = 0."""
     if not params or lr == 0.0:
@@ -50,10 +63,13 @@ def apply_orthogonal_(params: list[torch.Tensor], updates: list[torch.Tensor], l
 
 def apply_group(group: dict, params: list[torch.Tensor], ortho: list[torch.Tensor]) -> list[float]:
     """Decay then write one Muon group's updates; returns the scales used (for diagnostics)."""
-    decoupled_decay_(params, group["lr"], group["weight_decay"])
+    if group["cautious_wd"]:
+        cautious_decay_(params, ortho, group["lr"], group["weight_decay"])
+    else:
+        decoupled_decay_(params, group["lr"], group["weight_decay"])
     scales = [update_scale(p, group) for p in params]
     apply_orthogonal_(params, ortho, group["lr"], scales)
     return scales
 
 
-__all__ = ["apply_group", "apply_orthogonal_", "block_ratios", "decoupled_decay_", "update_scale"]
+__all__ = ["apply_group", "apply_orthogonal_", "block_ratios", "cautious_decay_", "decoupled_decay_", "update_scale"]

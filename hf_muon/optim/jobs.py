@@ -27,14 +27,15 @@ def as_matrix(u: torch.Tensor, group: dict) -> torch.Tensor:
     return u.reshape(u.size(0), -1)  # conv (out, in, k...) -> (out, in*k*k)
 
 
-def ns_config(group: dict, steps: int | None = None, p: torch.Tensor | None = None) -> NSConfig:
-    """NS settings of a group; with ``p`` and a fused-projection split, also the block split and each block's
-    scale relative to the whole matrix's (so the optimizer applies one scale per parameter)."""
+def ns_config(group: dict, steps: int | None = None, p: torch.Tensor | None = None, ratios: bool = True) -> NSConfig:
+    """NS settings of a group; with ``p`` and a fused-projection split, also the block split and (``ratios``) each
+    block's scale relative to the whole matrix's (so the optimizer applies one scale per parameter; a variant
+    that transforms O gets the bare blocks and applies the ratios itself)."""
     if steps is None:
         steps = group["ns_steps"] if group["ns_steps"] != "auto" else group["auto_max"]
     split = Split.from_spec(group["split"]) if p is not None else None
     ratios = (block_ratios(tuple(p.shape), split, group["transposed"], group["experts"], group["scale_mode"])
-              if split is not None else None)
+              if split is not None and ratios else None)
     return NSConfig(steps, group["coefficients"], group["ns_dtype"], group["ns_method"],
                     float(group["spectral_power"]), split, ratios)
 
@@ -49,12 +50,12 @@ def auto_steps(st: dict, group: dict, matrix: torch.Tensor) -> int:
     return int(st["ns_steps"])
 
 
-def make_jobs(group: dict, states: list[dict], params: list, directions: list) -> list[Job]:
+def make_jobs(group: dict, states: list[dict], params: list, directions: list, ratios: bool = True) -> list[Job]:
     jobs = []
     for st, p, u in zip(states, params, directions):
         m = as_matrix(u, group)
         steps = auto_steps(st, group, m) if group["ns_steps"] == "auto" else None
-        jobs.append(Job(m, ns_config(group, steps, p)))
+        jobs.append(Job(m, ns_config(group, steps, p, ratios)))
     return jobs
 
 

@@ -4,10 +4,13 @@ Each param group carries ``use_muon``. The step is a pipeline of small stages, e
 
     screen      every gradient of every group checked before anything is written   (screen.py)
     rule        Muon groups: the direction to orthogonalize (momentum, adam base)  (rules.py)
+      prepare   the variant's change of the direction (adamuon: sign)               (variants/)
     jobs        directions as matrices with their NS settings                       (jobs.py)
     backend     orthogonalize: local / replicated (DDP) / sharded (DTensor)         (backends/)
-    apply       decoupled decay, scale α, the write                                 (apply.py)
+      transform the variant's change of O (normuon, adamuon)                        (variants/)
+    apply       decoupled (or cautious) decay, scale α, the write                   (apply.py)
     adamw       AdamW groups through torch's kernel, bit-identical to torch         (adamw.py)
+    post-step   hooks through torch's ``register_step_post_hook``: QK-Clip            (qk_clip.py)
 
 Hyperparameters come from :class:`hf_muon.MuonConfig` (keyword arguments are its fields); every group keeps
 its learning rate under ``"lr"`` (schedulers, ``AcceleratedOptimizer`` and DCP's zero-lr fake step rely on it)
@@ -26,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..config import KNOBS, MuonConfig
+from ..config import KNOBS, MuonConfig, check_variant
 from ..ns.batching import Job
 from . import state as S
 from .adamw import adamw_step
@@ -37,6 +40,7 @@ from .rules import RULES
 from .screen import screen
 from .stats import StepStats
 from .validate import validate_group
+from .variants import VARIANTS
 
 # group keys besides the knobs: layout facts set by routing, torch's AdamW flags, counters
 _LAYOUT = dict(use_muon=True, transposed=False, experts=False, split=None)
@@ -57,10 +61,12 @@ class Muon(torch.optim.Optimizer):
         backend: the orthogonalize backend (default: chosen from ``config.distributed`` and the process group,
             :func:`hf_muon.optim.backends.select_backend`).
         process_group: group for the replicated (DDP) exchange (default: WORLD).
+        model: the model the groups come from; needed only for ``config.qk_clip > 0`` (the attention heads and
+            the logit capture, :mod:`hf_muon.optim.qk_clip`). :func:`hf_muon.create_optimizer` passes it.
     """
 
     def __init__(self, params: Iterable, lr: float | None = None, *, config: MuonConfig | None = None,
-                 backend=None, process_group=None, **knobs):
+                 backend=None, process_group=None, model=None, **knobs):
         if lr is not None:
             knobs["lr"] = lr
         unknown = sorted(set(knobs) - set(KNOBS))
@@ -89,6 +95,15 @@ class Muon(torch.optim.Optimizer):
                 "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
             )
         S.install(self)
+        self.qk_clip = None
+        if config.qk_clip:
+            if model is None:
+                raise ValueError("qk_clip needs the model (its attention heads and logits): use "
+                                 "hf_muon.create_optimizer(model, qk_clip=τ), or Muon(param_groups(model, config), "
+                                 "config=config, model=model)")
+            from .qk_clip import QKClip
+
+            self.qk_clip = QKClip(self, model, config.qk_clip)
 
     @property
     def comm_stats(self):
@@ -98,7 +113,10 @@ class Muon(torch.optim.Optimizer):
         if isinstance(param_group, dict) and not param_group.get("use_muon", True) and "lr" not in param_group:
             param_group = dict(param_group, lr=self._adamw_lr)
         super().add_param_group(param_group)
-        validate_group(self.param_groups[-1], len(self.param_groups) - 1)
+        g, gi = self.param_groups[-1], len(self.param_groups) - 1
+        validate_group(g, gi)
+        if g["use_muon"]:
+            check_variant(g["variant"], g["update_base"], g["spectral_power"], f"param_groups[{gi}]: ")
 
     # ------------------------------------------------------------------ the override point
     def orthogonalize(self, jobs: list[Job]) -> list[torch.Tensor]:
@@ -135,8 +153,11 @@ class Muon(torch.optim.Optimizer):
         for w in work:
             states = [self.state[p] for p in w.params]
             directions = RULES[w.group["update_base"]](w.group, states, w.params, w.grads)
+            variant = VARIANTS[w.group["variant"]]
+            if variant.prepare is not None:
+                directions = variant.prepare(w.group, directions)
             spans.append((len(jobs), len(w.params)))
-            jobs += make_jobs(w.group, states, w.params, directions)
+            jobs += make_jobs(w.group, states, w.params, directions, ratios=variant.transform is None)
         if stats is not None:
             stats.start_ns(jobs[0].tensor.device)
         results = self.orthogonalize(jobs)
@@ -144,6 +165,9 @@ class Muon(torch.optim.Optimizer):
             stats.stop_ns(jobs[0].tensor.device)
         for w, (start, n) in zip(work, spans):
             ortho = results[start:start + n]
+            transform = VARIANTS[w.group["variant"]].transform
+            if transform is not None:
+                ortho = transform(w.group, [self.state[p] for p in w.params], w.params, ortho)
             scales = apply_group(w.group, w.params, ortho)
             if stats is not None:
                 stats.add_muon(w.group, ortho, scales)

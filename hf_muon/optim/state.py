@@ -9,6 +9,11 @@ Muon, momentum   ``momentum_buffer``               the parameter's, or float32 w
 Muon, adam base  ``exp_avg``, ``exp_avg_sq``,       the parameter's; ``step`` a float scalar
                  ``step``
 Muon, auto NS    ``ns_steps``                      int64 (the step count chosen for this matrix)
+NorMuon          + ``normuon_v``: one value per    as ``momentum_buffer`` (float32 with ``momentum_dtype``)
+                 output neuron, ``(…, m, 1)``
+                 (``(…, 1, n)`` transposed)
+AdaMuon          + ``adamuon_v``: the matrix view   as ``momentum_buffer``
+                 of the weight, one per element
 AdamW            ``exp_avg``, ``exp_avg_sq``,       as ``torch.optim.AdamW`` (bit-identical layout)
                  ``step``
 ===============  ===============================  ======================================================
@@ -16,7 +21,8 @@ AdamW            ``exp_avg``, ``exp_avg_sq``,       as ``torch.optim.AdamW`` (bi
 ``torch.optim.Optimizer.load_state_dict`` casts every floating (and integer) state tensor to the parameter's
 dtype. For Muon groups that would turn a bf16 parameter's fp32 momentum into bf16 (precision lost for good)
 and ``ns_steps`` into a float. :func:`install` registers load hooks that put back, from the *saved* tensors,
-the dtype this policy prescribes (:func:`policy_dtype`); AdamW groups keep torch's behaviour.
+the dtype this policy prescribes (:func:`policy_dtype`; NorMuon/AdaMuon second moments follow the momentum's);
+AdamW groups keep torch's behaviour.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 
 MOMENTUM = "momentum_buffer"
 INT_KEYS = ("ns_steps",)
+MOMENTUM_POLICY_KEYS = (MOMENTUM, "normuon_v", "adamuon_v")  # kept in momentum_dtype through load_state_dict
 
 
 def scalar_dtype() -> torch.dtype:
@@ -68,7 +75,7 @@ def policy_dtype(group: dict, key: str, p: torch.Tensor, saved: torch.Tensor) ->
         return None
     if key in INT_KEYS:
         return torch.int64
-    if key == MOMENTUM:
+    if key in MOMENTUM_POLICY_KEYS:
         return momentum_dtype(group, p)
     return None
 
@@ -102,4 +109,4 @@ def install(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_load_state_dict_post_hook(post)
 
 
-__all__ = ["MOMENTUM", "adam_moments", "adamw_state", "install", "momentum_buffer", "policy_dtype"]
+__all__ = ["MOMENTUM", "MOMENTUM_POLICY_KEYS", "adam_moments", "adamw_state", "install", "momentum_buffer", "policy_dtype"]
