@@ -17,12 +17,14 @@ def create_optimizer(model, config: MuonConfig | dict | None = None, *, backend=
                      **knobs) -> Muon:
     """Route ``model`` and build :class:`Muon` from ``config`` (a MuonConfig or a dict) and/or its fields.
 
-    ``lr`` is the base lr; ``muon_lr`` / ``muon_lr_ratio`` / ``adamw_lr`` set it per kind.
+    ``lr`` is the base lr; ``muon_lr`` / ``muon_lr_ratio`` / ``adamw_lr`` set it per kind. The model-level knobs
+    ``per_head`` (head splits, through the routes) and ``qk_clip`` (the post-step hook, which needs the model's
+    attention modules) are handled here too.
     """
     if isinstance(config, dict):
         config = MuonConfig.from_dict(config)
     config = (config or MuonConfig()).replace(**knobs) if knobs else (config or MuonConfig())
-    return Muon(param_groups(model, config), config=config, backend=backend, process_group=process_group)
+    return Muon(param_groups(model, config), config=config, backend=backend, process_group=process_group, model=model)
 
 
 __all__ = ["create_optimizer"]
