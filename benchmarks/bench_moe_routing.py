@@ -25,7 +25,7 @@ from benchmarks.reports import moe_routing as REPORT
 from benchmarks.training import RunSpec, prepare_data, train_run
 
 POLICIES = ("muon", "adamw")
-LRS = (1e-3, 3e-3, 1e-2)
+LRS = (1e-3, 3e-3, 1e-2, 3e-2)
 SEEDS = (0, 1)
 FULL = dict(hidden=128, layers=4, experts=8, expert_width=128, vocab_keep=2047, block=128, batch=8, steps=300,
             eval_every=50, val_blocks=32, eval_batch=16, max_tokens=None)
