@@ -98,7 +98,6 @@ def head_split(name: str, p: torch.Tensor, config, *, transposed: bool, experts:
     leaf = _leaf(name)
     if experts or (leaf not in Q_LEAVES and leaf not in FUSED_LEAVES):
         return None, ""
-    refuse_mla(config, "per_head")
     h = heads_of(config)
     if h is None:
         return None, "per_head: no head layout in the model config, kept whole"

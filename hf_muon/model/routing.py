@@ -38,7 +38,7 @@ from torch import nn
 from ..config import check
 from ..ns.blocks import Split
 from .fused import detect
-from .heads import attention_sites, head_split
+from .heads import attention_sites, head_split, refuse_mla
 
 
 @dataclass
@@ -169,6 +169,8 @@ def route(
         raise ValueError(f"cannot route {flat}. {FLAT_PARAM_HINT}")
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if per_head:
+        refuse_mla(getattr(base, "config", None), "per_head")
     embeddings: dict[int, str] = {}
     for getter, label in (("get_input_embeddings", "input embedding"), ("get_output_embeddings", "output embedding")):
         try:

@@ -83,6 +83,7 @@ class QKClip:
         self.tau = float(tau)
         self.logits = LogitMax(model, [s.module for s in self.sites])
         self.last: dict = {}
+        self.maxima: torch.Tensor | None = None  # (sites, heads) maxima of the last clip step, after the all_reduce
         self.handle = optimizer.register_step_post_hook(self._after_step)
 
     def _maxima(self, optimizer, values: list) -> torch.Tensor:
@@ -103,7 +104,7 @@ class QKClip:
         n_heads = sum(s.heads.heads for s in self.sites)
         self.last = {"qk_clip_heads_clipped": 0, "qk_clip_heads": n_heads}
         if any(v is not None for v in values):
-            S = self._maxima(optimizer, values)
+            S = self.maxima = self._maxima(optimizer, values)
             self.last["qk_clip_heads_clipped"] = sum(clip_site_(s, m, self.tau) for s, m in zip(self.sites, S))
             finite = S[torch.isfinite(S)]
             if finite.numel():
