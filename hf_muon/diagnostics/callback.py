@@ -2,7 +2,9 @@
 
 Every step (from :attr:`hf_muon.Muon.last_stats`): Muon update RMS (``lr·α·O``), effective lrs,
 Newton-Schulz seconds and their share of the training step; AdamW's update RMS (``lr·m̂/(√v̂+ε)``, a
-pass over every AdamW parameter) on the steps the Trainer logs.
+pass over every AdamW parameter) on the steps the Trainer logs; with ``qk_clip`` on, the QK-Clip counts of the
+step (``qk_clip_heads_clipped`` of ``qk_clip_heads`` watched, and the step's ``qk_clip_max_logit`` before the
+clip; :mod:`hf_muon.optim.qk_clip`).
 Every ``every`` steps: SVD entropy of each Muon weight, σ-quantiles of each layer's
 Frobenius-normalised momentum, and the orthogonality error of a few re-orthogonalized momenta.
 
