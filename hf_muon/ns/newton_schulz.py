@@ -67,8 +67,11 @@ def cpu_has_fast_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_dtype: torch.dtype) -> torch.dtype:
-    """The compute dtype for Newton-Schulz under the ``"auto"`` policy or an explicit override."""
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_dtype: torch.dtype,
+                  cpu_bf16: bool | None = None) -> torch.dtype:
+    """The compute dtype for Newton-Schulz under the ``"auto"`` policy or an explicit override. ``cpu_bf16``
+    replaces this CPU's own answer (:func:`cpu_has_fast_bf16`): distributed backends pass rank 0's, so every
+    rank resolves ``"auto"`` alike."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype is None or dtype == "auto":
@@ -76,7 +79,8 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_d
             return torch.float64
         if device.type == "cuda":
             return torch.bfloat16
-        return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else torch.float32
+        fast = cpu_has_fast_bf16() if cpu_bf16 is None else cpu_bf16
+        return torch.bfloat16 if device.type == "cpu" and fast else torch.float32
     try:
         return _DTYPE_NAMES[dtype]
     except KeyError:

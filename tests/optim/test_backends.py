@@ -1,20 +1,15 @@
 """Distributed Muon on CPU/gloo: FLOP-balanced owners, DDP and FSDP2 equivalence across world sizes,
-resume across world sizes, refusals of flat-parameter backends."""
-
-import os
-import subprocess
-import sys
+resume across world sizes, refusals of flat-parameter backends. The other layouts (HSDP, TP, FSDP2 + TP,
+experts), the agreement checks and the fault tests: test_layouts.py."""
 
 import pytest
 import torch
-from conftest import REPO, free_port
+from dist_helpers import max_rel_diff as _max_rel_diff
+from dist_helpers import single as _single
+from dist_helpers import torchrun as _torchrun
 
 from hf_muon import Muon, param_groups, route
 from hf_muon.optim.backends import assign_owners, imbalance, ns_cost, round_robin
-from hf_muon.optim.backends.sharded import _chunk_rows
-
-SCRIPT = REPO / "tests" / "scripts" / "dist_train.py"
-BIN = os.path.dirname(sys.executable)
 
 
 def _llama_shapes(h, layers, inter, kv_ratio=1):
@@ -33,35 +28,17 @@ def test_flop_balanced_assignment(world, shapes):
     assert owners == assign_owners(costs, world)  # deterministic: every rank agrees without talking
 
 
-def test_ns_cost_and_chunk_rows():
+def test_ns_cost():
     # the NS FLOP formula steps·(4m²n + 2m³), m = min side (hf_muon.ns.cost)
     assert ns_cost((256, 688), 5) == 5 * (4 * 256 * 256 * 688 + 2 * 256**3)
     assert ns_cost((688, 256), 5) == ns_cost((256, 688), 5)
     assert ns_cost((4, 32, 16), 5) == 4 * 5 * (4 * 16 * 16 * 32 + 2 * 16**3)
-    assert _chunk_rows(10, 4) == [3, 3, 3, 1]
-    assert _chunk_rows(5, 4) == [2, 2, 1, 0]
-    assert _chunk_rows(2, 4) == [1, 1, 0, 0]
 
 
-def _torchrun(world, *args, env=None, timeout=240):
-    cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", str(world), "--master_port", str(free_port()),
-           str(SCRIPT), *map(str, args)]
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **(env or {}))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=e, cwd=REPO, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-def _single(*args):
-    e = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--mode", "single", *map(str, args)], capture_output=True,
-                          text=True, env=e, cwd=REPO, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-
-
-def _max_rel_diff(a_dir, b_dir):
-    a, b = torch.load(a_dir / "weights.pt"), torch.load(b_dir / "weights.pt")
-    assert a.keys() == b.keys()
-    return max(float((a[k] - b[k]).norm() / b[k].norm().clamp_min(1e-30)) for k in a)
+def test_owner_loads_carry_across_exchange_groups():
+    loads = [0.0, 0.0]
+    assert assign_owners([3.0, 1.0], 2, loads) == [0, 1] and loads == [3.0, 1.0]
+    assert assign_owners([2.0], 2, loads) == [1]  # the lighter rank so far, not rank 0 again
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +76,8 @@ def test_checkpoint_at_world_4_resumes_at_world_2(mode, tmp_path):
     ref = tmp_path / "ref"
     _single("--out", ref, "--steps", 6)
     ckpt = tmp_path / "ckpt"
-    _torchrun(4, "--mode", mode, "--out", tmp_path / "first", "--steps", 3, "--save-at", 3, "--ckpt", ckpt)
-    _torchrun(2, "--mode", mode, "--out", tmp_path / "second", "--steps", 6, "--first-step", 3, "--resume", ckpt)
+    _torchrun(4, "--mode", mode, "--out", tmp_path / "first", "--steps", 3, "--save-every", 3, "--ckpt", ckpt)
+    _torchrun(2, "--mode", mode, "--out", tmp_path / "second", "--steps", 6, "--resume", "--ckpt", ckpt)
     assert _max_rel_diff(tmp_path / "second", ref) <= 1e-6
 
 

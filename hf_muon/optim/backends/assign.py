@@ -17,9 +17,10 @@ def ns_cost(shape, steps: int = 5) -> float:
     return float(ns_flops(shape, max(int(steps), 1)))
 
 
-def assign_owners(costs: list[float], world_size: int) -> list[int]:
-    """Owner rank of each job (LPT greedy)."""
-    loads = [0.0] * world_size
+def assign_owners(costs: list[float], world_size: int, loads: list[float] | None = None) -> list[int]:
+    """Owner rank of each job (LPT greedy). ``loads``: the ranks' loads so far (from other exchange groups of the
+    same step), updated in place."""
+    loads = [0.0] * world_size if loads is None else loads
     owners = [0] * len(costs)
     for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
         r = min(range(world_size), key=lambda k: (loads[k], k))

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from ...ns.batching import Job, run_jobs
-from .base import CommStats
+from .base import BackendBase
 
 
-class LocalBackend:
-    def __init__(self, batched: bool = True):
-        self.batched = batched
-        self.comm_stats = CommStats()
-
-    def orthogonalize(self, jobs: list[Job]):
+class LocalBackend(BackendBase):
+    def run(self, jobs: list[Job]):
         return run_jobs(jobs, batched=self.batched)
 
 

@@ -3,6 +3,10 @@
 Rank r orthogonalizes the jobs it owns (FLOP-balanced LPT owners, :mod:`.assign`; batched per shape), and one
 ``all_gather`` of the packed results per result dtype gives every rank every result. Results travel in the
 Newton-Schulz compute dtype, so every world size computes bit-identical updates from the same inputs.
+
+At the first step (``replica_check``, on by default) one ``all_reduce`` of two scalars per matrix checks that the
+ranks' matrices really are replicas (:func:`.agree.check_replicas`): a run whose ranks were never wrapped in DDP
+would otherwise silently mix orthogonalized matrices of different models.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import torch
 import torch.distributed as dist
 
 from ...ns.batching import Job, run_jobs
+from .agree import check_replicas
 from .assign import assign_owners, ns_cost
-from .base import CommStats, compute_dtype
+from .base import BackendBase, CommStats, compute_dtype
 
 
 def orthogonalize_replicated(jobs: list[Job], group=None, batched: bool = True, stats: CommStats | None = None):
@@ -21,6 +26,8 @@ def orthogonalize_replicated(jobs: list[Job], group=None, batched: bool = True, 
     owners = assign_owners(costs, world)
     mine = [i for i, o in enumerate(owners) if o == rank]
     local = dict(zip(mine, run_jobs([jobs[i] for i in mine], batched=batched)))
+    if stats is not None:
+        stats.ns_flops += sum(costs[i] for i in mine)
     dtypes = {compute_dtype(j) for j in jobs}
     out: list = [None] * len(jobs)
     for dtype in sorted(dtypes, key=str):  # one all_gather per result dtype (normally exactly one)
@@ -48,17 +55,29 @@ def orthogonalize_replicated(jobs: list[Job], group=None, batched: bool = True, 
     return out
 
 
-class ReplicatedBackend:
+def multi_rank(group=None) -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+
+
+class ReplicatedBackend(BackendBase):
     """Each matrix once, on its owner rank of ``group``; the results all-gathered."""
 
-    def __init__(self, group=None, batched: bool = True):
-        self.group, self.batched = group, batched
-        self.comm_stats = CommStats()
+    def __init__(self, group=None, batched: bool = True, replica_check: bool = True):
+        super().__init__(batched, replica_check)
+        self.group = group
+        self._replicas_checked = False
 
-    def orthogonalize(self, jobs: list[Job]):
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size(self.group) > 1:
-            return orthogonalize_replicated(jobs, self.group, self.batched, self.comm_stats)
-        return run_jobs(jobs, batched=self.batched)
+    def check_group(self, jobs):
+        if not multi_rank(self.group):
+            return None
+        return self.group if self.group is not None else dist.group.WORLD
+
+    def run(self, jobs: list[Job]):
+        if not multi_rank(self.group):
+            return run_jobs(jobs, batched=self.batched)
+        if self.replica_check and not self._replicas_checked:
+            self._replicas_checked = check_replicas(jobs, self.group)
+        return orthogonalize_replicated(jobs, self.group, self.batched, self.comm_stats)
 
 
-__all__ = ["ReplicatedBackend", "orthogonalize_replicated"]
+__all__ = ["ReplicatedBackend", "multi_rank", "orthogonalize_replicated"]

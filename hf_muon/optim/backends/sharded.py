@@ -1,11 +1,22 @@
-"""Sharded parameters (FSDP2 / DTensor): each matrix is assembled on its owner, orthogonalized, scattered back.
+"""Sharded parameters (DTensor: FSDP2, HSDP, tensor parallel, FSDP2 + TP, experts): each matrix assembled on one
+owner, orthogonalized once, its pieces sent back.
 
-Row-sharded (``Shard(0)`` on a 1-D mesh; Moonlight's Algorithm 1 done with all-to-all like dion): one
-``all_to_all`` sends each rank's row shard of job j to owner(j), the owner assembles and orthogonalizes the
-full matrices, a second ``all_to_all`` returns each rank its rows of the result. 3-D expert stacks sharded on
-the expert dim and replicated DTensors hold whole matrices: done locally. Updates travel to owners in their
-own dtype (so the owner normalises exactly what one process would); results travel back in the NS compute
-dtype. Plain (non-DTensor) jobs in the same step go to the replicated backend.
+Every DTensor job is read through :mod:`.layout`: the mesh dims that shard a matrix dim are its *gather* dims
+(FSDP2's rows, TP's columns or rows, both under FSDP2 + TP, an expert stack's inner dim); ``Replicate`` dims
+(HSDP's replicate dim: the gradients are already reduced over it) and an expert stack's expert dim are left
+alone. The ranks that differ only in their gather coordinates form the exchange group. Within it, FLOP-balanced
+owners (LPT over :func:`hf_muon.ns.cost.ns_flops`, loads carried across the groups of a step) receive every
+rank's piece of their matrices in one ``all_to_all``, assemble and orthogonalize them (batched by shape), and a
+second ``all_to_all`` returns each rank its piece of each result. Jobs without gather dims (experts split by
+expert, replicated matrices) run where they are. Results travel in the Newton-Schulz compute dtype; the
+pieces travel to owners in it too when it is a 16-bit type (bf16, the default on CUDA: each matrix crosses the
+wire twice at 2 bytes per element), else in the update's own dtype (fp32 NS: bit-identical to one process).
+
+Several meshes in one optimizer (experts on the full mesh and the rest on a sub-mesh, as transformers' Trainer
+builds) are exchanged group by group, in one order on every rank. Before the first exchange every rank checks
+its layouts and all ranks agree on the job list (:mod:`.agree`): an unsupported placement or a mismatch raises
+on every rank at once, naming the parameter, never a hang. Plain (non-DTensor) jobs of the same optimizer go to
+``plain`` (the replicated or the local backend).
 """
 
 from __future__ import annotations
@@ -16,53 +27,21 @@ import torch.distributed as dist
 from ...ns.batching import Job, run_jobs
 from ..jobs import is_dtensor
 from .assign import assign_owners, ns_cost
-from .base import CommStats, compute_dtype
+from .base import BackendBase, compute_dtype
+from .layout import LayoutError, assembled_shape, classify, describe, gather_group, pieces, place, take
 from .replicated import ReplicatedBackend
 
 
-def _chunk_rows(rows: int, world: int) -> list[int]:
-    """Rows per rank of a ``Shard(0)`` DTensor (torch.chunk semantics)."""
-    c = -(-rows // world)
-    return [max(0, min(c, rows - r * c)) for r in range(world)]
+def gather_dtype(job) -> torch.dtype:
+    """The dtype a job's pieces travel to its owner in: the NS compute dtype when it is a 16-bit type (the
+    rounding is below that NS's own error, and the bytes halve), else the update's own dtype (the owner then
+    normalises exactly what one process would: bit-identical to one process)."""
+    ns = compute_dtype(job)
+    return ns if ns.itemsize < 4 else job.tensor.dtype
 
 
-def orthogonalize_sharded(jobs: list[Job], batched: bool = True, stats: CommStats | None = None):
-    """Jobs whose tensors are ``DTensor``s with ``Shard(0)`` on one 1-D mesh."""
-    from torch.distributed.tensor import DTensor, Shard
-
-    out: list = [None] * len(jobs)
-    rowwise = []
-    local_jobs = []
-    for i, job in enumerate(jobs):
-        t = job.tensor
-        if len(t.placements) != 1 or t.device_mesh.ndim != 1:
-            raise NotImplementedError(
-                f"hf_muon supports DTensor parameters sharded on a 1-D mesh (FSDP2); got placements {t.placements} "
-                f"on a {t.device_mesh.ndim}-D mesh")
-        pl = t.placements[0]
-        if pl.is_replicate() or (isinstance(pl, Shard) and t.ndim == 3 and pl.dim == 0):
-            local_jobs.append(i)  # whole matrices live on this rank (replicated, or experts split by expert)
-        elif isinstance(pl, Shard) and pl.dim == t.ndim - 2:
-            rowwise.append(i)
-        else:
-            raise NotImplementedError(f"hf_muon cannot orthogonalize a DTensor with placement {pl} (shape "
-                                      f"{tuple(t.shape)}); use FSDP2's default Shard(0)")
-    if local_jobs:
-        res = run_jobs([Job(jobs[i].tensor.to_local(), jobs[i].config) for i in local_jobs], batched=batched)
-        for i, r in zip(local_jobs, res):
-            t = jobs[i].tensor
-            out[i] = DTensor.from_local(r, t.device_mesh, t.placements, shape=t.shape, stride=t.stride())
-    if not rowwise:
-        return out
-    mesh = jobs[rowwise[0]].tensor.device_mesh
-    pg = mesh.get_group()
-    world, rank = dist.get_world_size(pg), dist.get_rank(pg)
-    owners = assign_owners([ns_cost(jobs[i].tensor.shape, jobs[i].config.steps) for i in rowwise], world)
-    kinds = {i: (jobs[i].tensor.dtype, compute_dtype(jobs[i])) for i in rowwise}
-    for in_dtype, dtype in sorted(set(kinds.values()), key=str):
-        sel = [(k, i) for k, i in enumerate(rowwise) if kinds[i] == (in_dtype, dtype)]
-        _exchange_rowwise(jobs, sel, owners, world, rank, pg, in_dtype, dtype, batched, stats, out)
-    return out
+def _experts(t) -> int | None:
+    return t.to_local().shape[0] if t.ndim == 3 else None
 
 
 def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dtype, device, pg, stats):
@@ -78,66 +57,151 @@ def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dt
     return list(torch.split(recv, recv_sizes))
 
 
-def _exchange_rowwise(jobs, sel, owners, world, rank, pg, in_dtype, dtype, batched, stats, out):
-    """Gather rows to owners in the update's own dtype (so the owner normalises exactly what a single
-    process would), orthogonalize, and return result rows in the compute dtype."""
-    from torch.distributed.tensor import DTensor
-
-    device = jobs[sel[0][1]].tensor.to_local().device
-    rows = {i: _chunk_rows(jobs[i].tensor.shape[0], world) for _, i in sel}
-    cols = {i: jobs[i].tensor.shape[1] for _, i in sel}
-    for _, i in sel:
-        if jobs[i].tensor.to_local().shape[0] != rows[i][rank]:
-            raise RuntimeError(f"unexpected Shard(0) layout for shape {tuple(jobs[i].tensor.shape)}")
-    by_owner = [[i for k, i in sel if owners[k] == r] for r in range(world)]
-    mine = by_owner[rank]
-
-    def blocks(piece, ids, nrows):  # a flat piece from one rank -> its row blocks, one per job in ids
-        out_, offset = [], 0
-        for i in ids:
-            n = nrows(i) * cols[i]
-            out_.append(piece[offset: offset + n].view(nrows(i), cols[i]))
-            offset += n
-        return out_
-
-    # 1) gather: my row shard of every job -> its owner; the owner stacks the shards rank by rank
-    pieces = _all_to_all([[jobs[i].tensor.to_local() for i in by_owner[r]] for r in range(world)],
-                         [sum(rows[i][src] * cols[i] for i in mine) for src in range(world)], in_dtype, device, pg,
-                         stats)
-    parts = [blocks(pieces[src], mine, lambda i, s=src: rows[i][s]) for src in range(world)]
-    full = [torch.cat([parts[src][k] for src in range(world)], 0) for k in range(len(mine))]
-    result = run_jobs([Job(f, jobs[i].config) for f, i in zip(full, mine)], batched=batched)
-    # 2) scatter back: the owner sends each rank its rows of each result
-    starts = {i: [sum(rows[i][:d]) for d in range(world)] for i in mine}
-    pieces = _all_to_all([[r[starts[i][d]: starts[i][d] + rows[i][d]] for r, i in zip(result, mine)]
-                          for d in range(world)],
-                         [sum(rows[i][rank] * cols[i] for i in by_owner[src]) for src in range(world)], dtype, device,
-                         pg, stats)
-    for src in range(world):
-        for local, i in zip(blocks(pieces[src], by_owner[src], lambda i: rows[i][rank]), by_owner[src]):
-            t = jobs[i].tensor
-            out[i] = DTensor.from_local(local, t.device_mesh, t.placements, shape=t.shape, stride=t.stride())
+def _split(flat: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    return list(torch.split(flat, sizes)) if sizes else []
 
 
-class ShardedBackend:
+class ShardedBackend(BackendBase):
     """DTensor jobs through the sharded exchange; plain jobs through ``plain`` (replicated or local)."""
 
-    def __init__(self, plain=None, batched: bool = True):
-        self.batched = batched
-        self.plain = plain if plain is not None else ReplicatedBackend(None, batched)
-        self.comm_stats = self.plain.comm_stats
+    def __init__(self, plain=None, batched: bool = True, replica_check: bool = True):
+        super().__init__(batched, replica_check)
+        self.plain = plain if plain is not None else ReplicatedBackend(None, batched, replica_check)
+        self.plain.comm_stats = self.comm_stats  # one record of this optimizer's traffic
+        self._plans: dict = {}
 
-    def orthogonalize(self, jobs: list[Job]):
+    @property
+    def replica_check(self):
+        return self._replica_check
+
+    @replica_check.setter
+    def replica_check(self, value):
+        self._replica_check = value
+        if hasattr(self, "plain"):
+            self.plain.replica_check = value
+
+    # ------------------------------------------------------------------ agreement
+    def check_group(self, jobs):
+        meshes = [j.tensor.device_mesh for j in jobs if is_dtensor(j.tensor)]
+        if not meshes:
+            return self.plain.check_group(jobs)
+        widest = max(meshes, key=lambda m: m.mesh.numel())
+        if widest.mesh.numel() == dist.get_world_size():
+            return dist.group.WORLD
+        return gather_group(classify_mesh(widest))[0]  # a mesh that does not span the world (pipeline stages)
+
+    def problem(self, jobs):
+        labels = None
+        for i, job in enumerate(jobs):
+            t = job.tensor
+            if not is_dtensor(t):
+                continue
+            try:
+                layout = classify(t)
+                mine = pieces(layout, [tuple(t.device_mesh.get_coordinate())], _experts(t))[0]
+                if tuple(t.to_local().shape) != mine.shape:
+                    raise LayoutError(f"{describe(t)}: this rank's local shard is {tuple(t.to_local().shape)}, but "
+                                      f"the placements give {mine.shape} (torch.chunk semantics)")
+            except LayoutError as e:
+                labels = labels or self.names(jobs)
+                return f"{labels[i]}: {e}"
+        return None
+
+    # ------------------------------------------------------------------ the step
+    def run(self, jobs: list[Job]):
         out: list = [None] * len(jobs)
         dt = [i for i, j in enumerate(jobs) if is_dtensor(j.tensor)]
         plain = [i for i, j in enumerate(jobs) if not is_dtensor(j.tensor)]
         if dt:
-            for i, r in zip(dt, orthogonalize_sharded([jobs[i] for i in dt], self.batched, self.comm_stats)):
+            for i, r in zip(dt, self._run_dtensors([jobs[i] for i in dt])):
                 out[i] = r
         if plain:
-            for i, r in zip(plain, self.plain.orthogonalize([jobs[i] for i in plain])):
+            for i, r in zip(plain, self.plain.run([jobs[i] for i in plain])):
                 out[i] = r
         return out
 
+    def _run_dtensors(self, jobs: list[Job]):
+        from torch.distributed.tensor import DTensor
 
-__all__ = ["ShardedBackend", "orthogonalize_sharded"]
+        out: list = [None] * len(jobs)
+        layouts = []
+        for job in jobs:
+            try:
+                layouts.append(classify(job.tensor))
+            except LayoutError as e:  # only when no agreement ran (a one-rank world)
+                raise LayoutError(f"{self.names(jobs)[len(layouts)]}: {e}") from None
+        here = [i for i, lay in enumerate(layouts) if not lay.gather]
+        if here:
+            res = run_jobs([Job(jobs[i].tensor.to_local(), jobs[i].config) for i in here], batched=self.batched)
+            for i, r in zip(here, res):
+                t = jobs[i].tensor
+                self.comm_stats.ns_flops += ns_cost(r.shape, jobs[i].config.steps)
+                out[i] = DTensor.from_local(r, t.device_mesh, t.placements, shape=t.shape, stride=t.stride())
+        groups: dict = {}  # exchange groups by their ranks: meshes over the same ranks exchange together
+        for i, lay in enumerate(layouts):
+            if lay.gather:
+                pg, ranks, coord_of = gather_group(lay)
+                groups.setdefault(tuple(sorted(ranks)), (pg, ranks, []))[2].append((i, coord_of))
+        loads: dict = {}  # global rank -> NS FLOPs owned so far in this step
+        for key in sorted(groups):
+            self._exchange(jobs, *groups[key], layouts, out, loads)
+        return out
+
+    def _plan(self, layout, coords, experts):
+        key = (layout.key, layout.placements, layout.shape, experts, tuple(coords))
+        if key not in self._plans:
+            self._plans[key] = pieces(layout, coords, experts)
+        return self._plans[key]
+
+    def _exchange(self, jobs, pg, ranks, members, layouts, out, loads):
+        """One exchange group (``members``: (job index, coordinate of each global rank on that job's mesh)):
+        pieces to owners, orthogonalize, pieces back."""
+        from torch.distributed.tensor import DTensor
+
+        world, me = len(ranks), dist.get_rank(pg)
+        ids = [i for i, _ in members]
+        plan = {i: self._plan(layouts[i], [coord_of[r] for r in ranks], _experts(jobs[i].tensor))
+                for i, coord_of in members}
+        full_shape = {i: assembled_shape(layouts[i], _experts(jobs[i].tensor)) for i in ids}
+        costs = [ns_cost(full_shape[i], jobs[i].config.steps) for i in ids]
+        start = [loads.get(r, 0.0) for r in ranks]
+        owners = dict(zip(ids, assign_owners(costs, world, start)))
+        for r, load in zip(ranks, start):
+            loads[r] = load
+        self.comm_stats.ns_flops += sum(c for i, c in zip(ids, costs) if owners[i] == me)
+        device = jobs[ids[0]].tensor.to_local().device
+        by_dtype: dict = {}
+        for i in ids:
+            by_dtype.setdefault((gather_dtype(jobs[i]), compute_dtype(jobs[i])), []).append(i)
+        for in_dtype, dtype in sorted(by_dtype, key=str):  # one pair of all_to_alls per dtype pair (normally one)
+            sel = by_dtype[(in_dtype, dtype)]
+            by_owner = [[i for i in sel if owners[i] == r] for r in range(world)]
+            mine = by_owner[me]
+            # 1) every rank's piece of each job -> the job's owner, which assembles the matrices
+            got = _all_to_all([[jobs[i].tensor.to_local() for i in by_owner[r]] for r in range(world)],
+                              [sum(plan[i][s].numel for i in mine) for s in range(world)], in_dtype, device, pg,
+                              self.comm_stats)
+            full = {i: torch.empty(full_shape[i], dtype=in_dtype, device=device) for i in mine}
+            for s in range(world):
+                for i, chunk in zip(mine, _split(got[s], [plan[i][s].numel for i in mine])):
+                    place(full[i], plan[i][s], chunk)
+            result = run_jobs([Job(full[i], jobs[i].config) for i in mine], batched=self.batched)
+            # 2) each rank's piece of each result back from the owner
+            back = _all_to_all([[take(r, plan[i][d]) for r, i in zip(result, mine)] for d in range(world)],
+                               [sum(plan[i][me].numel for i in by_owner[s]) for s in range(world)], dtype, device,
+                               pg, self.comm_stats)
+            for s in range(world):
+                for i, chunk in zip(by_owner[s], _split(back[s], [plan[i][me].numel for i in by_owner[s]])):
+                    t = jobs[i].tensor
+                    out[i] = DTensor.from_local(chunk.view(plan[i][me].shape), t.device_mesh, t.placements,
+                                                shape=t.shape, stride=t.stride())
+
+
+def classify_mesh(mesh):
+    """A layout over every dim of ``mesh`` (its ranks as one group)."""
+    from .layout import Layout
+
+    return Layout(mesh, (), (), tuple(range(mesh.ndim)))
+
+
+__all__ = ["ShardedBackend"]
