@@ -100,6 +100,19 @@ def test_pinned_dtypes_and_backend_switches():
     check_launch(1)  # no process group: nothing to say
 
 
+def test_hsdp_recipe_configures_accelerate_for_fsdp2_on_a_2d_mesh():
+    """What accelerate's launcher hands the workers from recipes/accelerate/hsdp.yaml (no process started)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(REPO / "recipes/accelerate/hsdp.yaml"), "x.py"])
+    args, _, _ = _validate_launch_command(args)
+    e = prepare_multi_gpu_env(args)
+    assert e["ACCELERATE_USE_FSDP"] == "true" and e["FSDP_VERSION"] == "2"
+    replicas, shards = int(e["PARALLELISM_CONFIG_DP_REPLICATE_SIZE"]), int(e["PARALLELISM_CONFIG_DP_SHARD_SIZE"])
+    assert replicas > 1 and shards > 1 and replicas * shards == args.num_processes
+
+
 # ------------------------------------------------------------------ agreement checks (2 ranks, fast)
 def test_agreement_checks_raise_on_every_rank_never_hang(tmp_path):
     torchrun(2, tmp_path, script=REPO / "tests" / "scripts" / "dist_checks.py", timeout=150)
