@@ -140,18 +140,20 @@ SCALING_TINY = (
 
 
 # --------------------------------------------------------------------------- Llamas trained on text
-def convergence_llama(hidden: int, layers: int, intermediate: int, heads: int, block: int, vocab: int) -> nn.Module:
-    """The convergence benchmark's Llama (MHA, untied, ids 0 for bos/eos, ``block`` positions).
+def convergence_llama(hidden: int, layers: int, intermediate: int, heads: int, block: int, vocab: int,
+                      seed: int = MODEL_SEED) -> nn.Module:
+    """The convergence benchmark's Llama (MHA, untied, ids 0 for bos/eos, ``block`` positions), initialised from
+    ``seed`` (bench_variants' seeds; the default is every other benchmark's weights).
 
     Where ``intermediate`` is the lab's SwiGLU width (:func:`hf_muon.lab.models.llama_intermediate`), the lab's
     builder makes exactly this model and builds it; otherwise (the tiny size's 86) it is built here.
     """
     from hf_muon.lab.models import build_llama, llama_intermediate
 
-    seed_everything(MODEL_SEED)
+    seed_everything(seed)
     if intermediate == llama_intermediate(hidden) and hidden % heads == 0:
         return build_llama(hidden, layers, vocab, block, head_dim=hidden // heads, tie_word_embeddings=False,
-                           seed=MODEL_SEED).float()
+                           seed=seed).float()
     return llama(hidden, layers, intermediate, vocab, heads=heads, max_position_embeddings=block, bos_token_id=0,
                  eos_token_id=0, pad_token_id=None)
 

@@ -53,10 +53,8 @@ def prepare_data(data_dir: str, *, block: int, batch: int, steps: int, vocab_kee
     train, val = remap[train], remap[val]
     other = vocab_keep
 
-    gen = torch.Generator().manual_seed(DATA_SEED)
     need = steps * batch
-    perms = [torch.randperm(len(train), generator=gen) for _ in range(math.ceil(need / len(train)))]
-    order = torch.cat(perms)[:need].view(steps, batch)
+    order = batch_order(len(train), steps, batch)
     info = {
         "corpus": "tinystories (mirror: pretrain/tinystories_validation_head.txt)",
         "tokenizer": "gpt2",
@@ -74,6 +72,13 @@ def prepare_data(data_dir: str, *, block: int, batch: int, steps: int, vocab_kee
         "epochs": need / len(train),
     }
     return Data(train, val, order, vocab_keep + 1, info)
+
+
+def batch_order(n_train: int, steps: int, batch: int, seed: int = DATA_SEED) -> torch.Tensor:
+    """(steps, batch) indices into the training blocks: fresh seeded permutations, one per pass."""
+    gen = torch.Generator().manual_seed(seed)
+    perms = [torch.randperm(n_train, generator=gen) for _ in range(math.ceil(steps * batch / n_train))]
+    return torch.cat(perms)[:steps * batch].view(steps, batch)
 
 
 def warmup_steps(steps: int) -> int:
