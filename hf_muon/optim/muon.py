@@ -118,6 +118,14 @@ class Muon(torch.optim.Optimizer):
         if g["use_muon"]:
             check_variant(g["variant"], g["update_base"], g["spectral_power"], f"param_groups[{gi}]: ")
 
+    def __setstate__(self, state: dict) -> None:
+        """``load_state_dict`` keeps the *saved* groups: knobs added since a checkpoint was written (``variant``,
+        ``cautious_wd``, …) get this optimizer's defaults, so older checkpoints still resume."""
+        super().__setstate__(state)
+        for g in self.param_groups:
+            for k, v in self.defaults.items():
+                g.setdefault(k, v)
+
     # ------------------------------------------------------------------ the override point
     def orthogonalize(self, jobs: list[Job]) -> list[torch.Tensor]:
         """Orthogonalize every job's matrix through the backend chosen at construction."""

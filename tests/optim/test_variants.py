@@ -205,3 +205,22 @@ def test_group_level_variant_checks_and_routing_knobs_need_the_model():
         Muon([torch.nn.Parameter(torch.randn(4, 4))], per_head=True)
     with pytest.raises(ValueError, match="qk_clip needs the model"):
         Muon([torch.nn.Parameter(torch.randn(4, 4))], config=MuonConfig(qk_clip=10.0))
+
+
+def test_a_checkpoint_written_before_the_variant_knobs_still_resumes():
+    p, b = torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(4))
+
+    def make():
+        return Muon([dict(params=[p]), dict(params=[b], use_muon=False)], lr=1e-2)
+
+    opt = make()
+    p.grad, b.grad = torch.randn_like(p), torch.randn_like(b)
+    opt.step()
+    old = opt.state_dict()
+    for g in old["param_groups"]:
+        for k in ("variant", "variant_beta2", "variant_eps", "cautious_wd"):
+            g.pop(k)
+    resumed = make()
+    resumed.load_state_dict(old)
+    resumed.step()
+    assert resumed.param_groups[0]["variant"] == "muon" and resumed.param_groups[0]["cautious_wd"] is False
