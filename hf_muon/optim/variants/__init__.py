@@ -29,6 +29,7 @@ import torch
 from ...ns.blocks import Split, assemble, blocks
 from ..apply import block_ratios
 from ..jobs import as_matrix
+from ..state import momentum_dtype
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,7 @@ def neuron_dim(group: dict) -> int:
 
 
 def variant_state(st: dict, key: str, like: torch.Tensor, group: dict, p: torch.Tensor) -> torch.Tensor:
-    from ..state import momentum_dtype
-
+    """The variant's second-moment buffer (zeros shaped like ``like``), in the momentum dtype policy."""
     if key not in st:
         st[key] = torch.zeros_like(like, dtype=momentum_dtype(group, p))
     return st[key]
