@@ -13,7 +13,7 @@ and on the job list with the other ranks before its first collective (:mod:`.agr
 
 from __future__ import annotations
 
-from .agree import DisagreementError
+from .agree import DisagreementError, check_launch
 from .assign import assign_owners, imbalance, ns_cost, round_robin
 from .base import STATE_KEY, Backend, BackendBase, CommStats
 from .layout import LayoutError
@@ -43,5 +43,5 @@ def select_backend(distributed: str = "auto", process_group=None, batched: bool 
 
 
 __all__ = ["STATE_KEY", "Backend", "BackendBase", "CommStats", "DisagreementError", "LayoutError", "LocalBackend",
-           "ReplicatedBackend", "ShardedBackend", "assign_owners", "imbalance", "ns_cost", "round_robin",
-           "select_backend"]
+           "ReplicatedBackend", "ShardedBackend", "assign_owners", "check_launch", "imbalance", "ns_cost",
+           "round_robin", "select_backend"]

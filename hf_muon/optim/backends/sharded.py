@@ -88,7 +88,7 @@ class ShardedBackend(BackendBase):
         widest = max(meshes, key=lambda m: m.mesh.numel())
         if widest.mesh.numel() == dist.get_world_size():
             return dist.group.WORLD
-        return gather_group(classify_mesh(widest))[0]  # a mesh that does not span the world (pipeline stages)
+        return gather_group(_whole_mesh(widest))[0]  # a mesh that does not span the world (pipeline stages)
 
     def problem(self, jobs):
         labels = None
@@ -128,7 +128,7 @@ class ShardedBackend(BackendBase):
         for job in jobs:
             try:
                 layouts.append(classify(job.tensor))
-            except LayoutError as e:  # only when no agreement ran (a one-rank world)
+            except LayoutError as e:  # the agreement reports it first; this keeps a direct call honest
                 raise LayoutError(f"{self.names(jobs)[len(layouts)]}: {e}") from None
         here = [i for i, lay in enumerate(layouts) if not lay.gather]
         if here:
@@ -197,8 +197,8 @@ class ShardedBackend(BackendBase):
                                                 shape=t.shape, stride=t.stride())
 
 
-def classify_mesh(mesh):
-    """A layout over every dim of ``mesh`` (its ranks as one group)."""
+def _whole_mesh(mesh):
+    """A layout whose gather group is every rank of ``mesh``."""
     from .layout import Layout
 
     return Layout(mesh, (), (), tuple(range(mesh.ndim)))
