@@ -24,12 +24,13 @@ COVERED = {
     "python -m hf_muon.run -m trl.scripts.sft": ("tests/integrations/test_trl.py",),
     "accelerate launch": ("tests/integrations/test_launcher.py",),
     "torchrun": ("tests/integrations/test_launcher.py",),
+    "tests/scripts/dist_train.py --mode": ("tests/optim/dist_helpers.py",),
 }
 KEY_TOKEN = {"make demo": "make demo", "make test": "make test", "trl sft --config": "--config",
              "trl sft --model_name_or_path": '"sft"', "accelerate launch": "accelerate",
              "python -m hf_muon.run tests/scripts/train_clm.py": "hf_muon.run",
              "python -m hf_muon.run -m trl.scripts.sft": "trl.scripts.sft", "torchrun": "torchrun",
-             "tests/scripts/train_clm.py --optim muon": "train_clm.py"}
+             "tests/scripts/train_clm.py --optim muon": "train_clm.py", "tests/scripts/dist_train.py --mode": "--mode"}
 
 
 def _blocks(lang):

@@ -25,6 +25,7 @@ import logging
 from ..config import MuonConfig
 from ..factory import create_optimizer
 from ..model.routing import route
+from ..optim.backends import check_launch
 from ..optim.muon import Muon
 from .announce import announce
 from .optim_args import config_from_training_args
@@ -140,6 +141,7 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
     config = config_from_training_args(args, optim_args)
     if overrides:
         config = config.replace(**overrides)
+    check_launch(getattr(args, "world_size", 1), config.distributed)  # torchrun without DDP: stop with the fix
     opt = create_optimizer(model, config)
     announce(route(model, **config.routing_kwargs()), getattr(args, "output_dir", None),
              main_process=getattr(args, "process_index", 0) == 0)

@@ -95,6 +95,8 @@ class Muon(torch.optim.Optimizer):
                 "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
             )
         S.install(self)
+        if hasattr(self.backend, "bind"):  # names in layout errors, replica_check, the agreed NS dtype in state_dict
+            self.backend.bind(self)
         self.qk_clip = None
         if config.qk_clip:
             if model is None:

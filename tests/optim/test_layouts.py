@@ -208,9 +208,6 @@ def _clm(out, use_cpu):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="needs hf_muon.optim.backends.check_launch(args.world_size, config.distributed) in "
-                          "hf_muon/integrations/transformers.py build_optimizer (owned elsewhere): the ranks are exact "
-                          "clones (same seed, same batches), so no gradient check can see it", strict=False)
 def test_torchrun_without_use_cpu_stops_with_the_fix(tmp_path):
     cmd = [str(BIN) + "/torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hf_muon.run",
            str(REPO / "tests" / "scripts" / "train_clm.py"), *_clm(tmp_path, use_cpu=False)]

@@ -136,4 +136,6 @@ def check_launch(trainer_world_size: int, distributed: str = "auto") -> None:
             "copy of the model on the same batches. On CPU pass --use_cpu true (TrainingArguments(use_cpu=True); "
             "accelerate: ACCELERATE_USE_CPU=true), or launch one process. Ranks that train independent models on "
             "purpose: distributed='none' (--optim_args distributed=none).")
+
+
 __all__ = ["REPLICA_HINT", "DisagreementError", "agree", "check_launch", "check_replicas", "job_text", "signature"]
