@@ -117,7 +117,8 @@ class MuonConfig:
     # ------------------------------------------------------------------ routing
     lora_policy: str = knob("adamw", "LoRA factors: adamw, b_only (B on Muon), both", "choice", choices=LORA_POLICIES,
                             scope="routing")
-    moe_experts: str = knob("adamw", "3-D MoE expert stacks: adamw, or muon (per expert)", "choice",
+    moe_experts: str = knob("muon", "3-D MoE expert stacks: muon (per expert, as Moonlight/Kimi K2), or adamw",
+                            "choice",
                             choices=MOE_POLICIES, scope="routing")
     conv: str = knob("adamw", "conv weights: adamw, or muon (flattened to (out, in·k))", "choice",
                      choices=CONV_POLICIES, scope="routing")

@@ -10,8 +10,8 @@ own name in ``named_parameters()``), not by name patterns:
   ``classifier``, value heads), MoE routers, other 2-D parameters that are not a Linear/Conv1D weight
   (Mamba ``A_log``, position tables, expert biases), LoRA factors under the default policy.
 * Muon: 2-D weights of ``nn.Linear`` and GPT-2 ``Conv1D`` (stored ``(in, out)``: ``transposed``)
-  inside the backbone; 3-D fused MoE expert stacks ``(E, out, in)`` (or transposed) when
-  ``moe_experts="muon"``; convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
+  inside the backbone; 3-D fused MoE expert stacks ``(E, out, in)`` (or transposed), per expert, unless
+  ``moe_experts="adamw"``; convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
 * ``include`` / ``exclude`` regexes on parameter names override the above (exclude wins).
 * ``split_fused=True`` (opt-in): fused projections (QKV, gate_up; see :mod:`hf_muon.model.fused`) are
   orthogonalized and scaled block by block, with the blocks derived from the model config.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import check
+from ..config import KNOBS, check
 from ..ns.blocks import Split
 from .fused import detect
 from .heads import attention_sites, head_split, refuse_mla
@@ -149,16 +149,24 @@ def _compile(patterns) -> list[re.Pattern]:
 def route(
     model: nn.Module,
     *,
-    lora_policy: str = "adamw",
-    moe_experts: str = "adamw",
-    conv: str = "adamw",
+    lora_policy: str | None = None,
+    moe_experts: str | None = None,
+    conv: str | None = None,
     include: Iterable[str] | str | None = None,
     exclude: Iterable[str] | str | None = None,
-    split_fused: bool = False,
-    per_head: bool = False,
-    qk_clip: float = 0.0,
+    split_fused: bool | None = None,
+    per_head: bool | None = None,
+    qk_clip: float | None = None,
 ) -> list[Route]:
-    """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``)."""
+    """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``). A knob left at
+    ``None`` takes its :class:`hf_muon.MuonConfig` default."""
+    d = {k: f.default for k, f in KNOBS.items()}
+    lora_policy = d["lora_policy"] if lora_policy is None else lora_policy
+    moe_experts = d["moe_experts"] if moe_experts is None else moe_experts
+    conv = d["conv"] if conv is None else conv
+    split_fused = d["split_fused"] if split_fused is None else split_fused
+    per_head = d["per_head"] if per_head is None else per_head
+    qk_clip = d["qk_clip"] if qk_clip is None else qk_clip
     for key, val in (("lora_policy", lora_policy), ("moe_experts", moe_experts), ("conv", conv),
                      ("split_fused", split_fused), ("per_head", per_head), ("qk_clip", qk_clip)):
         check(key, val)

@@ -46,13 +46,14 @@ def test_qwen3_qk_norms_go_to_adamw():
     assert r["model.layers.0.self_attn.k_proj.weight"].kind == "muon"
 
 
-def test_qwen3_moe_experts_opt_in_and_router_on_adamw():
+def test_qwen3_moe_experts_on_muon_by_default_and_router_on_adamw():
     model = tiny_qwen3_moe()
-    r = _by_name(route(model))
-    assert r["model.layers.0.mlp.experts.gate_up_proj"].kind == "adamw"  # default policy
+    r = _by_name(route(model, moe_experts="adamw"))  # the opt-out keeps the old behaviour
+    assert r["model.layers.0.mlp.experts.gate_up_proj"].kind == "adamw"
     assert r["model.layers.0.mlp.gate.weight"].kind == "adamw"
     assert r["model.layers.0.mlp.gate.weight"].reason == "MoE router"
-    r2 = _by_name(route(model, moe_experts="muon"))
+    r2 = _by_name(route(model))  # default: per-expert Muon
+    assert r2["model.layers.0.mlp.experts.gate_up_proj"].reason.startswith("MoE experts, per expert")
     e = r2["model.layers.0.mlp.experts.down_proj"]
     assert e.kind == "muon" and e.experts and not e.transposed
     assert r2["model.layers.0.mlp.gate.weight"].kind == "adamw"
