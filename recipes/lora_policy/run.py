@@ -34,6 +34,11 @@ def heldout_losses(model_dir: str, cfg) -> list[tuple[float, int]]:
     return [(s["nll"], s["tokens"]) for s in res["samples"]]
 
 
+def finished(f: Path, seed: int, arm: str, lr: float) -> dict:
+    pairs = json.loads(f.read_text())
+    return {"seed": seed, "arm": arm, "lr": lr, "val": mean_loss(pairs[0::2]), "test": mean_loss(pairs[1::2])}
+
+
 def mean_loss(pairs) -> float:
     return sum(n for n, _ in pairs) / max(sum(t for _, t in pairs), 1)
 
@@ -45,14 +50,13 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     spec = yaml.safe_load(Path(a.config).read_text())
     from hf_muon.lab.study import pipeline as P
-    from hf_muon.lab.study.config import _build, StudyConfig  # noqa: PLC2701
+    from hf_muon.lab.study.config import StudyConfig, _build  # noqa: PLC2701
 
     base_cfg = _build(StudyConfig, dict(spec["study"], **({"output_dir": a.out} if a.out else {})), "").validate()
     root = Path(base_cfg.output_dir)
     tok = P.load_tokenizer(base_cfg)
     data = P.pretrain_blocks(base_cfg, tok)
     train_rows, _, _ = P.sft_rows(base_cfg)
-    runs = []
     for seed in base_cfg.seeds:
         base = P.pretrain(base_cfg, tok, data, seed, "adamw", root / f"seed{seed}", print)
         for arm, (opt, policy) in spec["arms"].items():
@@ -65,19 +69,21 @@ def main(argv=None) -> dict:
                 f = out / "heldout.json"
                 if not f.exists():
                     f.write_text(json.dumps(heldout_losses(info["model_dir"], cfg)))
-                pairs = json.loads(f.read_text())
-                runs.append({"seed": seed, "arm": arm, "lr": lr, "val": mean_loss(pairs[0::2]),
-                             "test": mean_loss(pairs[1::2]), "steps": info["steps"]})
-                print(f"seed {seed} {arm:7s} lr {lr:g}: val {runs[-1]['val']:.4f} test {runs[-1]['test']:.4f}", flush=True)
+                r = finished(f, seed, arm, lr)
+                print(f"seed {seed} {arm:7s} lr {lr:g}: val {r['val']:.4f} test {r['test']:.4f}", flush=True)
+    runs = [finished(f, int(f.parts[-3][4:]), f.parts[-2].split("-")[1], float(f.parts[-2].split("-lr")[1]))
+            for f in sorted(root.glob("seed*/lora-*/heldout.json"))]  # every finished run, also of earlier grids
     return summarize(spec, runs, HERE / "results")
 
 
 def summarize(spec, runs, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     arms = {}
+    complete = [s for s in sorted({r["seed"] for r in runs})  # seeds whose every arm ran its full grid
+                if all({r["lr"] for r in runs if r["seed"] == s and r["arm"] == a} >= set(spec["lrs"]) for a in spec["arms"])]
     for arm in spec["arms"]:
         per_seed = {}
-        for seed in sorted({r["seed"] for r in runs}):
+        for seed in complete:
             mine = [r for r in runs if r["arm"] == arm and r["seed"] == seed]
             best = min(mine, key=lambda r: r["val"])  # lr chosen on the validation half only
             per_seed[seed] = best
@@ -85,18 +91,20 @@ def summarize(spec, runs, out_dir: Path) -> dict:
         lrs = [b["lr"] for b in per_seed.values()]
         arms[arm] = {"test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                      "chosen_lrs": lrs, "per_seed_test": tests,
-                     "edge": any(lr in (min(spec["lrs"]), max(spec["lrs"])) for lr in lrs)}
+                     "edge": any(lr in (min(r["lr"] for r in runs if r["arm"] == arm),
+                                        max(r["lr"] for r in runs if r["arm"] == arm)) for lr in lrs)}
     ref = arms["adamw"]["per_seed_test"]
-    for arm, r in arms.items():
+    for r in arms.values():
         r["paired_diff_vs_adamw"] = [t - b for t, b in zip(r["per_seed_test"], ref)]
     muon_arms = [k for k in arms if k != "adamw"]
     pick = min(muon_arms, key=lambda k: arms[k]["test_mean"])
-    result = {"config": spec, "runs": runs, "arms": arms, "chosen_default": pick}
+    result = {"config": spec, "runs": runs, "complete_seeds": complete, "arms": arms, "chosen_default": pick}
     (out_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = ["# LoRA policy for `--optim muon --use_peft`", "",
              f"LoRA SFT (r = {spec['study']['sft']['lora_r']}, all linear layers, {spec['study']['sft']['epochs']} epochs on "
              f"the local tulu-3 rows) of an AdamW-pretrained Llama ({spec['study']['model']});",
              "lr per arm chosen on the validation half of the held-out rows, test half reported (mean ± std over seeds).",
+             f"Seeds with every arm done: {complete}; every finished lr of each arm counts (grids widened after seed 0).",
              "", "| arm | test loss | chosen lrs | paired diff vs LoRA+AdamW |", "|---|---|---|---|"]
     for arm, r in arms.items():
         diffs = ", ".join(f"{d:+.4f}" for d in r["paired_diff_vs_adamw"])
