@@ -115,7 +115,8 @@ class MuonConfig:
     replica_check: bool = knob(True, "first step: check that ranks sharing Muon work hold the same gradients", "bool",
                                scope="optimizer")
     # ------------------------------------------------------------------ routing
-    lora_policy: str = knob("adamw", "LoRA factors: adamw, b_only (B on Muon), both", "choice", choices=LORA_POLICIES,
+    lora_policy: str = knob("both", "LoRA factors: both (A and B on Muon), b_only (B on Muon), adamw", "choice",
+                            choices=LORA_POLICIES,
                             scope="routing")
     moe_experts: str = knob("muon", "3-D MoE expert stacks: muon (per expert, as Moonlight/Kimi K2), or adamw",
                             "choice",

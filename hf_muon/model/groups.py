@@ -82,8 +82,8 @@ def param_groups(model: nn.Module, config: MuonConfig | None = None, *, lr: floa
     if require_muon and not any(k[0] for k in buckets):
         lora = any(r.kind == "adamw" and r.reason.startswith("LoRA lora_") for r in routes)
         fix = ("\nOnly LoRA factors are trainable and lora_policy='adamw' keeps them on AdamW: pass --optim_args "
-               "lora_policy=b_only (lora_B on Muon) or lora_policy=both (hf_muon.param_groups(model, "
-               "lora_policy='b_only'))." if lora else
+               "lora_policy=both (the default: both factors on Muon) or lora_policy=b_only (lora_B on Muon) "
+               "(hf_muon.param_groups(model, lora_policy='both'))." if lora else
                "\nMuon takes 2-D nn.Linear/Conv1D weights inside the backbone; use include=[regex] to force others.")
         raise ValueError("Muon was requested but no parameter was routed to it.\n" + routing_report(routes) + fix)
     return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4]), str(k[5])))]

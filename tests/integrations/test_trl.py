@@ -84,7 +84,7 @@ def test_sft_trainer_peft_config_routes_lora_to_adamw(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", ["launcher", "trl-cli", "trl-cli-config"])
+@pytest.mark.parametrize("entry", ["launcher", "trl-cli", "trl-cli-config", "trl-cli-peft"])
 def test_trl_sft_unmodified(tmp_path, entry):
     """`python -m hf_muon.run -m trl.scripts.sft`, the shipped `trl sft` command (which re-launches itself through
     accelerate in a new process: the startup hook registers there too), and `trl sft --config` with optim: muon."""
@@ -97,7 +97,8 @@ def test_trl_sft_unmodified(tmp_path, entry):
     out = tmp_path / "out"
     head = {"launcher": [sys.executable, "-m", "hf_muon.run", "-m", "trl.scripts.sft"],
             "trl-cli": [str(Path(sys.executable).parent / "trl"), "sft"],
-            "trl-cli-config": [str(Path(sys.executable).parent / "trl"), "sft", "--config", str(tmp_path / "cfg.yaml")]}
+            "trl-cli-config": [str(Path(sys.executable).parent / "trl"), "sft", "--config", str(tmp_path / "cfg.yaml")],
+            "trl-cli-peft": [str(Path(sys.executable).parent / "trl"), "sft", "--use_peft", "--lora_r", "4"]}
     optim = ["--optim", "muon", "--optim_args", "ns_steps=5"]
     if entry == "trl-cli-config":
         (tmp_path / "cfg.yaml").write_text("optim: muon\noptim_args: ns_steps=5\n")
@@ -113,5 +114,9 @@ def test_trl_sft_unmodified(tmp_path, entry):
     sd = torch.load(out / "checkpoint-4" / "optimizer.pt", weights_only=True)
     muon = [g for g in sd["param_groups"] if g["use_muon"]]
     assert muon and muon[0]["ns_steps"] == 5
+    if entry == "trl-cli-peft":  # default settings: both LoRA factors on Muon, nothing else trainable there
+        names = [n for g in muon for n in g["param_names"]]
+        assert names and all("lora_A" in n or "lora_B" in n for n in names)
+        assert any("lora_A" in n for n in names) and any("lora_B" in n for n in names)
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4

@@ -89,14 +89,15 @@ def _lora(model, **kw):
 
 def test_peft_lora_policies_and_modules_to_save():
     model = _lora(tiny_llama(), modules_to_save=["lm_head"])
-    routes = route(model)
+    routes = route(model, lora_policy="adamw")
     trainable = [r for r in routes if r.kind != "frozen"]
-    assert all(r.kind == "adamw" for r in trainable)  # default policy: everything on AdamW
+    assert all(r.kind == "adamw" for r in trainable)  # policy adamw: everything on AdamW
     save = [r for r in routes if "modules_to_save" in r.name and r.kind != "frozen"]
     assert save and all(r.kind == "adamw" for r in save)
     assert any(r.kind == "frozen" and r.name.endswith("q_proj.base_layer.weight") for r in routes)
-    with pytest.raises(ValueError, match=r"(?s)no parameter was routed.*--optim_args lora_policy=b_only"):
-        param_groups(model)  # the error names the fix
+    with pytest.raises(ValueError, match=r"(?s)no parameter was routed.*--optim_args lora_policy=both"):
+        param_groups(model, lora_policy="adamw")  # the error names the fix
+    assert {r.kind for r in route(model) if "lora_" in r.name and r.kind != "frozen"} == {"muon"}  # default: both
     b_only = _by_name(route(model, lora_policy="b_only"))
     a = next(r for n, r in b_only.items() if "lora_A" in n)
     b = next(r for n, r in b_only.items() if "lora_B" in n)

@@ -59,7 +59,7 @@ class SFTSpec:
     lrs: dict[str, float] = field(default_factory=lambda: {"adamw": 5e-4, "muon": 5e-4})
     lora: bool = False  # also run LoRA variants (LoRA factors on AdamW; lora_policy for Muon)
     lora_r: int = 8
-    lora_policy: str = "b_only"
+    lora_policy: str = "both"  # hf_muon's default (recipes/lora_policy)
 
 
 @dataclass
