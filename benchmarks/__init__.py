@@ -15,6 +15,6 @@ Parts, in the order a run uses them::
     reports/        one report per benchmark, written from its results JSON alone
 
 Scripts: ``bench_step.py``, ``bench_trainer.py``, ``bench_distributed.py``, ``bench_convergence.py``,
-``bench_scaling.py`` (each runs as ``python benchmarks/<script>`` or ``python -m benchmarks.<script>``) and
+``bench_scaling.py``, ``bench_variants.py`` (each runs as ``python benchmarks/<script>`` or ``python -m benchmarks.<script>``) and
 ``run_all.py`` (all of them; ``--report-only`` rewrites RESULTS.md from the committed JSON).
 """
