@@ -81,3 +81,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def weights_only_resume(model, opt, make):
+    """A copy of ``model`` and a fresh ``make(copy)`` optimizer, both loaded from a ``torch.save`` of their
+    state dicts read back with ``torch.load(weights_only=True)`` (a checkpoint resume)."""
+    import copy
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "model": model.state_dict()}, buf)
+    buf.seek(0)
+    ckpt = torch.load(buf, weights_only=True)
+    model2 = copy.deepcopy(model)
+    model2.load_state_dict(ckpt["model"])
+    opt2 = make(model2)
+    opt2.load_state_dict(ckpt["opt"])
+    return model2, opt2

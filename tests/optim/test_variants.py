@@ -3,10 +3,10 @@ float64 references over several steps, lr = 0 no-op, state layout and bytes, wei
 bit-identical resume and the dtype policy, and the four ways to reach the knobs."""
 
 import copy
-import io
 
 import pytest
 import torch
+from conftest import weights_only_resume
 
 import hf_muon
 from hf_muon import Muon, MuonConfig
@@ -123,14 +123,7 @@ def test_weights_only_round_trip_keeps_fp32_second_moments_and_resumes_bit_ident
 
     opt = make(model)
     _steps(model, opt, 3, 0)
-    buf = io.BytesIO()
-    torch.save({"opt": opt.state_dict(), "model": model.state_dict()}, buf)
-    buf.seek(0)
-    ckpt = torch.load(buf, weights_only=True)
-    model2 = copy.deepcopy(model)
-    model2.load_state_dict(ckpt["model"])
-    opt2 = make(model2)
-    opt2.load_state_dict(ckpt["opt"])
+    model2, opt2 = weights_only_resume(model, opt, make)
     key = f"{variant}_v"
     for p, q in zip(model.parameters(), model2.parameters()):
         if key in opt.state[p]:
