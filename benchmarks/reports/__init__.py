@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants")  # run_all.py order
+NAMES = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup")  # run_all.py order
 
 
 def module(name: str) -> ModuleType:
