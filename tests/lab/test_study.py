@@ -145,3 +145,32 @@ def test_card_metric_names_carry_the_shot_count_the_run_used():
               "arc_easy": {"acc": 0.25, "acc_norm": 0.2}}  # no recorded config: no shot claim
     names = {r.dataset_name + " " + r.metric_name for r in eval_results(scores, "tinystories")}
     assert names == {"MMLU acc (1-shot)", "GSM8K exact_match, strict-match (0-shot)", "ARC-Easy acc", "ARC-Easy acc_norm"}
+
+
+@pytest.mark.slow
+def test_score_stage_with_the_lm_eval_backend_matches_native(tmp_path):
+    """eval.backend: lm-eval runs lm-evaluation-harness itself in the study's score stage; same scores as native."""
+    pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install 'hf_muon[lmeval]')")
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_muon.lab.data import load_tokenizer
+    from hf_muon.lab.study import pipeline
+
+    tok = load_tokenizer(data_dir())
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
+                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                     ).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    scores = {}
+    for backend in ("native", "lm-eval"):
+        cfg = load_config(TINY, {"output_dir": str(tmp_path / backend), "data_dir": str(data_dir()),
+                                 "eval": {"tasks": ["arc_easy"], "limit": {"arc_easy": 6, "perplexity": 2, "sft_loss": 2},
+                                          "batch_size": 2, "backend": backend}})
+        scores[backend] = pipeline.score(cfg, str(tmp_path / "model"), tmp_path / backend / "score", True)
+    assert scores["lm-eval"]["arc_easy"]["backend"] == "lm-eval" and scores["native"]["arc_easy"]["backend"] == "native"
+    for metric in ("acc", "acc_norm"):
+        assert scores["lm-eval"]["arc_easy"][metric] == scores["native"]["arc_easy"][metric]
+    assert scores["lm-eval"]["sft_loss"]["loss"] == pytest.approx(scores["native"]["sft_loss"]["loss"])

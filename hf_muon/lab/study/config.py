@@ -69,6 +69,7 @@ class EvalSpec:
     batch_size: int = 8
     allow_code_execution: bool = False  # HumanEval runs generated code: opt in explicitly
     task_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    backend: str = "native"  # native (fast) or lm-eval (lm-evaluation-harness itself; pip install hf_muon[lmeval])
 
 
 @dataclass
@@ -104,6 +105,8 @@ class StudyConfig:
                 raise ValueError(f"sft.lrs.{o}: give a positive learning rate")
         if not 0 < self.sft.heldout_fraction < 1:
             raise ValueError("sft.heldout_fraction must be in (0, 1)")
+        if self.eval.backend not in ("native", "lm-eval"):
+            raise ValueError(f"eval.backend: {self.eval.backend!r}; valid: native, lm-eval")
         if self.sft.lora_policy not in ("adamw", "b_only", "both"):
             raise ValueError(f"sft.lora_policy: {self.sft.lora_policy!r}; valid: adamw, b_only, both")
         return self

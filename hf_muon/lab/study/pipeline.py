@@ -233,14 +233,8 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
     f = out / "scores.json"
     if f.exists():
         return json.loads(f.read_text())
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from ..evaluation.cli import score as score_model
 
-    from ..evaluation import evaluate_model
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if _cuda():
-        model = model.cuda()
-    tok = AutoTokenizer.from_pretrained(model_dir)
     tasks = list(cfg.eval.tasks) + ["sft_loss", "perplexity"]
     options = {k: dict(v) for k, v in cfg.eval.task_options.items() if k in tasks}
     options.setdefault("sft_loss", {}).setdefault("heldout_fraction", cfg.sft.heldout_fraction)
@@ -249,8 +243,11 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
     options["perplexity"].setdefault("block_size", cfg.pretrain.block_size)
     lim = cfg.eval.limit
     limit = {t: (lim.get(t) if isinstance(lim, dict) else lim) for t in tasks}
-    res = evaluate_model(model, tok, tasks, data_dir=resolve_data_dir(cfg.data_dir), limit=limit, batch_size=cfg.eval.batch_size,
-                         allow_code_execution=cfg.eval.allow_code_execution, task_options=options)
+    # native (fast default) or lm-eval itself (sft_loss and perplexity, which lm-eval lacks, always run natively)
+    res = score_model(model_dir, tasks, backend=cfg.eval.backend, data_dir=resolve_data_dir(cfg.data_dir), limit=limit,
+                      batch_size=cfg.eval.batch_size, task_options=options,
+                      allow_code_execution=cfg.eval.allow_code_execution, device="cuda" if _cuda() else None,
+                      work_dir=out / "lm_eval" if cfg.eval.backend == "lm-eval" else None, progress=True)
     slim = {t: {k: v for k, v in r.items() if k not in ("samples", "acc_by_subject")} for t, r in res.items()}
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(slim, indent=2, default=str))
