@@ -94,7 +94,8 @@ def test_import_transformers_alone_imports_nothing_heavy_of_hf_muon(fresh):
     assert json.loads(out.stdout.replace("'", '"')) == []
 
 
-def test_trl_sft_command(fresh, tmp_path):
+@pytest.mark.parametrize("how", ["flags", "peft", "config"])
+def test_trl_sft_command(fresh, tmp_path, how):
     from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
 
     from hf_muon.lab.chat import prepare_chat_tokenizer
@@ -111,9 +112,15 @@ def test_trl_sft_command(fresh, tmp_path):
     shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
     trl = [py, "-c", "import sys; sys.argv[0] = 'trl'; from trl.cli import main; sys.exit(main())", "sft"]
     out = tmp_path / "out"
+    extra = {"flags": ["--optim", "muon"], "peft": ["--optim", "muon", "--use_peft", "--lora_r", "4"],
+             "config": ["--config", tmp_path / "cfg.yaml"]}[how]
+    (tmp_path / "cfg.yaml").write_text("optim: muon\n")
     proc = _run([*trl, "--model_name_or_path", model_dir, "--dataset_name", data, "--output_dir", out,
-                 "--optim", "muon", "--max_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "2",
+                 *extra, "--max_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "2",
                  "--max_length", "128", "--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true",
                  "--report_to", "none", "--learning_rate", "3e-3", "--dtype", "float32"], cwd=root)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    assert groups
+    if how == "peft":  # default settings: the LoRA factors are what Muon updates
+        assert all("lora_" in n for g in groups for n in g["param_names"])
