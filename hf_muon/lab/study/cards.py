@@ -22,6 +22,7 @@ METRICS = [  # (task, key, dataset id, dataset name, metric type, metric name, s
      100.0),
     ("humaneval", "pass@1", "openai/openai_humaneval", "HumanEval", "pass@1", "pass@1", 100.0),
     ("sft_loss", "loss", "allenai/tulu-3-sft-mixture", "tulu-3 held-out", "loss", "assistant-token loss", 1.0),
+    ("sft_loss", "acc", "allenai/tulu-3-sft-mixture", "tulu-3 held-out", "accuracy", "assistant-token accuracy", 100.0),
     ("perplexity", "perplexity", None, "pretraining validation", "perplexity", "perplexity", 1.0),
 ]
 
@@ -53,9 +54,9 @@ def build_card(*, name: str, unit: dict, info: dict, scores: dict, cfg, n_params
                hf_muon_version: str, config_name: str):
     from huggingface_hub import ModelCard, ModelCardData
 
-    corpus = cfg.pretrain.corpus
+    corpus = cfg.pretrain.corpora()[0]
     sft = unit["kind"] == "sft"
-    datasets = ([CORPUS_DATASETS.get(corpus, corpus)] if not cfg.model.base_model else []) + (
+    datasets = ([CORPUS_DATASETS.get(c, c) for c in cfg.pretrain.corpora()] if not cfg.model.base_model else []) + (
         ["allenai/tulu-3-sft-mixture"] if sft else [])
     base_model = cfg.model.base_model or (f"hf_muon-mismatch-base-{unit['pretrain']}" if sft else None)
     data = ModelCardData(
@@ -71,9 +72,11 @@ def build_card(*, name: str, unit: dict, info: dict, scores: dict, cfg, n_params
                          f"weight decay {cfg.pretrain.weight_decay}",
           "Seed": unit["seed"]}
     if sft:
-        hp["SFT"] = (f"tulu-3-sft-mixture ({info.get('train_rows')} rows, held-out {cfg.sft.heldout_fraction:.0%} "
-                     f"excluded), {info.get('steps')} steps, lr {info.get('lr')}, {cfg.sft.lr_scheduler} schedule, "
-                     f"max length {cfg.sft.max_length}, assistant-only loss" + (", LoRA" if unit["lora"] else ""))
+        variant = unit.get("variant") or ""
+        hp["SFT"] = (f"tulu-3 rows ({info.get('train_rows')} train rows; validation and test slices excluded), "
+                     f"{info.get('steps')} steps, lr {info.get('lr')} (chosen on the validation slice from "
+                     f"{info.get('sweep')}), {cfg.sft.lr_scheduler} schedule, max length {cfg.sft.max_length}, "
+                     f"assistant-only loss" + (f", variant {variant}" if variant else ""))
     if "muon" in (unit["pretrain"], unit["sft"]):
         hp["Muon settings"] = "hf_muon defaults: Nesterov 0.95, Polar Express 5 steps, moonlight scale 0.2·√max(A,B)"
     rows = ["| benchmark | metric | value |", "|---|---|---|"]
@@ -83,7 +86,8 @@ def build_card(*, name: str, unit: dict, info: dict, scores: dict, cfg, n_params
     card = ModelCard.from_template(
         data, template_path=str(_template_path()), model_name=name,
         summary=f"A {n_params / 1e6:.1f}M-parameter Llama, pretrained with **{unit['pretrain']}**"
-                + (f" and fine-tuned with **{unit['sft']}**" + (" (LoRA)" if unit["lora"] else "") if sft else ""),
+                + (f" and fine-tuned with **{unit['sft']}**" + (f" ({unit['variant']})" if unit.get("variant") else "")
+                   if sft else ""),
         pairing=f"{unit['pretrain']} / {unit['sft'] or '— (base)'}",
         architecture=f"Llama, hidden {m.hidden_size}, {m.num_hidden_layers} layers, {m.num_attention_heads} heads, "
                      f"intermediate {m.intermediate_size}, GPT-2 BPE vocabulary",

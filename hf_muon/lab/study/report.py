@@ -1,138 +1,146 @@
-"""Stage 4: the Table-6-style report (mean ± std over seeds), PNG plots, markdown, model cards."""
+"""Stage 4: the report — Table-6-style 2×2 (mean ± std over seeds), chosen lrs, paired differences with 95 %
+intervals, the remedy table, plain statements, PNG plots, model cards, and the command / machine / commit.
+
+The report covers every seed found finished on disk (``seed*/`` under ``output_dir``), not only the seeds of
+this invocation, so seeds run one at a time add up. Numbers come from :mod:`~hf_muon.lab.study.tables`.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
-import math
 import platform
+import re
 import shutil
 import statistics
-from collections import defaultdict
+import subprocess
 from pathlib import Path
 
+from . import tables as T
 from .units import DONE, model_units
 
-# (label, task, key, scale, higher is better, chance level in the same units)
-COLUMNS = [
-    ("MMLU acc", "mmlu", "acc", 100, True, 25.0),
-    ("ARC-Easy acc", "arc_easy", "acc", 100, True, 25.0),
-    ("ARC-Easy acc_norm", "arc_easy", "acc_norm", 100, True, 25.0),
-    ("GSM8K strict-match", "gsm8k", "strict-match", 100, True, 0.0),
-    ("GSM8K flexible-extract", "gsm8k", "flexible-extract", 100, True, 0.0),
-    ("HumanEval pass@1", "humaneval", "pass@1", 100, True, 0.0),
-    ("SFT held-out loss", "sft_loss", "loss", 1, False, None),
-    ("pretrain val ppl", "perplexity", "perplexity", 1, False, None),
-]
 MOONLIGHT_TABLE6 = {  # MMLU / HumanEval / MBPP / GSM8K, pretrain / SFT
     "muon / muon": (55.7, 57.3, 55.6, 68.0), "adamw / muon": (55.3, 53.7, 55.5, 62.1),
     "muon / adamw": (50.2, 52.4, 55.2, 64.9), "adamw / adamw": (52.0, 53.1, 55.2, 64.6),
 }
 
 
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "—"
-    mean = statistics.fmean(values)
-    if len(values) == 1:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {statistics.stdev(values):.2f}"
+def seeds_on_disk(cfg, root: Path) -> list[int]:
+    found = {int(m.group(1)) for p in root.glob("seed*") if (m := re.fullmatch(r"seed(\d+)", p.name))}
+    return sorted(found | set(cfg.seeds))
 
 
 def collect(cfg, root: Path) -> dict:
-    """{pair: {column label: [value per seed]}} plus the raw per-unit records."""
-    table: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    counts: dict[str, int] = {}  # questions scored per column (for the chance-level test)
+    """The scored units of every seed on disk, their values by seed, and the questions scored per column."""
+    cfg = copy.deepcopy(cfg)
+    cfg.seeds = seeds_on_disk(cfg, root)
     units = []
     for unit in model_units(cfg, root):
         f = unit["dir"] / "scores.json"
-        if not f.exists():
+        if f.exists() and (unit["dir"] / DONE).exists():
+            units.append({**unit, "dir": str(unit["dir"]), "scores": json.loads(f.read_text()),
+                          "info": json.loads((unit["dir"] / DONE).read_text())})
+    values, counts = T.collect_values(units)
+    return {"units": units, "values": values, "counts": counts,
+            "seeds": sorted({u["seed"] for u in units})}
+
+
+def machine() -> dict:
+    """CPU model and the SIMD flags that matter for speed (bf16 dot products or not), torch, threads."""
+    import torch
+
+    info = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = re.search(r"model name\s*:\s*(.*)", text).group(1).strip()
+        flags = set(re.search(r"flags\s*:\s*(.*)", text).group(1).split())
+        info["cpu_flags"] = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma"})
+        info["cores"] = text.count("processor\t:")
+    except (OSError, AttributeError):
+        info["cpu"] = platform.processor() or platform.machine()
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def commit() -> str:
+    repo = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (head or "unknown") + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _table(values: dict, pairs: list[str], labels: list[str]) -> list[str]:
+    lines = ["| pretrain / SFT | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for p in pairs:
+        lines.append(f"| {p} | " + " | ".join(T.mean_std(values[p].get(lab, {})) for lab in labels) + " |")
+    return lines
+
+
+def _lr_lines(units: list[dict]) -> list[str]:
+    lines = ["| seed | cell | grid | extended | chosen lr | at edge |", "|---|---|---|---|---|---|"]
+    for u in units:
+        i = u["info"]
+        if "chosen_lr" not in i:
             continue
-        scores = json.loads(f.read_text())
-        info = json.loads((unit["dir"] / DONE).read_text())
-        units.append({**unit, "dir": str(unit["dir"]), "scores": scores, "info": info})
-        for label, task, key, scale, _, _ in COLUMNS:
-            v = scores.get(task, {}).get(key)
-            if v is not None:
-                table[unit["pair"]][label].append(float(v) * scale)
-                counts[label] = int(scores[task].get("n_scored") or 0)
-    return {"table": table, "units": units, "counts": counts}
+        ext = ", ".join(f"{x:g}" for x in i.get("extended", [])) or "—"
+        grid = ", ".join(f"{x:g}" for x in i.get("grid", []))
+        note = "yes (extensions used up)" if i.get("at_edge") else "no"
+        if "derived_from" in i:
+            grid, note = f"{i['derived_from']['factor']:g} × tuned {i['derived_from']['lr']:g}", "—"
+        lines.append(f"| {u['seed']} | {u['pair']} | {grid} | {ext} | {i['chosen_lr']:g} | {note} |")
+    return lines
 
 
-def ordering_notes(table: dict, cfg, counts: dict | None = None) -> list[str]:
-    """Plain statements: does Muon/Muon come out on top, by how much vs the seed spread, and at chance?
-
-    "At chance" means the best pairing is within two binomial standard errors of the chance rate for
-    the number of questions scored (e.g. ±11.5 points around 25% for 57 questions).
-    """
-    counts = counts or {}
-    notes = []
-    sft_pairs = [p for p in table if not p.endswith("/ -") and "LoRA" not in p]
-    for label, _, _, _, higher, chance in COLUMNS:
-        vals = {p: table[p][label] for p in sft_pairs if table[p].get(label)}
-        if len(vals) < 2:
-            continue
-        means = {p: statistics.fmean(v) for p, v in vals.items()}
-        order = sorted(means, key=means.get, reverse=higher)
-        spread = max((statistics.stdev(v) for v in vals.values() if len(v) > 1), default=None)
-        gap = abs(means[order[0]] - means[order[1]])
-        text = (f"**{label}** ({'higher' if higher else 'lower'} is better), best to worst: "
-                + ", ".join(f"{p} ({means[p]:.2f})" for p in order) + ". ")
-        text += ("Muon/Muon is best" if order[0] == "muon / muon" else f"best is {order[0]}, not Muon/Muon")
-        if spread is not None:
-            text += f"; top-two gap {gap:.2f} vs largest seed std {spread:.2f}" + (
-                " (within noise)" if gap <= spread else " (beyond one std)")
-        else:
-            text += f"; top-two gap {gap:.2f}, one seed only (no noise estimate)"
-        n = counts.get(label, 0)
-        se = 100 * math.sqrt(chance / 100 * (1 - chance / 100) / n) if chance and n else 0.0
-        if chance is not None and max(means.values()) <= chance + 2 * se + (spread or 0) + 1e-9:
-            text += (f"; every pairing is within chance level ({chance:g}" + (f" ± {2 * se:.1f}, n={n}" if se else "")
-                     + "), so this ordering carries no signal")
-        notes.append(text + ".")
-    return notes
-
-
-def _plots(collected: dict, out: Path) -> list[str]:
+def _plots(col: dict, out: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
-    units = collected["units"]
+    units, values, files = col["units"], col["values"], []
+    first = col["seeds"][0] if col["seeds"] else None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for u in units:
         hist = [(h["step"], h["loss"]) for h in u["info"].get("log_history", []) if "loss" in h]
-        if not hist or u["seed"] != units[0]["seed"]:
-            continue
-        ax = axes[0] if u["kind"] == "base" else axes[1]
-        ax.plot(*zip(*hist), label=u["pair"])
-    axes[0].set(title="pretraining loss (first seed)", xlabel="step", ylabel="train loss")
-    axes[1].set(title="SFT loss (assistant tokens, first seed)", xlabel="step", ylabel="train loss")
+        if hist and u["seed"] == first and (u["kind"] == "base" or u["pair"] in T.MAIN_PAIRS):
+            (axes[0] if u["kind"] == "base" else axes[1]).plot(*zip(*hist), label=u["pair"])
+    axes[0].set(title=f"pretraining loss (seed {first})", xlabel="step", ylabel="train loss")
+    axes[1].set(title=f"SFT loss, assistant tokens (seed {first})", xlabel="step", ylabel="train loss")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "loss_curves.png", dpi=110)
     plt.close(fig)
     files.append("loss_curves.png")
-    table = collected["table"]
-    labels = [c for c in COLUMNS if any(table[p].get(c[0]) for p in table)]
-    if labels:
-        fig, axes = plt.subplots(1, len(labels), figsize=(3.3 * len(labels), 3.6))
-        axes = axes if len(labels) > 1 else [axes]
-        pairs = [p for p in table if not p.endswith("/ -")]
-        for ax, (label, _, _, _, _, chance) in zip(axes, labels):
-            means = [statistics.fmean(table[p][label]) if table[p].get(label) else 0 for p in pairs]
-            errs = [statistics.stdev(table[p][label]) if len(table[p].get(label, [])) > 1 else 0 for p in pairs]
-            ax.bar(range(len(pairs)), means, yerr=errs, color=["C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7"][:len(pairs)])
-            ax.set_xticks(range(len(pairs)), pairs, rotation=45, ha="right", fontsize=7)
-            if chance:
-                ax.axhline(chance, color="grey", ls="--", lw=1)
-            ax.set_title(label, fontsize=9)
+    remedies = [p for p in values if p.startswith("adamw / ") and "(" in p]
+    for name, pairs in (("scores.png", [p for p in T.MAIN_PAIRS if p in values]),
+                        ("remedies.png", ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"])):
+        pairs = [p for p in pairs if p in values]
+        labels = [c[0] for c in T.COLUMNS if c[0] != "pretrain val ppl" and any(values[p].get(c[0]) for p in pairs)]
+        labels += [T.FORGETTING] if any(values[p].get(T.FORGETTING) for p in pairs) else []
+        if not pairs or not labels or (name == "remedies.png" and not remedies):
+            continue
+        fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 3.8), squeeze=False)
+        for ax, label in zip(axes[0], labels):
+            vals = [list(values[p].get(label, {}).values()) for p in pairs]
+            means = [statistics.fmean(v) if v else 0.0 for v in vals]
+            errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
+            ax.bar(range(len(pairs)), means, yerr=errs, capsize=3, color=[f"C{i % 10}" for i in range(len(pairs))])
+            ax.set_xticks(range(len(pairs)), pairs, rotation=50, ha="right", fontsize=7)
+            if T.CHANCE.get(label):
+                ax.axhline(T.CHANCE[label], color="grey", ls="--", lw=1)
+            ax.set_title(label, fontsize=8)
+        fig.suptitle("mean ± std over seeds", fontsize=9)
         fig.tight_layout()
-        fig.savefig(out / "scores.png", dpi=110)
+        fig.savefig(out / name, dpi=110)
         plt.close(fig)
-        files.append("scores.png")
+        files.append(name)
     return files
 
 
@@ -150,32 +158,21 @@ def _count_params(model_dir: Path) -> int:
     return total
 
 
-def write_report(cfg, root: Path, out: Path, log=print) -> Path:
-    import torch
-
+def _cards(cfg, col: dict, hardware: str) -> list[tuple[str, Path]]:
     import hf_muon
 
     from .cards import build_card, validate_card
 
-    out.mkdir(parents=True, exist_ok=True)
-    collected = collect(cfg, root)
-    table = collected["table"]
-    cols = [c for c in COLUMNS if any(table[p].get(c[0]) for p in table)]
-    lines = ["| pretrain / SFT | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for pair in sorted(table, key=lambda p: (p.endswith("/ -"), p)):
-        lines.append(f"| {pair} | " + " | ".join(_fmt(table[pair].get(c[0], [])) for c in cols) + " |")
-    data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
-    plots = _plots(collected, out)
-    hardware = (f"{torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else
-                f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)")
     cards = []
-    for u in collected["units"]:
-        name = f"{cfg.name}-seed{u['seed']}-" + (u["pair"].replace(" / -", "-base").replace(" / ", "-")
-                                                 .replace(" (LoRA)", "-lora"))
+    for u in col["units"]:
+        tag = Path(u["dir"]).name
+        name = f"{cfg.name}-seed{u['seed']}-" + (f"{u['pretrain']}-base" if u["kind"] == "base" else tag[4:])
         model_dir = Path(u["info"]["model_dir"])
-        n_params = _count_params(model_dir)
-        card = build_card(name=name, unit=u, info=u["info"], scores=u["scores"], cfg=cfg, n_params=n_params,
-                          hardware=hardware, hf_muon_version=hf_muon.__version__, config_name=cfg.name)
+        if not model_dir.is_dir():
+            continue
+        card = build_card(name=name, unit=u, info=u["info"], scores=u["scores"], cfg=cfg,
+                          n_params=_count_params(model_dir), hardware=hardware,
+                          hf_muon_version=hf_muon.__version__, config_name=cfg.name)
         path = model_dir / "README.md"
         card.save(str(path))
         validate_card(path)
@@ -184,24 +181,80 @@ def write_report(cfg, root: Path, out: Path, log=print) -> Path:
             dst = Path(cfg.model_cards_dir) / f"{name}.md"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, dst)
-    notes = ordering_notes(table, cfg, collected["counts"])
+    return cards
+
+
+def write_report(cfg, root: Path, out: Path, log=print, command: str | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    col = collect(cfg, root)
+    values, counts = col["values"], col["counts"]
+    labels = [c[0] for c in T.COLUMNS if any(values[p].get(c[0]) for p in values)]
+    labels += [T.FORGETTING] if any(values[p].get(T.FORGETTING) for p in values) else []
+    main = [p for p in T.MAIN_PAIRS if p in values] + [p for p in values if p.endswith("/ -")]
+    main += [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
+    remedies = sorted(p for p in values if p.startswith("adamw / ") and "(" in p)
+    stat_labels = [x for x in labels if x not in ("pretrain val ppl", "pretrain val loss")]
+    rows = T.contrasts(values, counts, stat_labels)
+    rem = T.remedy_rows(values, [x for x in T.PRIMARY if x in labels])
+    data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
+    mach, code = machine(), commit()
+    hardware = mach.get("gpu") or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
+    plots = _plots(col, out)
+    cards = _cards(cfg, col, hardware)
+    chance_cols = [lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)]
+    primary = [r for r in rows if r["metric"] in T.PRIMARY]
+    repro = [f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})"
+             for r in primary]
+    sft = data.get("sft", {})
+    files = "; ".join(f"{Path(f['source']).name}: {f['rows']} rows, {f['malformed']} malformed, "
+                      f"{f['duplicates']} duplicates" for f in sft.get("files", []))
     moon = ["| pretrain / SFT | MMLU | HumanEval | MBPP | GSM8K |", "|---|---|---|---|---|"] + [
         f"| {k} | " + " | ".join(f"{v:g}" for v in vals) + " |" for k, vals in MOONLIGHT_TABLE6.items()]
     md = [f"# Optimizer-mismatch study: {cfg.name}", "",
-          f"Seeds: {cfg.seeds}. Model: Llama hidden {cfg.model.hidden_size}, {cfg.model.num_hidden_layers} layers. "
+          f"Seeds aggregated: {col['seeds']} (every seed finished under the output dir). Model: Llama hidden "
+          f"{cfg.model.hidden_size}, {cfg.model.num_hidden_layers} layers, vocabulary {data.get('tokenizer_vocab')}. "
           f"Pretraining: {cfg.pretrain.steps} steps × {cfg.pretrain.batch_size} × {cfg.pretrain.block_size} tokens of "
-          f"{cfg.pretrain.corpus}; lr sweeps {cfg.pretrain.lrs}. SFT: tulu-3-sft-mixture, {cfg.sft.epochs} epochs, "
-          f"lrs {cfg.sft.lrs}. Hardware: {hardware}.", "",
-          f"Data: {data.get('sft_rows')} tulu rows read from {data.get('sft_source')}, {data.get('sft_malformed')} "
-          f"malformed (skipped: {data.get('sft_skip_reasons')}), {data.get('sft_train')} used for SFT, "
-          f"{data.get('sft_heldout')} held out for the SFT loss.", "",
-          "## Results (mean ± std over seeds)", "", *lines, "",
-          "Benchmarks in %, losses in nats; `x / -` rows are the pretrained bases. Chance: MMLU 25, ARC-Easy ≈ 25, "
-          "GSM8K 0, HumanEval 0.", "", "## Does Moonlight's ordering reproduce?", "",
-          *[f"- {n}" for n in notes], "", "Moonlight Table 6 (16B-A3B MoE, 1.2T tokens) for reference:", "", *moon, "",
-          "## Plots", "", *[f"![{p}]({p})" for p in plots], "", "## Model cards", "",
-          *[f"- `{n}`: {p}" for n, p in cards]]
+          f"{cfg.pretrain.corpus} (sweep runs {cfg.pretrain.sweep_steps or cfg.pretrain.steps} steps). SFT: "
+          f"{cfg.sft.epochs} epochs, lr grids {cfg.sft.lrs}" + (f", LoRA grids {cfg.sft.lora_lrs}" if cfg.sft.lora_lrs
+                                                               else "")
+          + (f", grid runs {cfg.sft.sweep_steps} steps then the final run" if cfg.sft.sweep_steps else
+             ", grid runs are full runs (the best is kept)") + f"; remedies {cfg.sft.remedies or 'none'}.", "",
+          f"Data: {sft.get('rows')} SFT rows read ({files}); {sft.get('malformed')} malformed and "
+          f"{sft.get('duplicates')} duplicate rows skipped, {sft.get('no_target')} with no assistant token within "
+          f"max_length {cfg.sft.max_length} dropped; {sft.get('train')} train, {sft.get('val')} validation "
+          f"(lr selection), {sft.get('test')} test (reported), split by content hash. Pretraining blocks: "
+          f"{data.get('pretrain_train_blocks')} train, {data.get('pretrain_val_blocks')} validation.", "",
+          f"Command: `{command or '(run_study called from Python)'}`. Machine: {mach.get('cpu')}, "
+          f"{mach.get('cores', '?')} cores, flags {mach.get('cpu_flags')}, torch {mach['torch']} "
+          f"({mach['threads']} threads){', GPU ' + mach['gpu'] if mach.get('gpu') else ''}. Code: `{code}`.", "",
+          "## Results (mean ± std over seeds)", "", *_table(values, main, labels), "",
+          "Benchmarks and token accuracy in %, losses in nats; `x / -` rows are the pretrained bases. Forgetting = the "
+          "SFT model's pretraining validation loss minus its base's. Chance: MMLU 25, ARC-Easy ≈ 25, GSM8K 0, "
+          "HumanEval 0." + (f" **At chance for every 2×2 cell: {', '.join(chance_cols)}** — these columns carry "
+                            "no signal." if chance_cols else ""), "",
+          "## Learning rates (each cell tuned on the SFT validation slice)", "", *_lr_lines(col["units"]), "",
+          "## Paired differences (a − b, by seed; 95 % t interval, bootstrap beside it)", "",
+          "| contrast | metric | claim | a − b [95 % CI] | verdict |", "|---|---|---|---|---|",
+          *[f"| {r['contrast']} | {r['metric']} | {r['claim']} | {r['ci']} | {r['verdict']} |" for r in rows], ""]
+    if remedies:
+        md += ["## Remedy arms on the AdamW base", "", *_table(values, ["adamw / adamw", "adamw / muon", *remedies,
+                                                                       "muon / muon"], labels), "",
+               "| remedy | against | metric | remedy − reference [95 % CI] | remedy is |", "|---|---|---|---|---|",
+               *[f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |" for r in rem],
+               "", *[f"- {s}" for s in T.remedy_statement(rem)], ""]
+    md += ["## What reproduces", "",
+           "An ordering reproduces only when the 95 % interval of the paired difference excludes 0 in the claimed "
+           "direction (matched optimizers better, as in Moonlight Table 6 and arXiv 2605.06654).", "",
+           *[f"- {s}" for s in repro], "", "Moonlight Table 6 (16B-A3B MoE, 1.2T tokens) for reference:", "", *moon,
+           "", "## Plots", "", *[f"![{p}]({p})" for p in plots], "", "## Model cards", "",
+           *[f"- `{n}`: {p}" for n, p in cards]]
     (out / "report.md").write_text("\n".join(md) + "\n")
-    (out / "results.json").write_text(json.dumps({"table": table, "notes": notes, "data": data}, indent=2, default=str))
+    lrs = {f"seed{u['seed']} {u['pair']}": {k: u["info"].get(k) for k in ("chosen_lr", "sweep", "extended", "at_edge",
+                                                                          "grid", "derived_from")}
+           for u in col["units"] if "chosen_lr" in u["info"]}
+    results = {"seeds": col["seeds"], "values": values, "contrasts": rows, "remedies": rem, "lrs": lrs,
+               "reproduces": repro, "at_chance": chance_cols, "data": data, "machine": mach, "commit": code,
+               "command": command}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     log(f"[report] {out / 'report.md'}")
     return out

@@ -28,20 +28,46 @@ def mark(path: Path, info: dict) -> dict:
     return info
 
 
+VARIANT_LABELS = {"lora": "LoRA", "p_half": "p=½", "warm_start": "warm start", "lr_half": "lr×½",
+                  "lr_quarter": "lr×¼"}
+LR_FACTORS = {"lr_half": 0.5, "lr_quarter": 0.25}  # of the tuned AdamW / Muon SFT lr
+
+
+def pair_label(base: str, sft: str | None, variant: str = "") -> str:
+    """``"adamw / muon"``, ``"adamw / muon (warm start)"``, ``"muon / -"`` (a base)."""
+    if sft is None:
+        return f"{base} / -"
+    return f"{base} / {sft}" + (f" ({VARIANT_LABELS[variant]})" if variant else "")
+
+
+def sft_cells(cfg: StudyConfig, base: str) -> list[tuple[str, str]]:
+    """``[(SFT optimizer, variant)]`` on ``base``: the 2×2 cells, LoRA variants (``sft.lora``), and on the AdamW base
+    the remedy arms (``sft.remedies``), in a fixed order (the lr-scaled remedies after the cell they scale)."""
+    cells = [(o, "") for o in cfg.optimizers]
+    if cfg.sft.lora:
+        cells += [(o, "lora") for o in cfg.optimizers]
+    if base == "adamw":
+        for r in cfg.sft.remedies:
+            new = [("adamw", "lora"), ("muon", "lora")] if r == "lora" else [("muon", r)]
+            cells += [c for c in new if c not in cells]
+    return cells
+
+
 def model_units(cfg: StudyConfig, root: Path) -> list[dict]:
-    """Every model the study produces, with where it lives (used by score and report)."""
+    """Every model the study produces, with where it lives (used by the stages and the report)."""
     units = []
     bases = ["pretrained"] if cfg.model.base_model else cfg.optimizers
     for seed in cfg.seeds:
         for base in bases:
-            units.append({"seed": seed, "pair": f"{base} / -", "kind": "base", "dir": root / f"seed{seed}" / f"base-{base}",
-                          "pretrain": base, "sft": None, "lora": False})
-            for opt in cfg.optimizers:
-                for lora in ([False, True] if cfg.sft.lora else [False]):
-                    tag = f"sft-{base}-{opt}" + ("-lora" if lora else "")
-                    units.append({"seed": seed, "pair": f"{base} / {opt}" + (" (LoRA)" if lora else ""), "kind": "sft",
-                                  "dir": root / f"seed{seed}" / tag, "pretrain": base, "sft": opt, "lora": lora})
+            units.append({"seed": seed, "pair": pair_label(base, None), "kind": "base",
+                          "dir": root / f"seed{seed}" / f"base-{base}", "pretrain": base, "sft": None, "lora": False,
+                          "variant": ""})
+            for opt, variant in sft_cells(cfg, base):
+                tag = f"sft-{base}-{opt}" + (f"-{variant}" if variant else "")
+                units.append({"seed": seed, "pair": pair_label(base, opt, variant), "kind": "sft",
+                              "dir": root / f"seed{seed}" / tag, "pretrain": base, "sft": opt,
+                              "lora": variant == "lora", "variant": variant})
     return units
 
 
-__all__ = ["DONE", "done", "mark", "model_units"]
+__all__ = ["DONE", "LR_FACTORS", "VARIANT_LABELS", "done", "mark", "model_units", "pair_label", "sft_cells"]
