@@ -78,7 +78,8 @@ class MuonConfig:
                            choices=SCALE_MODES)
     ns_dtype: str = knob("auto", "NS compute dtype (auto: bf16 on CUDA and bf16-capable CPUs, else fp32)", "choice",
                          choices=NS_DTYPES)
-    ns_method: str = knob("newton_schulz", "newton_schulz, or svd (exact reference, slow)", "choice", choices=METHODS)
+    ns_method: str = knob("newton_schulz", "newton_schulz, gram (Gram-space NS), auto (gram where cheaper), svd (exact)",
+                          "choice", choices=METHODS)
     momentum_dtype: str | None = knob(None, "None (the parameter's dtype) or float32 (fp32 buffers for bf16/fp16)",
                                       "choice", choices=MOMENTUM_DTYPES, optional=True)
     spectral_power: float = knob(0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0)

@@ -20,7 +20,7 @@ import torch
 
 from .blocks import Split, assemble, blocks
 from .coefficients import schedule
-from .newton_schulz import newton_schulz, normalize_into, ns_iterate, resolve_dtype
+from .newton_schulz import ITERATIVE, newton_schulz, normalize_into, ns_iterate, resolve_dtype
 from .reference import svd_orthogonalize
 
 
@@ -56,7 +56,7 @@ def _run_one(x: torch.Tensor, cfg: NSConfig) -> torch.Tensor:
         return spectral_power(x, cfg.power, method="svd" if cfg.method == "svd" else "auto")
     if cfg.method == "svd":
         return svd_orthogonalize(x)
-    return newton_schulz(x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype)
+    return newton_schulz(x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype, method=cfg.method)
 
 
 def batch_key(t: torch.Tensor, cfg: NSConfig):
@@ -66,7 +66,7 @@ def batch_key(t: torch.Tensor, cfg: NSConfig):
 
 def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
     """One bucket: wide ``(c, m, n)`` pieces of equal shape → their results stacked as ``(B, m, n)``."""
-    if cfg.method == "newton_schulz" and not cfg.power:
+    if cfg.method in ITERATIVE and not cfg.power:
         # Stack, normalise and cast in one pass per piece (no fp32 concatenation of the whole stack, no separate
         # division and cast), then iterate. Equal to newton_schulz on the concatenation up to the summation
         # order inside each Frobenius norm (a transposed piece is reduced in its own memory order).
@@ -74,7 +74,8 @@ def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
         compute = resolve_dtype(cfg.dtype, first.device, first.dtype)
         X = torch.empty((sum(w.size(0) for w in pieces), first.size(-2), first.size(-1)), dtype=compute,
                         device=first.device)
-        return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps))
+        return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps),
+                          cfg.method)
     return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)
 
 

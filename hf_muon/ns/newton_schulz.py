@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import torch
 
 from .coefficients import normalization_scale, schedule
+from .gram import gram_iterate, restart_steps, use_gram
 from .reference import svd_orthogonalize
 
 _DTYPE_NAMES = {
@@ -45,7 +46,8 @@ _DTYPE_NAMES = {
     "fp64": torch.float64,
 }
 NS_DTYPES = ("auto",) + tuple(_DTYPE_NAMES)
-METHODS = ("newton_schulz", "svd")
+METHODS = ("newton_schulz", "gram", "auto", "svd")
+ITERATIVE = ("newton_schulz", "gram", "auto")
 
 
 @functools.lru_cache(maxsize=1)
@@ -111,8 +113,14 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
 LOOP_NUMEL = 1 << 20
 
 
-def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]]) -> torch.Tensor:
-    """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n)."""
+def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
+               method: str = "newton_schulz") -> torch.Tensor:
+    """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n);
+    ``method`` "gram" runs it in Gram space, "auto" picks per shape (see the module docstring)."""
+    if method == "auto":
+        method = "gram" if use_gram(X.size(-2), X.size(-1), len(triples), X.dtype) else "newton_schulz"
+    if method == "gram":
+        return gram_iterate(X, triples, restart_steps(len(triples), X.dtype))
     if X.ndim == 3 and X.size(0) > 1 and X.size(-2) * X.size(-1) >= LOOP_NUMEL:
         return _ns_iterate_per_matrix(X, triples)
     mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
@@ -143,8 +151,10 @@ def newton_schulz(
     coefficients: str | Sequence = "polar_express",
     dtype: str | torch.dtype | None = "auto",
     eps: float = 1e-7,
+    method: str = "newton_schulz",
 ) -> torch.Tensor:
-    """Newton-Schulz orthogonalization of ``G`` (..., m, n); returns a tensor in the compute dtype."""
+    """Newton-Schulz orthogonalization of ``G`` (..., m, n) (``method``: newton_schulz | gram | auto); returns a
+    tensor in the compute dtype."""
     if G.ndim < 2:
         raise ValueError(f"orthogonalize needs a (..., m, n) tensor, got shape {tuple(G.shape)}")
     compute = resolve_dtype(dtype, G.device, G.dtype)
@@ -153,7 +163,7 @@ def newton_schulz(
     lead, m, n = W.shape[:-2], W.size(-2), W.size(-1)
     pieces = W.reshape(-1, m, n)
     X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps)
-    X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps)).reshape(*lead, m, n)
+    X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps), method).reshape(*lead, m, n)
     return X.mT if tall else X
 
 
@@ -169,8 +179,8 @@ def orthogonalize(
 
     Returns the result in ``G``'s dtype.
     """
-    if method == "newton_schulz":
-        out = newton_schulz(G, steps=steps, coefficients=coefficients, dtype=dtype, eps=eps)
+    if method in ITERATIVE:
+        out = newton_schulz(G, steps=steps, coefficients=coefficients, dtype=dtype, eps=eps, method=method)
     elif method == "svd":
         out = svd_orthogonalize(G)
     else:
