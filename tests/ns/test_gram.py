@@ -168,3 +168,30 @@ def test_config_and_optim_args_accept_gram():
         o.step()
     diffs = [(a - b).abs().max().item() for a, b in zip(*(m.parameters() for m in models))]
     assert 0 < max(diffs) < 1e-4  # the Gram path ran (not bit-equal) and agrees to fp32 rounding
+
+
+# ----------------------------------------------------------------------------- fewer steps: the ℓ = 1e-2 ladder
+def test_polar_express_1e2_table_is_the_recomputed_ladder():
+    pytest.importorskip("scipy")
+    from hf_muon.lab.research.minimax import ladder
+    from hf_muon.ns.coefficients import _POLAR_EXPRESS_1E2_RAW, POLAR_EXPRESS
+
+    got = ladder(1e-2, 4)
+    for (coeffs, _), table in zip(got, _POLAR_EXPRESS_1E2_RAW):
+        assert coeffs == pytest.approx(table, rel=1e-6)
+    assert [round(t, 4) for _, t in got] == [0.9191, 0.7072, 0.2694, 0.0125]
+    # the same LP from ℓ = 1e-3 lands near the paper's ladder (before its safety factor)
+    first, _ = ladder(1e-3, 1)[0]
+    assert first[0] == pytest.approx(POLAR_EXPRESS[0][0] * 1.01, rel=0.03)
+
+
+@pytest.mark.parametrize("method", ["newton_schulz", "gram"])
+def test_four_steps_of_the_1e2_ladder_match_five_polar_express_steps_on_real_momenta(method):
+    """The quality gate for fewer steps: on real momentum matrices, 4 steps of ``polar_express_1e-2`` give a band
+    at least as tight and an error to the exact polar factor at most that of 5 Polar Express steps (bf16)."""
+    for G in real_momenta():
+        five = stats(newton_schulz(G.float(), steps=5, dtype="bfloat16"), G)
+        four = stats(newton_schulz(G.float(), steps=4, coefficients="polar_express_1e-2", dtype="bfloat16",
+                                   method=method), G)
+        assert four["smin"] >= five["smin"] - 0.02 and four["smax"] <= five["smax"] + 0.02, (four, five)
+        assert four["err"] <= five["err"], (four, five)
