@@ -44,11 +44,12 @@ import torch
 from benchmarks import cli
 from benchmarks.models import MODEL_SEED, MODELS, STEP_MODELS
 from benchmarks.ns_floor import NS_SEED, ns_throughput
-from benchmarks.peers import UNAVAILABLE, step_peers
+from benchmarks.peers import UNAVAILABLE, ns_auto_dtype, step_peers
 from benchmarks.reports import step as REPORT
 from benchmarks.stepping import GRAD_SEED, GRAD_STD, add_ratios, any_contended, make_case, time_peers
 
 SLOW_STEP_S = 30.0
+FLOOR_MODELS = ("gpt2-small",)  # besides the target model: models whose NS floor is measured too
 NS_DTYPES = ["float32", "bfloat16"]
 
 
@@ -91,11 +92,16 @@ def measure(args, load: dict, device) -> None:
         if model_name == REPORT.TARGET_MODEL:
             data["ns_throughput"] = ns_throughput(model_name, [p.shape for p in case.muon], device, NS_DTYPES,
                                                   warmup=warmup, repeats=3 if args.tiny else 20)
+        elif model_name in FLOOR_MODELS:  # the default dtype only: GPT-2 small's NS takes seconds per call
+            default = str(ns_auto_dtype(device)).replace("torch.", "")
+            data["models"][model_name]["ns_floor"] = ns_throughput(
+                model_name, [p.shape for p in case.muon], device, [default], warmup=1, repeats=2 if args.tiny else 5)
         del case
         gc.collect()
     data["targets"] = REPORT.targets(data["models"], data["ns_throughput"], device.type, args.tiny)
-    ns_rows = [row[k] for row in (data["ns_throughput"] or {}).get("rows", []) for k in ("hf_muon_batched",
-                                                                                     "hf_muon_unbatched", "floor")]
+    floors = [data["ns_throughput"] or {}] + [m.get("ns_floor") or {} for m in data["models"].values()]
+    ns_rows = [row[k] for f in floors for row in f.get("rows", []) for k in f.get("variants", ("hf_muon_batched",
+                                                                                     "hf_muon_unbatched", "floor"))]
     busy = any_contended([r for m in data["models"].values() for r in m["optimizers"]] + ns_rows)
     data["unavailable_peers"] = UNAVAILABLE
     cli.finish(data, started, busy)

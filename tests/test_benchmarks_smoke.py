@@ -22,7 +22,8 @@ def test_run_all_tiny(tmp_path):
     out = proc.stdout
     assert "state bytes" in out and "TARGET diagnostics" in out and "total / DDP-AdamW" in out
     assert "CPU: " in out and "avx512_bf16" in out  # the CPU line with its flags heads every report
-    names = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup")
+    names = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup",
+             "ns_defaults")
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{n}_tiny.json" for n in names)
 
 

@@ -1,7 +1,7 @@
 """Reports: each benchmark's RESULTS.md section, written from its results JSON alone.
 
 One module per benchmark (``step``, ``convergence``, ``scaling``, ``trainer``, ``distributed``, ``moe_routing``,
-``startup``, ``variants``), each with
+``startup``, ``variants``, ``ns_defaults``), each with
 ``NAME`` (its JSON is ``results/<NAME>.json``), ``SECTION`` (the RESULTS.md markers) and ``report(data)``;
 some also derive summaries or draw plots from the same data. Because a report reads nothing but the JSON,
 ``python benchmarks/run_all.py --report-only`` (or ``--from-json`` on one script) regenerates RESULTS.md from
@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup")  # run_all.py order
+NAMES = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup",
+         "ns_defaults")  # run_all.py order
 
 
 def module(name: str) -> ModuleType:

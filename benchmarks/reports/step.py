@@ -11,6 +11,9 @@ SECTION = "bench_step"
 TARGET_RATIO_TORCH_MUON = 0.025
 TARGET_FLOOR_EFFICIENCY = 0.85
 TARGET_MODEL = "llama-7.4M"
+TARGET_PEER_RATIO = 0.8  # hf_muon ≤ 0.8× the fastest peer Muon's step, per model
+TARGET_GRAM_RATIO = 0.7  # Gram NS ≤ 0.7× the standard floor on the rectangular matrices
+FLATTENED = "3-D expert stacks flattened"  # a peer that does less work than per-expert NS (record note)
 
 
 def _check(line: str, ok: bool, measured: str, **values) -> dict:
@@ -44,8 +47,8 @@ def targets(models: dict[str, dict], ns: dict | None, device_type: str, tiny: bo
         floor_ms = default_row["floor"]["ms"] if default_row else None
     # hf_muon against torch's default AdamW, then the like-for-like pairs: hf_muon's unfused AdamW part
     # against torch's unfused AdamW, and its fused default against torch's fused AdamW.
-    pairs = [("hf_muon", "AdamW (torch)", ""), ("hf_muon fused=False", "AdamW (torch)", " [both AdamW parts unfused]"),
-             ("hf_muon", "AdamW (torch, fused=True)", " [both AdamW parts fused]")]
+    # (hf_muon's fused default against torch's fused AdamW is a per-model line of speed_targets)
+    pairs = [("hf_muon", "AdamW (torch)", ""), ("hf_muon fused=False", "AdamW (torch)", " [both AdamW parts unfused]")]
     for hf_name, adamw_name, tag in pairs:
         hf_r, adamw_r = rec(hf_name), rec(adamw_name)
         line = f"CPU: {hf_name} step ≤ {adamw_name} step + floor/{TARGET_FLOOR_EFFICIENCY}{tag}"
@@ -60,6 +63,8 @@ def targets(models: dict[str, dict], ns: dict | None, device_type: str, tiny: bo
         else:
             checks.append({"target": line, "status": "NOT MEASURED",
                            "measured": f"{hf_name}, {adamw_name} or floor missing"})
+
+    checks += speed_targets(models, data_floors(ns, models), skipped, caveat)
 
     line = "state bytes = AdamW's − 4 B × (Muon params)"
     for name, m in models.items():
@@ -81,6 +86,66 @@ def targets(models: dict[str, dict], ns: dict | None, device_type: str, tiny: bo
     return checks
 
 
+def data_floors(ns: dict | None, models: dict) -> dict[str, dict]:
+    """The NS measurement per model: the target model's ``ns_throughput`` and any ``ns_floor`` kept per model."""
+    out = {name: m["ns_floor"] for name, m in models.items() if m.get("ns_floor")}
+    if ns:
+        out.setdefault(ns["model"], ns)
+    return out
+
+
+def _default_floor(ns: dict) -> dict | None:
+    return next((r for r in ns["rows"] if r["dtype"] == ns["default_dtype"]), None)
+
+
+def speed_targets(models: dict, floors: dict[str, dict], skipped: dict | None, caveat: str) -> list[dict]:
+    """Issue-13 targets: per model the default step against fused AdamW + floor/0.85 and against the fastest peer
+    Muon (peers that flatten expert stacks do less work and are left out), and Gram NS against the standard
+    floor on the rectangular matrices. Only models whose JSON has the measurements get a line."""
+    checks = []
+    for name, m in models.items():
+        by = {r["name"]: r for r in m["optimizers"] if r.get("status") == "ok"}
+        hf, fused = by.get("hf_muon"), by.get("AdamW (torch, fused=True)")
+        ns = floors.get(name)
+        row = _default_floor(ns) if ns else None
+        if ns and hf and fused and row:
+            line = f"CPU: hf_muon default step ≤ fused AdamW + floor/{TARGET_FLOOR_EFFICIENCY} [{name}]"
+            if skipped:
+                checks.append({"target": line, **skipped})
+            else:
+                bound = fused["step_ms"] + row["floor"]["ms"] / TARGET_FLOOR_EFFICIENCY
+                checks.append(_check(line, hf["step_ms"] <= bound,
+                                     f"{hf['step_ms']:.1f} ms vs {fused['step_ms']:.2f} + {row['floor']['ms']:.1f}/"
+                                     f"{TARGET_FLOOR_EFFICIENCY} = {bound:.1f} ms ({ns['default_dtype']} floor, "
+                                     f"{ns['steps']}-step Polar Express){caveat}", value=hf["step_ms"], bound=bound))
+        peers = [r for r in by.values() if r["family"] == "peer" and FLATTENED not in r["note"]]
+        if hf and peers:
+            best = min(peers, key=lambda r: r["step_ms"])
+            for hf_name in ("hf_muon", "hf_muon 4 steps polar_express_1e-2"):
+                r = by.get(hf_name)
+                if r is None:
+                    continue
+                ratio = r["step_ms"] / best["step_ms"]
+                line = f"CPU: {hf_name} step ≤ {TARGET_PEER_RATIO}× the fastest peer Muon's [{name}]"
+                checks.append({"target": line, **skipped} if skipped else _check(
+                    line, ratio <= TARGET_PEER_RATIO, f"{ratio:.3f}× ({r['step_ms']:.1f} ms vs {best['name']} "
+                    f"{best['step_ms']:.1f} ms){caveat}", value=ratio))
+    for name, ns in floors.items():
+        row = _default_floor(ns)
+        if not row or "rect_floor" not in row:
+            continue
+        for key, what in (("rect_gram_bare", f"Gram NS, the same {ns['steps']} Polar Express steps"),
+                          ("rect_gram_ladder4_bare", "Gram NS, 4 steps of polar_express_1e-2 (quality gate: ≥ 5 "
+                                                     "Polar Express steps on real momenta)")):
+            ratio = row[key]["ms"] / row["rect_floor"]["ms"]
+            line = (f"CPU: {what} ≤ {TARGET_GRAM_RATIO}× the standard {ns['steps']}-step floor on {name}'s "
+                    f"rectangular matrices ({ns['default_dtype']})")
+            checks.append({"target": line, **skipped} if skipped else _check(
+                line, ratio <= TARGET_GRAM_RATIO, f"{ratio:.3f}× ({row[key]['ms']:.1f} ms vs "
+                f"{row['rect_floor']['ms']:.1f} ms; shapes {', '.join(ns['rect_shapes'])}){caveat}", value=ratio))
+    return checks
+
+
 def model_table(m: dict) -> str:
     rows = []
     for r in m["optimizers"]:
@@ -94,14 +159,27 @@ def model_table(m: dict) -> str:
     return markdown_table(["optimizer", "step ms", "×AdamW", "state MB", "note"], rows, "lrrrl")
 
 
+NS_LABELS = (
+    ("hf_muon batched NS", "hf_muon_batched"),
+    ("hf_muon unbatched NS", "hf_muon_unbatched"),
+    ("bare same-shape matmul floor", "floor"),
+    ("hf_muon batched, ns_method=gram", "gram_batched"),
+    ("hf_muon batched, ns_method=auto", "auto_batched"),
+    ("hf_muon batched, 4 steps polar_express_1e-2", "ladder4_batched"),
+    ("hf_muon batched, gram + 4 steps polar_express_1e-2", "gram_ladder4_batched"),
+    ("rectangular only: standard floor", "rect_floor"),
+    ("rectangular only: bare Gram recursion", "rect_gram_bare"),
+    ("rectangular only: bare Gram, 4 steps polar_express_1e-2", "rect_gram_ladder4_bare"),
+    ("rectangular only: standard floor, 4 steps polar_express_1e-2", "rect_ladder4_floor"),
+)
+
+
 def ns_table(ns: dict) -> str:
     rows = []
     for r in ns["rows"]:
-        for label, key in (
-            ("hf_muon batched NS", "hf_muon_batched"),
-            ("hf_muon unbatched NS", "hf_muon_unbatched"),
-            ("bare same-shape matmul floor", "floor"),
-        ):
+        for label, key in NS_LABELS:
+            if key not in r:
+                continue
             default = " (default)" if r["dtype"] == ns["default_dtype"] else ""
             others = r[key].get("other_cores") or 0.0
             note = f"CONTENDED: other processes used {others:.1f} cores" if contended(others) else ""
@@ -143,5 +221,14 @@ def report(data: dict) -> str:
             "",
             ns_table(ns),
         ]
+        if "rect_shapes" in ns:
+            lines += ["", f"GFLOP/s of every row are those of the standard {ns['steps']}-step iteration on the same "
+                      f"matrices (the rectangular rows: {ns['rect_gflop_per_call']:.2f} GFLOP on "
+                      f"{', '.join(ns['rect_shapes'])}), so they compare as time."]
+    for name, m in data["models"].items():
+        if m.get("ns_floor"):
+            f = m["ns_floor"]
+            lines += ["", f"### Newton-Schulz floor: {name} ({f['matrices']} matrices, wide shapes {f['wide_shapes']}, "
+                      f"{f['steps']} steps, {f['gflop_per_call']:.2f} GFLOP per call)", "", ns_table(f)]
     lines += ["", "### Targets", ""] + target_lines(data["targets"])
     return "\n".join(lines) + "\n"

@@ -1,0 +1,172 @@
+"""Faster Newton-Schulz settings against the default: quality on real momenta, then convergence over seeds.
+
+What is measured
+----------------
+1. **Quality on real momentum matrices of the benchmark models.** ``llama-7.4M`` (all 28 Muon matrices) and
+   ``gpt2-small`` (the Muon matrices of blocks 0, 5 and 11) are trained for a few steps with hf_muon's defaults
+   on TinyStories blocks (bench_convergence's data); their momentum buffers are then orthogonalized by each
+   setting of :data:`SETTINGS` in bf16 and fp32 and compared with the exact polar factor ``U Vᵀ`` (float64
+   SVD): the singular-value band ``[σ_min, σ_max]`` over all matrices, ``max ‖OOᵀ − I‖₂`` (wide side), and the
+   relative distance ``‖O − UVᵀ‖_F / ‖UVᵀ‖_F`` (mean and max). ``aol`` is a Turbo-Muon-style row computed here
+   only (AOL row scaling ``D = diag(Σ_j |XXᵀ|_ij)^{-½}`` of the start, arXiv 2512.04632), for comparison.
+2. **Convergence.** bench_variants' harness (bench_convergence's h128-L4 Llama, 400 steps, seeds 0, 1, 2: the
+   initial weights and the batch order) at Muon's best lr there (1e-2), for each setting of :data:`RUNS`.
+   Target: the mean paired (same-seed) difference of the final validation loss to the run it is paired with (the
+   default; for ``ns_method=auto`` in fp32, the fp32 default — on this bf16 CPU ``auto`` keeps the standard
+   iteration, in fp32 it takes Gram space on the rectangular matrices) is within that run's seed noise (its
+   sample std over the seeds).
+
+Cost: ≈1-2 min of quality, 15 training runs of ≈35-55 s: ≈12 min on 2 idle cores. ``--tiny``: the tiny models, 30
+steps, two seeds. Output: ``results/ns_defaults.json`` and the ``ns_defaults`` section of ``RESULTS.md``.
+
+Usage::
+
+    python benchmarks/bench_ns_defaults.py
+    python benchmarks/bench_ns_defaults.py --tiny --allow-busy
+    python benchmarks/bench_ns_defaults.py --from-json benchmarks/results/ns_defaults.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import the benchmarks package from the repository root
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import torch
+
+from benchmarks import cli, peers
+from benchmarks.bench_convergence import FULL, TINY
+from benchmarks.machine import contended
+from benchmarks.models import MODEL_SEED, MODELS, convergence_llama
+from benchmarks.reports import ns_defaults as REPORT
+from benchmarks.training import DATA_SEED, RunSpec, batch_order, prepare_data, train_run
+
+MUON_LR = 1e-2  # bench_variants' best Muon lr
+SEEDS = (0, 1, 2)
+LADDER = {"ns_steps": 4, "coefficients": "polar_express_1e-2"}
+# name: (NS keyword arguments of hf_muon.ns.newton_schulz, AOL start)
+SETTINGS = {
+    "default: 5 steps polar_express": ({"steps": 5}, False),
+    "gram, 5 steps polar_express": ({"steps": 5, "method": "gram"}, False),
+    "4 steps polar_express": ({"steps": 4}, False),
+    "4 steps polar_express_1e-2": ({"steps": 4, "coefficients": "polar_express_1e-2"}, False),
+    "gram, 4 steps polar_express_1e-2": ({"steps": 4, "coefficients": "polar_express_1e-2", "method": "gram"}, False),
+    "aol, 4 steps polar_express_1e-2": ({"steps": 4, "coefficients": "polar_express_1e-2"}, True),
+}
+# name: (hf_muon knobs, the run it is paired with)
+RUNS = {"default": ({}, None),
+        "4 steps polar_express_1e-2": (LADDER, "default"),
+        "gram, 4 steps polar_express_1e-2": ({**LADDER, "ns_method": "gram"}, "default"),
+        "ns_dtype=float32": ({"ns_dtype": "float32"}, None),  # what avx2-only CPUs run
+        "ns_dtype=float32, ns_method=auto": ({"ns_dtype": "float32", "ns_method": "auto"}, "ns_dtype=float32")}
+GPT2_BLOCKS = (".h.0.", ".h.5.", ".h.11.")
+
+
+def parse_args(argv: list[str] | None = None):
+    ap = cli.standard_parser(__doc__, REPORT.NAME, tiny_help="tiny models, 30 steps, two seeds (smoke test)")
+    ap.add_argument("--data", default=None, help="data mirror (default $HF_MUON_DATA, else ../shared/data)")
+    return ap.parse_args(argv)
+
+
+def momenta(model_name: str, data, steps: int, tiny: bool) -> list[torch.Tensor]:
+    """Momentum buffers of ``model_name``'s Muon matrices after ``steps`` default hf_muon steps on real text."""
+    import hf_muon
+
+    model = MODELS[model_name].build(tiny)
+    opt = hf_muon.create_optimizer(model, hf_muon.MuonConfig(lr=MUON_LR))
+    vocab = model.get_input_embeddings().num_embeddings
+    for k in range(steps):
+        ids = data.train[data.order[k % len(data.order)]][:, :128].clamp_max(vocab - 1)
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    out = []
+    for name, p in model.named_parameters():
+        buf = opt.state.get(p, {}).get("momentum_buffer")
+        if buf is not None and buf.ndim == 2 and (model_name != "gpt2-small" or tiny or any(b in "." + name for b in GPT2_BLOCKS)):
+            out.append(buf.detach().clone())
+    return out
+
+
+def aol_start(W: torch.Tensor) -> torch.Tensor:
+    """``D W`` with ``D = diag(Σ_j |W Wᵀ|_ij)^{-½}`` (wide orientation): spectral norm ≤ 1 (Schur test)."""
+    R = W @ W.mT
+    return R.abs().sum(-1).clamp_min(1e-30).rsqrt().unsqueeze(-1) * W
+
+
+def quality(mats: list[torch.Tensor]) -> dict:
+    """Per setting and dtype: band, max ‖OOᵀ − I‖₂ and distance to the exact polar factor over ``mats``."""
+    from hf_muon.ns.newton_schulz import newton_schulz
+    from hf_muon.ns.reference import svd_orthogonalize
+
+    wide = [m if m.size(0) <= m.size(1) else m.mT for m in mats]
+    refs = [svd_orthogonalize(w).float() for w in wide]
+    out = {}
+    for name, (kw, aol) in SETTINGS.items():
+        for dtype in ("bfloat16", "float32"):
+            smin, smax, orth, errs = [], [], [], []
+            for w, ref in zip(wide, refs):
+                x = aol_start(w.double()).float() if aol else w
+                O = newton_schulz(x, dtype=dtype, **kw).float()
+                s = torch.linalg.svdvals(O)
+                smin.append(s.min().item())
+                smax.append(s.max().item())
+                orth.append(torch.linalg.matrix_norm(O @ O.mT - torch.eye(O.size(0)), ord=2).item())
+                errs.append((torch.linalg.matrix_norm(O - ref) / torch.linalg.matrix_norm(ref)).item())
+            out[f"{name} | {dtype}"] = {"setting": name, "dtype": dtype, "sigma_min": min(smin), "sigma_max": max(smax),
+                                        "orth_max": max(orth), "err_mean": sum(errs) / len(errs), "err_max": max(errs),
+                                        "err_each": errs, "sigma_min_each": smin, "sigma_max_each": smax}
+    return out
+
+
+def measure(args, load: dict, device) -> None:
+    from hf_muon.lab.data import resolve_data_dir
+
+    size = TINY if args.tiny else FULL
+    seeds = SEEDS[:2] if args.tiny else SEEDS
+    started = time.time()
+    data = prepare_data(str(resolve_data_dir(args.data, required=True)), block=size.block, batch=size.batch,
+                        steps=size.steps, vocab_keep=size.vocab_keep, val_blocks=size.val_blocks,
+                        max_tokens=size.max_tokens)
+    result = cli.begin(args, REPORT.NAME, load, {"model": [MODEL_SEED + s for s in seeds],
+                                                 "data_order": [DATA_SEED + s for s in seeds]})
+    result["quality"] = {}
+    for model_name, steps in (("llama-7.4M", 20), ("gpt2-small", 6)):
+        t0 = time.time()
+        mats = momenta(model_name, data, 3 if args.tiny else steps, args.tiny)
+        result["quality"][model_name] = {"matrices": len(mats), "train_steps": steps,
+                                         "shapes": sorted({"x".join(map(str, m.shape)) for m in mats}),
+                                         "rows": quality(mats)}
+        print(f"quality {model_name}: {len(mats)} matrices, {time.time() - t0:.0f} s", flush=True)
+    bases = {s: convergence_llama(size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab,
+                                  seed=MODEL_SEED + s) for s in seeds}
+    orders = {s: batch_order(len(data.train), size.steps, size.batch, DATA_SEED + s) for s in seeds}
+    runs = []
+    for seed in seeds:  # seed-major: every setting of a seed back to back, so machine drift hits all alike
+        for name, (knobs, _) in RUNS.items():
+            spec = RunSpec(f"{name} seed {seed}", name, MUON_LR, peers.hf_muon_optimizer(**knobs), str(knobs or "defaults"))
+            r = train_run(spec, bases[seed], dataclasses.replace(data, order=orders[seed]), steps=size.steps,
+                          eval_every=size.eval_every, eval_batch=size.eval_batch, device=device)
+            r["seed"] = seed
+            runs.append(r)
+            print(f"  [{time.time() - started:5.0f} s] {spec.name:<40} final val {r['final_val_loss']:.4f}  "
+                  f"step {r['step_ms_median']:.1f} ms", flush=True)
+    result.update(config={"model": f"Llama h{size.hidden} L{size.layers} i{size.intermediate}", "steps": size.steps,
+                          "lr": MUON_LR, "seeds": list(seeds), "runs": {k: {"knobs": v, "paired_with": b} for k, (v, b) in RUNS.items()},
+                          "ns_dtype": peers.ns_auto_dtype(device)}, runs=runs, data=data.info)
+    result["summary"] = REPORT.summarize(result)
+    result["targets"] = REPORT.targets(result)
+    cli.finish(result, started, any(contended(r.get("other_cores")) for r in runs))
+    cli.publish(args, result, REPORT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run(parse_args(argv), REPORT, measure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
