@@ -18,22 +18,49 @@ TINY = REPO / "recipes" / "mismatch" / "tiny.yaml"
 
 
 def test_tiny_study_end_to_end(tmp_path):
+    """Every arm of tiny.yaml: the 2x2, LoRA, p=1/2, warm start, lr x1/2 and x1/4, with lr grids and extensions."""
     cfg = load_config(TINY, {"output_dir": str(tmp_path / "run"), "data_dir": str(data_dir()),
                              "model_cards_dir": str(tmp_path / "cards")})
-    report = run_study(cfg, log=lambda *a: None)
+    report = run_study(cfg, log=lambda *a: None, command="hf-muon study tiny.yaml")
     text = (report / "report.md").read_text()
-    for pair in ("adamw / adamw", "adamw / muon", "muon / adamw", "muon / muon", "adamw / -", "muon / -"):
-        assert f"| {pair} |" in text
-    assert "Does Moonlight's ordering reproduce?" in text and "MMLU acc" in text
-    assert (report / "loss_curves.png").stat().st_size > 1000 and (report / "scores.png").stat().st_size > 1000
+    pairs = ("adamw / adamw", "adamw / muon", "muon / adamw", "muon / muon", "adamw / -", "muon / -",
+             "adamw / muon (LoRA)", "adamw / adamw (LoRA)", "adamw / muon (p=½)", "adamw / muon (warm start)",
+             "adamw / muon (lr×½)", "adamw / muon (lr×¼)")
+    for pair in pairs:
+        assert f"| {pair} |" in text, pair
+    for heading in ("## Paired differences", "## Remedy arms on the AdamW base", "## What reproduces",
+                    "## Learning rates", "SFT test token acc", "forgetting (Δ pretrain val loss)",
+                    "Command: `hf-muon study tiny.yaml`", "n=1, no interval"):
+        assert heading in text, heading
+    for png in ("loss_curves.png", "scores.png", "remedies.png"):
+        assert (report / png).stat().st_size > 1000
     cards = sorted((tmp_path / "cards").glob("*.md"))
-    assert len(cards) == 6
+    assert len(cards) == len(pairs)
     for card in cards:
         validate_card(card)
     results = json.loads((report / "results.json").read_text())
-    assert results["data"]["sft_train"] == 90 and results["data"]["sft_heldout"] == 10
-    base = json.loads((tmp_path / "run" / "seed0" / "base-muon" / "DONE.json").read_text())
-    assert base["chosen_lr"] in (3e-3, 1e-2) and set(base["sweep"]) == {"0.003", "0.01"}
+    sft = results["data"]["sft"]
+    assert (sft["val"], sft["test"]) == (8, 8) and sft["rows"] == 200 and len(sft["files"]) == 2
+    assert sft["train"] == sft["unique"] - sft["no_target"] - 16
+    assert results["seeds"] == [0] and results["machine"]["cpu"] and results["commit"]
+    run = tmp_path / "run" / "seed0"
+    base = json.loads((run / "base-muon" / "DONE.json").read_text())
+    assert base["chosen_lr"] in [float(k) for k in base["sweep"]] and {"0.003", "0.01"} <= set(base["sweep"])
+    assert set(base["sweep"]) == {"0.003", "0.01", *(f"{x:g}" for x in base["extended"])}
+    for cell in ("sft-adamw-adamw", "sft-adamw-muon", "sft-muon-muon", "sft-adamw-muon-warm_start"):
+        info = json.loads((run / cell / "DONE.json").read_text())
+        assert len(info["sweep"]) >= 2 and info["chosen_lr"] in [float(k) for k in info["sweep"]], cell
+    warm = json.loads((run / "sft-adamw-muon-warm_start" / "DONE.json").read_text())
+    assert warm["warm_started"] > 0
+    ref = json.loads((run / "sft-adamw-muon" / "DONE.json").read_text())["chosen_lr"]
+    assert json.loads((run / "sft-adamw-muon-lr_quarter" / "DONE.json").read_text())["lr"] == pytest.approx(ref / 4,
+                                                                                                           rel=1e-3)
+    import torch
+
+    state = torch.load(base["optimizer_state"], weights_only=True)
+    assert len(state["param_names"]) == len(state["state_dict"]["state"]) > 0
+    scores = json.loads((run / "sft-adamw-muon" / "scores.json").read_text())
+    assert 0 <= scores["sft_loss"]["acc"] <= 1 and scores["sft_loss"]["n_scored"] == 8
     # a re-run does no work: every unit is marked done
     t = time.time()
     run_study(cfg, log=lambda *a: None)
@@ -53,13 +80,12 @@ def test_malformed_tulu_rows_are_counted_and_skipped(tmp_path):
         json.dumps({"id": "b4", "messages": "not a list"}),
     ]
     (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text("\n".join(good[:10] + bad + good[10:]) + "\n")
-    from hf_muon.lab.study.pipeline import sft_rows
+    from hf_muon.lab.study.sftdata import load_sft_rows
 
-    cfg = load_config(TINY, {"data_dir": str(mirror)})
-    train, held, report = sft_rows(cfg)
-    assert report.rows == 25 and report.malformed == 5
-    assert len(train) + len(held) == 20 and len(held) == 2
-    assert all(any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"]) for r in train)
+    cfg = load_config(TINY, {"data_dir": str(mirror), "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl"}})
+    rows, report = load_sft_rows(cfg)
+    assert report["rows"] == 25 and report["malformed"] == 5 and len(rows) == 20
+    assert all(any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"]) for r in rows)
 
 
 def test_config_errors_name_the_key(tmp_path):
@@ -107,7 +133,7 @@ def test_killed_study_resumes_and_skips_finished_units(tmp_path):
     assert (out / "report" / "report.md").exists()
     for p, mtime in stamps.items():
         assert p.stat().st_mtime == mtime, f"{p} was redone"
-    assert len(list(out.glob("seed0/sft-*/DONE.json"))) == 4
+    assert len(list(out.glob("seed0/sft-*/DONE.json"))) == 10  # the 2x2 + LoRA pair + four remedy arms
 
 
 @pytest.mark.slow
@@ -129,7 +155,7 @@ def test_public_base_mode_with_a_local_tiny_model(tmp_path):
         "output_dir": str(tmp_path / "run"), "data_dir": str(data_dir()),
         "model": {"base_model": str(tmp_path / "base")},
         "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl", "max_steps": 2, "batch_size": 2, "max_length": 64,
-                "lrs": {"adamw": 1e-3, "muon": 1e-3}, "lora": True},
+                "lrs": {"adamw": 1e-3, "muon": 1e-3}, "lora": True, "max_extensions": 0},
         "eval": {"tasks": ["arc_easy"], "limit": {"arc_easy": 2, "perplexity": 2, "sft_loss": 2}, "batch_size": 2}})
     report = run_study(cfg, log=lambda *a: None)
     text = (report / "report.md").read_text()

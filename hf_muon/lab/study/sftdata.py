@@ -11,9 +11,10 @@ Split (:func:`split_rows`): each row's key is ``sha256`` of its canonical messag
 order, is the training set. Fixed by content, independent of seeds and of the file order.
 
 :func:`encode_rows` renders a row with the Tulu template and returns ``input_ids`` and ``labels`` (−100 outside the
-assistant tokens: the assistant-only loss, same targets as TRL's ``assistant_only_loss``), truncated to
-``max_length``; rows left with no target are dropped (counted as ``no_target``) before the split, so the slices
-have their declared sizes.
+assistant tokens: the assistant-only loss, same targets as TRL's ``assistant_only_loss``), cut to ``max_length``
+from the right (TRL's ``keep_start``), or, when the prompt alone is longer than that, from the left (the end of the
+conversation, with its assistant reply, is kept); rows still without a target are dropped (``no_target``) before
+the split, so the slices have their declared sizes.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ def encode_rows(tok, rows: list[dict], max_length: int) -> list[dict | None]:
 
     out = []
     for r in rows:
-        ids, mask, _ = tokenize_conversation(tok, r["messages"], max_length)
+        ids, mask, _ = tokenize_conversation(tok, r["messages"], None)
+        if not any(mask[1:max_length]):  # a prompt longer than max_length: keep the end (the assistant reply)
+            ids, mask = ids[-max_length:], mask[-max_length:]
+        ids, mask = ids[:max_length], mask[:max_length]
         labels = [t if m else -100 for t, m in zip(ids, mask)]
         out.append({"input_ids": ids, "labels": labels} if any(x != -100 for x in labels[1:]) else None)
     return out

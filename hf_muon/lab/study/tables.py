@@ -111,7 +111,7 @@ def remedy_rows(values: dict, labels: list[str]) -> list[dict]:
     """Each remedy arm (an ``adamw / …`` pair with a variant) against AdamW/AdamW, AdamW/Muon and Muon/Muon,
     and LoRA-Muon against LoRA-AdamW; ``a`` is the remedy."""
     refs = ["adamw / adamw", "adamw / muon", "muon / muon"]
-    remedies = [p for p in values if p.startswith("adamw / ") and "(" in p]
+    remedies = [p for p in values if p.startswith("adamw / ") and "(" in p and p != "adamw / adamw (LoRA)"]
     rows = []
     for r in remedies:
         against = refs + (["adamw / adamw (LoRA)"] if r == "adamw / muon (LoRA)" else [])
