@@ -42,7 +42,7 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow" --durations=25
 
-# The main job: the pretraining-vs-SFT optimizer-mismatch study, smoke scale (~15 min on 2 CPU cores).
+# The main job: the pretraining-vs-SFT optimizer-mismatch study, smoke scale (~5 min on 2 CPU cores).
 demo: $(STAMP)
 	$(PY) -m hf_muon.cli study recipes/mismatch/smoke.yaml --data-dir "$(HF_MUON_DATA)" --output-dir runs/mismatch-smoke
 
