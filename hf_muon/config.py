@@ -78,7 +78,7 @@ class MuonConfig:
                            choices=SCALE_MODES)
     ns_dtype: str = knob("auto", "NS compute dtype (auto: bf16 on CUDA and bf16-capable CPUs, else fp32)", "choice",
                          choices=NS_DTYPES)
-    ns_method: str = knob("newton_schulz", "newton_schulz, gram (Gram-space NS), auto (gram where cheaper), svd (exact)",
+    ns_method: str = knob("auto", "auto (Gram-space NS where its FLOPs ≤ 0.9× standard), newton_schulz, gram, svd (exact)",
                           "choice", choices=METHODS)
     momentum_dtype: str | None = knob(None, "None (the parameter's dtype) or float32 (fp32 buffers for bf16/fp16)",
                                       "choice", choices=MOMENTUM_DTYPES, optional=True)
