@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from .sftdata import PadCollator
+
 
 def token_metrics(model, examples: list[dict], batch_size: int = 8) -> dict:
     """``{"loss", "acc", "tokens", "n_scored"}`` over ``examples`` (``input_ids`` + ``labels``, −100 = unscored)."""
@@ -29,18 +31,10 @@ def token_metrics(model, examples: list[dict], batch_size: int = 8) -> dict:
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            batch = [examples[i] for i in order[start:start + batch_size]]
-            width = max(len(e["input_ids"]) for e in batch)
-            ids = torch.zeros((len(batch), width), dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            att = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, e in enumerate(batch):
-                n = len(e["input_ids"])
-                ids[r, :n] = torch.tensor(e["input_ids"])
-                labels[r, :n] = torch.tensor(e["labels"])
-                att[r, :n] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False).logits.float()
-            logits, target = logits[:, :-1], labels[:, 1:].to(device)
+            b = PadCollator(0)([examples[i] for i in order[start:start + batch_size]])
+            logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
+                           use_cache=False).logits.float()
+            logits, target = logits[:, :-1], b["labels"][:, 1:].to(device)
             keep = target != -100
             if not bool(keep.any()):
                 continue
