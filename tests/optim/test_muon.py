@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 import torch
+from conftest import weights_only_resume
 
 import hf_muon
 from hf_muon import Muon
@@ -190,14 +191,7 @@ def test_state_dict_round_trip_with_weights_only_and_exact_resume():
                     lr=2e-2, coefficients=[(3.4445, -4.775, 2.0315)])
     opt = make(model)
     _train(model, opt, 3)
-    buf = io.BytesIO()
-    torch.save({"opt": opt.state_dict(), "model": model.state_dict()}, buf)
-    buf.seek(0)
-    ckpt = torch.load(buf, weights_only=True)
-    model2 = copy.deepcopy(model)
-    model2.load_state_dict(ckpt["model"])
-    opt2 = make(model2)
-    opt2.load_state_dict(ckpt["opt"])
+    model2, opt2 = weights_only_resume(model, opt, make)
     _train(model, opt, 4, seed=5)
     _train(model2, opt2, 4, seed=5)
     for a, b in zip(model.parameters(), model2.parameters()):

@@ -1,14 +1,12 @@
 """The state dtype policy through load_state_dict, the atomic step (a failed step changes nothing), and group
 hyperparameter validation."""
 
-import copy
-import io
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import REPO, tiny_llama
+from conftest import REPO, tiny_llama, weights_only_resume
 
 import hf_muon
 from hf_muon import Muon
@@ -40,14 +38,7 @@ def test_fp32_momentum_of_bf16_params_survives_a_weights_only_resume(ns_steps):
     model = _bf16_model()
     opt = _make(model, ns_steps=ns_steps)
     _run(model, opt, 3, 0)
-    buf = io.BytesIO()
-    torch.save({"opt": opt.state_dict(), "model": model.state_dict()}, buf)
-    buf.seek(0)
-    ckpt = torch.load(buf, weights_only=True)
-    model2 = copy.deepcopy(model)
-    model2.load_state_dict(ckpt["model"])
-    opt2 = _make(model2, ns_steps=ns_steps)
-    opt2.load_state_dict(ckpt["opt"])
+    model2, opt2 = weights_only_resume(model, opt, lambda m: _make(m, ns_steps=ns_steps))
     for p in model2.parameters():
         st = opt2.state[p]
         if "momentum_buffer" in st:
