@@ -11,7 +11,7 @@ from conftest import REPO, data_dir, weights_only_resume
 from hf_muon.lab.metrics.paired import bootstrap_interval, format_ci, paired_contrast, t_interval, verdict
 from hf_muon.lab.study import load_config
 from hf_muon.lab.study.sweep import edge_extension, grid_ratio, run_sweep
-from hf_muon.lab.study.tables import contrasts, judge, remedy_rows, remedy_statement
+from hf_muon.lab.study.tables import contrasts, judge, plain_summary, remedy_rows, remedy_statement
 
 TINY = REPO / "recipes" / "mismatch" / "tiny.yaml"
 
@@ -112,6 +112,15 @@ def test_report_wording_follows_the_interval():
          "adamw / muon (warm start)": {"SFT test loss": {0: 5.1, 1: 5.0, 2: 5.0}}}
     text = " ".join(remedy_statement(remedy_rows(v, ["SFT test loss"])))
     assert "adamw / muon (warm start): vs AdamW/Muon better" in text and "reaches the level of adamw / adamw" in text
+    # the plain statement counts verdicts, names what reproduces and what is reversed, and flags chance columns
+    rows = [contrasts(vals(mm, [6.0, 6.0, 6.0]), {}, ["SFT test loss"])[0]
+            for mm in ([5.0, 5.1, 4.9], [7.0, 7.1, 6.9], [5.0, 7.0, 6.1])]
+    text = " ".join(plain_summary(rows, [0, 1, 2], ["MMLU acc"]))
+    assert "With 3 paired seeds, 1 of 3 claimed orderings reproduce: Muon/Muon vs AdamW/Muon" in text
+    assert "1 go the other way with the interval excluding 0: Muon/Muon vs AdamW/Muon (SFT with Muon: which base) on "\
+           "SFT test loss (+1.000" in text
+    assert "The other 1 are not resolved" in text and "so silent on the question: MMLU acc." in text
+    assert plain_summary(rows[:1], [0], []) == ["1 seed: no interval, so no ordering is claimed either way."]
 
 
 # ------------------------------------------------------------------------------------------- warm start

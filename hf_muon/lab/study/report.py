@@ -176,11 +176,12 @@ def _cards(cfg, col: dict, hardware: str) -> list[tuple[str, Path]]:
         path = model_dir / "README.md"
         card.save(str(path))
         validate_card(path)
-        cards.append((name, path))
-        if cfg.model_cards_dir:
+        if cfg.model_cards_dir:  # the committed copy is the one the report links to
             dst = Path(cfg.model_cards_dir) / f"{name}.md"
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, dst)
+            path = dst
+        cards.append((name, path))
     return cards
 
 
@@ -245,6 +246,7 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
     md += ["## What reproduces", "",
            "An ordering reproduces only when the 95 % interval of the paired difference excludes 0 in the claimed "
            "direction (matched optimizers better, as in Moonlight Table 6 and arXiv 2605.06654).", "",
+           *T.plain_summary(primary, col["seeds"], chance_cols), "", "Every claimed ordering:", "",
            *[f"- {s}" for s in repro], "", "Moonlight Table 6 (16B-A3B MoE, 1.2T tokens) for reference:", "", *moon,
            "", "## Plots", "", *[f"![{p}]({p})" for p in plots], "", "## Model cards", "",
            *[f"- `{n}`: {p}" for n, p in cards]]

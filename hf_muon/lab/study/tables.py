@@ -153,5 +153,33 @@ def remedy_statement(rows: list[dict], metric: str = "SFT test loss") -> list[st
     return out
 
 
+def plain_summary(rows: list[dict], seeds: list, chance_cols: list[str]) -> list[str]:
+    """The report's plain statement: which claimed orderings reproduce, which are reversed, which are unresolved,
+    from the verdicts of ``rows`` (the primary-metric contrasts), and which columns sit at chance."""
+    def say(r):
+        return f"{r['contrast']} on {r['metric']} ({r['ci']})"
+
+    out = []
+    if len(seeds) < 2:
+        out.append(f"{len(seeds)} seed: no interval, so no ordering is claimed either way.")
+    else:
+        groups = defaultdict(list)
+        for r in rows:
+            groups[r["verdict"]].append(r)
+        n = len(rows)
+        rep, opp = groups.get("reproduces", []), groups.get("opposite (CI excludes 0)", [])
+        out.append(f"With {len(seeds)} paired seeds, {len(rep)} of {n} claimed orderings reproduce"
+                   + (": " + "; ".join(say(r) for r in rep) + "." if rep else "."))
+        out.append(f"{len(opp)} go the other way with the interval excluding 0"
+                   + (": " + "; ".join(say(r) for r in opp) + "." if opp else "."))
+        rest = n - len(rep) - len(opp)
+        if rest:
+            out.append(f"The other {rest} are not resolved at this scale (the interval includes 0).")
+    if chance_cols:
+        out.append(f"At chance in every cell, so silent on the question: {', '.join(chance_cols)}.")
+    return out
+
+
 __all__ = ["COLUMNS", "CONTRASTS", "DIRECTION", "FORGETTING", "MAIN_PAIRS", "PRIMARY", "at_chance",
-           "collect_values", "contrasts", "judge", "mean_std", "remedy_rows", "remedy_statement"]
+           "collect_values", "contrasts", "judge", "mean_std", "plain_summary", "remedy_rows",
+           "remedy_statement"]
