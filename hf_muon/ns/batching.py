@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .blocks import Split, assemble, blocks
-from .newton_schulz import ITERATIVE, iterate_pieces, newton_schulz, resolve_dtype
+from .coefficients import schedule
+from .newton_schulz import ITERATIVE, newton_schulz, normalize_into, ns_iterate, resolve_dtype
 from .reference import svd_orthogonalize
 
 
@@ -66,10 +67,15 @@ def batch_key(t: torch.Tensor, cfg: NSConfig):
 def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
     """One bucket: wide ``(c, m, n)`` pieces of equal shape → their results stacked as ``(B, m, n)``."""
     if cfg.method in ITERATIVE and not cfg.power:
-        # Stack (and normalise, or fold the normalisation into the first step) in one pass per piece, then
-        # iterate: newton_schulz.iterate_pieces, the same code the one-matrix path runs.
-        compute = resolve_dtype(cfg.dtype, pieces[0].device, pieces[0].dtype)
-        return iterate_pieces(pieces, compute, cfg.coefficients, cfg.steps, cfg.method)
+        # Stack, normalise and cast in one pass per piece (no fp32 concatenation of the whole stack, no separate
+        # division and cast), then iterate. Equal to newton_schulz on the concatenation up to the summation
+        # order inside each Frobenius norm (a transposed piece is reduced in its own memory order).
+        first = pieces[0]
+        compute = resolve_dtype(cfg.dtype, first.device, first.dtype)
+        X = torch.empty((sum(w.size(0) for w in pieces), first.size(-2), first.size(-1)), dtype=compute,
+                        device=first.device)
+        return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps),
+                          cfg.method)
     return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)
 
 

@@ -56,18 +56,10 @@ def use_gram(m: int, n: int, steps: int, dtype: torch.dtype) -> bool:
 
 
 def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
-                 restarts: Sequence[int] = (), normalize: float | None = None, eps: float = 1e-7) -> torch.Tensor:
-    """Newton-Schulz on a wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring). With
-    ``normalize=s`` the input is not yet normalised: ``R = XXᵀ/d²`` and ``Q`` carries the ``1/d`` (``d`` read off
-    ``tr XXᵀ``, :func:`hf_muon.ns.newton_schulz.ns_iterate`), so ``Q X`` is the result on ``X₀ = X/d``."""
-    from .newton_schulz import frobenius_divisor
-
+                 restarts: Sequence[int] = ()) -> torch.Tensor:
+    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring)."""
     mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
     A = mm(X, X.mT)
-    inv = None
-    if normalize is not None:
-        inv = 1.0 / frobenius_divisor(A, normalize, eps)
-        A.mul_(inv * inv)
     Q = None
     last = len(triples) - 1
     for k, (a, b, c) in enumerate(triples):
@@ -77,15 +69,10 @@ def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
             Q = None
         P = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
         P.diagonal(dim1=-2, dim2=-1).add_(a)  # + a·I
+        Q = P if Q is None else mm(P, Q)
         if k < last and (k + 1) not in restarts:
             A = mm(P, mm(A, P))
-        if Q is None:  # a segment's first step; the first one also takes the pending 1/d (in place, one rounding)
-            Q, inv = (P if inv is None else P.mul_(inv)), None
-        else:
-            Q = mm(P, Q)
-    if Q is None:
-        return X if inv is None else (X * inv).to(X.dtype)
-    return mm(Q, X)
+    return X if Q is None else mm(Q, X)
 
 
 __all__ = ["gram_iterate", "restart_steps", "use_gram"]

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import torch
 
 from .coefficients import normalization_scale, schedule
-from .gram import LOW_PRECISION, gram_iterate, restart_steps, use_gram
+from .gram import gram_iterate, restart_steps, use_gram
 from .reference import svd_orthogonalize
 
 _DTYPE_NAMES = {
@@ -89,34 +89,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_d
         raise ValueError(f"unknown ns dtype {dtype!r}; valid: {', '.join(NS_DTYPES)}") from None
 
 
-def stack_into(pieces: Sequence[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
-    """The pieces ``(c, m, n)`` as one ``(B, m, n)`` stack in ``dtype``, cast (and, for transposed views, laid out)
-    in one copy per piece; a single contiguous piece already in ``dtype`` is returned as is (the iteration never
-    writes into its input)."""
-    first = pieces[0]
-    if len(pieces) == 1 and first.dtype == dtype and first.is_contiguous():
-        return first
-    out = torch.empty((sum(w.size(0) for w in pieces), first.size(-2), first.size(-1)), dtype=dtype,
-                      device=first.device)
-    k = 0
-    for w in pieces:
-        out[k:k + w.size(0)].copy_(w)
-        k += w.size(0)
-    return out
-
-
-def frobenius_divisor(A: torch.Tensor, scale: float, eps: float = 1e-7) -> torch.Tensor:
-    """Per-matrix ``max(scale·‖X‖_F, eps)`` read off the Gram product ``A = X Xᵀ`` (``‖X‖²_F = tr A``), summed in
-    at least fp32; shaped ``(..., 1, 1)`` to broadcast over the matrices."""
-    acc = torch.float64 if A.dtype == torch.float64 else torch.float32
-    tr = A.diagonal(dim1=-2, dim2=-1).sum(-1, dtype=acc)
-    return (tr.clamp_min(0).sqrt() * scale).clamp_min(eps)[..., None, None]
-
-
-def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, scale: float, eps: float = 1e-7) -> torch.Tensor:
-    """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(scale·‖·‖_F, eps)`` into consecutive slices
+def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficients="polar_express",
+                   eps: float = 1e-7) -> torch.Tensor:
+    """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(s·‖·‖_F, eps)`` into consecutive slices
     of ``out`` ``(B, m, n)`` (any dtype, e.g. bf16: the quotient is computed in at least fp32 and rounded once,
     as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack)."""
+    scale = normalization_scale(coefficients)
     k = 0
     for w in pieces:
         # Frobenius norm per matrix, in at least fp32 so bf16 inputs do not overflow/underflow the reduction
@@ -129,41 +107,6 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, scale: flo
     return out
 
 
-def resolve_method(method: str, m: int, n: int, steps: int, dtype: torch.dtype) -> str:
-    """``"auto"`` → ``"gram"`` or ``"newton_schulz"`` for a wide m×n matrix (:func:`hf_muon.ns.gram.use_gram`)."""
-    if method == "auto":
-        return "gram" if use_gram(m, n, steps, dtype) else "newton_schulz"
-    return method
-
-
-def folds_normalization(dtype: torch.dtype) -> bool:
-    """Whether the Frobenius normalisation is folded into the first step (:func:`ns_iterate`'s ``normalize``):
-    in fp32/fp64 only. In bf16/fp16 the folded standard step multiplies by ``P = a·I + b·A + c·A²`` rounded to
-    bf16, whose entries cancel between terms of size |a|, |b| ≈ 8–23, losing the precision ``a·X + B·X`` keeps
-    (measured on wide Gaussian stacks: 0.04 against 0.017 relative error to the fp64 result); in Gram space the
-    unnormalised ``XXᵀ`` is rounded twice (product, then rescale), which moved the smallest singular values of
-    square Gaussian matrices 1.5× further from standard NS than normalising first (mean |Δσ_min| 0.028 vs 0.019
-    at 5 steps, over 6 seeds)."""
-    return dtype not in LOW_PRECISION
-
-
-def iterate_pieces(pieces: Sequence[torch.Tensor], dtype: torch.dtype, coefficients, steps: int,
-                   method: str = "newton_schulz", eps: float = 1e-7) -> torch.Tensor:
-    """Newton-Schulz on wide pieces ``(c, m, n)`` of one shape, stacked ``(B, m, n)`` in the compute ``dtype``.
-
-    Passes over the long side besides the matmuls: one cast-and-stack copy (none for one piece already in the
-    dtype) when the normalisation folds (:func:`folds_normalization`); otherwise one norm reduction and one
-    divide-into-the-stack per piece."""
-    first = pieces[0]
-    m, n = first.size(-2), first.size(-1)
-    method = resolve_method(method, m, n, steps, dtype)
-    triples, scale = schedule(coefficients, steps), normalization_scale(coefficients)
-    if folds_normalization(dtype):
-        return ns_iterate(stack_into(pieces, dtype), triples, method, normalize=scale, eps=eps)
-    X = torch.empty((sum(w.size(0) for w in pieces), m, n), dtype=dtype, device=first.device)
-    return ns_iterate(normalize_into(pieces, X, scale, eps), triples, method)
-
-
 # From this many elements per matrix on, the X-update runs matrix by matrix into two reused buffers: batched
 # ``baddbmm`` first copies a·X for the whole stack (on CPU, 2 threads: 24% slower than per-matrix ``addmm`` at
 # 768×3072, while smaller stacks gain from batching: 256×688 ×8 is 1.5× faster batched).
@@ -171,32 +114,16 @@ LOOP_NUMEL = 1 << 20
 
 
 def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
-               method: str = "newton_schulz", normalize: float | None = None, eps: float = 1e-7) -> torch.Tensor:
-    """The Newton-Schulz loop on a wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n); ``method`` "gram" runs it in
-    Gram space, "auto" picks per shape (see the module docstring). ``X`` is never written.
-
-    ``normalize=s``: ``X`` is not yet normalised. Each matrix's divisor ``max(s·‖X‖_F, eps)`` is read off the
-    first Gram product (``‖X‖²_F = tr XXᵀ``) and folded into the first step at m×m cost::
-
-        A = XXᵀ/d²;   X₁ = ((a·I + b·A + c·A²)/d)·X     (= a·X₀ + (b·A + c·A²)·X₀ with X₀ = X/d)
-
-    so no pass over the m×n matrix computes a norm or divides by it. Equal to normalising first up to rounding."""
-    method = resolve_method(method, X.size(-2), X.size(-1), len(triples), X.dtype)
-    mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
-    if normalize is not None and not triples:
-        return X / frobenius_divisor(mm(X, X.mT), normalize, eps).to(X.dtype)
+               method: str = "newton_schulz") -> torch.Tensor:
+    """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n);
+    ``method`` "gram" runs it in Gram space, "auto" picks per shape (see the module docstring)."""
+    if method == "auto":
+        method = "gram" if use_gram(X.size(-2), X.size(-1), len(triples), X.dtype) else "newton_schulz"
     if method == "gram":
-        return gram_iterate(X, triples, restart_steps(len(triples), X.dtype), normalize, eps)
-    if normalize is not None:
-        (a, b, c), triples = triples[0], triples[1:]
-        A = mm(X, X.mT)
-        inv = 1.0 / frobenius_divisor(A, normalize, eps)
-        A.mul_(inv * inv)
-        P = addmm(A, A, A, beta=b, alpha=c)
-        P.diagonal(dim1=-2, dim2=-1).add_(a)
-        X = mm(P.mul_(inv), X)
+        return gram_iterate(X, triples, restart_steps(len(triples), X.dtype))
     if X.ndim == 3 and X.size(0) > 1 and X.size(-2) * X.size(-1) >= LOOP_NUMEL:
         return _ns_iterate_per_matrix(X, triples)
+    mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
     for a, b, c in triples:
         A = mm(X, X.mT)
         B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
@@ -234,8 +161,9 @@ def newton_schulz(
     tall = G.size(-2) > G.size(-1)
     W = G.mT if tall else G
     lead, m, n = W.shape[:-2], W.size(-2), W.size(-1)
-    X = iterate_pieces([W.reshape(-1, m, n)], compute, coefficients, steps, method, eps)
-    X = (X if X.size(0) > 1 else X[0]).reshape(*lead, m, n)
+    pieces = W.reshape(-1, m, n)
+    X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps)
+    X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps), method).reshape(*lead, m, n)
     return X.mT if tall else X
 
 
