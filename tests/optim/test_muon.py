@@ -233,6 +233,32 @@ def test_same_shape_matrices_are_orthogonalized_in_one_batched_call():
         assert torch.allclose(p, b, atol=1e-6)
 
 
+def test_cpu_buckets_are_cut_to_the_cache_budget_with_the_same_result():
+    """A bucket larger than stack_limit runs as several stacks of at most that many bytes (a piece larger than the
+    limit alone); the update equals the uncut one."""
+    import hf_muon.ns.batching as batching
+
+    assert batching.cut([1, 1, 1, 1, 1], 10, 25) == [[0, 1], [2, 3], [4]]
+    assert batching.cut([3, 1, 1], 10, 25) == [[0], [1, 2]]  # 30 bytes > 25: alone
+    assert batching.cut([1, 1], 10, None) == [[0, 1]]
+    assert batching.stack_limit(torch.device("cpu")) == batching.CACHE_FRACTION * batching.last_level_cache_bytes()
+    assert batching.stack_limit(torch.device("meta")) is None
+    params = _params([(16, 32)] * 3 + [(32, 16)] * 2)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    snap = [p.detach().clone() for p in params]
+    with mock.patch.object(batching, "stack_limit", return_value=2 * 16 * 32 * 4), \
+            mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy:
+        Muon(params, lr=1e-2, ns_dtype="float32").step()
+    assert [sum(w.size(0) for w in c.args[0]) for c in spy.call_args_list] == [2, 2, 1]
+    cut = [p.detach().clone() for p in params]
+    for p, s in zip(params, snap):
+        p.data.copy_(s)
+    Muon(params, lr=1e-2, ns_dtype="float32").step()  # this machine's budget: one stack of 5
+    for p, c in zip(params, cut):
+        torch.testing.assert_close(p, c, rtol=0, atol=1e-6)
+
+
 def test_groups_with_different_lrs_and_settings_share_batches_only_when_compatible():
     a, b, c = _params([(16, 32)] * 3)
     for p in (a, b, c):
