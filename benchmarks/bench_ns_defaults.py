@@ -16,13 +16,20 @@ What is measured
    iteration, in fp32 it takes Gram space on the rectangular matrices) is within that run's seed noise (its
    sample std over the seeds).
 
-Cost: ≈1-2 min of quality, 15 training runs of ≈35-55 s: ≈12 min on 2 idle cores. ``--tiny``: the tiny models, 30
+3. **Convergence at llama-7.4M's shapes** (``--wide``): the same harness on a Llama with hidden 256 and MLP 688,
+   whose 256×688 matrices the default (``ns_method="auto"``) runs in Gram space in bf16 (restarts every other
+   step from 256 rows, :mod:`hf_muon.ns.gram`), paired with ``ns_method="newton_schulz"`` (standard NS on every
+   matrix), seeds 0, 1, 2; quality is not repeated. Output ``results/ns_defaults_wide.json`` and its own
+   ``RESULTS.md`` section.
+
+Cost: ≈1-2 min of quality, 15 training runs of ≈35-55 s: ≈12 min on 2 idle cores; ``--wide``: 6 runs. ``--tiny``: the tiny models, 30
 steps, two seeds. Output: ``results/ns_defaults.json`` and the ``ns_defaults`` section of ``RESULTS.md``.
 
 Usage::
 
     python benchmarks/bench_ns_defaults.py
     python benchmarks/bench_ns_defaults.py --tiny --allow-busy
+    python benchmarks/bench_ns_defaults.py --wide
     python benchmarks/bench_ns_defaults.py --from-json benchmarks/results/ns_defaults.json
 """
 
@@ -43,6 +50,7 @@ from benchmarks.bench_convergence import FULL, TINY
 from benchmarks.machine import contended
 from benchmarks.models import MODEL_SEED, MODELS, convergence_llama
 from benchmarks.reports import ns_defaults as REPORT
+from benchmarks.reports import ns_defaults_wide as WIDE_REPORT
 from benchmarks.training import DATA_SEED, RunSpec, batch_order, prepare_data, train_run
 
 MUON_LR = 1e-2  # bench_variants' best Muon lr
@@ -63,12 +71,18 @@ RUNS = {"default": ({}, None),
         "gram, 4 steps polar_express_1e-2": ({**LADDER, "ns_method": "gram"}, "default"),
         "ns_dtype=float32": ({"ns_dtype": "float32"}, None),  # what avx2-only CPUs run
         "ns_dtype=float32, ns_method=auto": ({"ns_dtype": "float32", "ns_method": "auto"}, "ns_dtype=float32")}
+# --wide: llama-7.4M's matrix shapes (256×256, 256×688) in bench_convergence's harness
+WIDE = dataclasses.replace(FULL, hidden=256, intermediate=688)
+WIDE_RUNS = {"ns_method=newton_schulz": ({"ns_method": "newton_schulz"}, None),
+             "default (auto: Gram on 256×688)": ({}, "ns_method=newton_schulz")}
 GPT2_BLOCKS = (".h.0.", ".h.5.", ".h.11.")
 
 
 def parse_args(argv: list[str] | None = None):
     ap = cli.standard_parser(__doc__, REPORT.NAME, tiny_help="tiny models, 30 steps, two seeds (smoke test)")
     ap.add_argument("--data", default=None, help="data mirror (default $HF_MUON_DATA, else ../shared/data)")
+    ap.add_argument("--wide", action="store_true",
+                    help="convergence only, at llama-7.4M's shapes: the default (Gram on 256×688) vs standard NS")
     return ap.parse_args(argv)
 
 
@@ -126,16 +140,17 @@ def quality(mats: list[torch.Tensor]) -> dict:
 def measure(args, load: dict, device) -> None:
     from hf_muon.lab.data import resolve_data_dir
 
-    size = TINY if args.tiny else FULL
+    size = TINY if args.tiny else WIDE if args.wide else FULL
+    run_set = WIDE_RUNS if args.wide else RUNS
     seeds = SEEDS[:2] if args.tiny else SEEDS
     started = time.time()
     data = prepare_data(str(resolve_data_dir(args.data, required=True)), block=size.block, batch=size.batch,
                         steps=size.steps, vocab_keep=size.vocab_keep, val_blocks=size.val_blocks,
                         max_tokens=size.max_tokens)
-    result = cli.begin(args, REPORT.NAME, load, {"model": [MODEL_SEED + s for s in seeds],
+    result = cli.begin(args, (WIDE_REPORT if args.wide else REPORT).NAME, load, {"model": [MODEL_SEED + s for s in seeds],
                                                  "data_order": [DATA_SEED + s for s in seeds]})
     result["quality"] = {}
-    for model_name, steps in (("llama-7.4M", 20), ("gpt2-small", 6)):
+    for model_name, steps in () if args.wide else (("llama-7.4M", 20), ("gpt2-small", 6)):
         t0 = time.time()
         mats = momenta(model_name, data, 3 if args.tiny else steps, args.tiny)
         result["quality"][model_name] = {"matrices": len(mats), "train_steps": steps,
@@ -147,7 +162,7 @@ def measure(args, load: dict, device) -> None:
     orders = {s: batch_order(len(data.train), size.steps, size.batch, DATA_SEED + s) for s in seeds}
     runs = []
     for seed in seeds:  # seed-major: every setting of a seed back to back, so machine drift hits all alike
-        for name, (knobs, _) in RUNS.items():
+        for name, (knobs, _) in run_set.items():
             spec = RunSpec(f"{name} seed {seed}", name, MUON_LR, peers.hf_muon_optimizer(**knobs), str(knobs or "defaults"))
             r = train_run(spec, bases[seed], dataclasses.replace(data, order=orders[seed]), steps=size.steps,
                           eval_every=size.eval_every, eval_batch=size.eval_batch, device=device)
@@ -156,16 +171,17 @@ def measure(args, load: dict, device) -> None:
             print(f"  [{time.time() - started:5.0f} s] {spec.name:<40} final val {r['final_val_loss']:.4f}  "
                   f"step {r['step_ms_median']:.1f} ms", flush=True)
     result.update(config={"model": f"Llama h{size.hidden} L{size.layers} i{size.intermediate}", "steps": size.steps,
-                          "lr": MUON_LR, "seeds": list(seeds), "runs": {k: {"knobs": v, "paired_with": b} for k, (v, b) in RUNS.items()},
+                          "lr": MUON_LR, "seeds": list(seeds), "runs": {k: {"knobs": v, "paired_with": b} for k, (v, b) in run_set.items()},
                           "ns_dtype": peers.ns_auto_dtype(device)}, runs=runs, data=data.info)
     result["summary"] = REPORT.summarize(result)
     result["targets"] = REPORT.targets(result)
     cli.finish(result, started, any(contended(r.get("other_cores")) for r in runs))
-    cli.publish(args, result, REPORT)
+    cli.publish(args, result, WIDE_REPORT if args.wide else REPORT)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(parse_args(argv), REPORT, measure)
+    args = parse_args(argv)
+    return cli.run(args, WIDE_REPORT if args.wide else REPORT, measure)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def bare_matmul_floor(stacks: list[torch.Tensor], triples: list[tuple[float, flo
 def bare_gram(stacks: list[torch.Tensor], triples: list[tuple[float, float, float]]) -> None:
     """The Gram-space recursion alone (its restarts for the dtype included) per pre-normalised stack."""
     for x in stacks:
-        gram_iterate(x, triples, restart_steps(len(triples), x.dtype))
+        gram_iterate(x, triples, restart_steps(len(triples), x.dtype, x.size(-2)))
 
 
 def ns_throughput(name: str, shapes: list[torch.Size], device: torch.device, dtypes: list[str], warmup: int,

@@ -197,7 +197,7 @@ def step_peers(device: torch.device) -> list[Peer]:
         Peer("hf_muon ns_method=newton_schulz", "hf_muon", hf_muon_optimizer(ns_method="newton_schulz"),
              f"polar_express, NS {auto}, standard NS on every matrix (the default before ns_method=auto)"),
         Peer("hf_muon ns_method=gram", "hf_muon", hf_muon_optimizer(ns_method="gram"),
-             f"polar_express, NS {auto}, Gram-space NS on every matrix (bf16: restarts from step 2)"),
+             f"polar_express, NS {auto}, Gram-space NS on every matrix (bf16: restarts from step 2; every other step from 256 rows)"),
         Peer("hf_muon 4 steps polar_express_1e-2", "hf_muon",
              hf_muon_optimizer(ns_steps=4, coefficients="polar_express_1e-2"),
              f"ns_steps=4, coefficients=polar_express_1e-2, NS {auto}, batched"),

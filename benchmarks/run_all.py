@@ -46,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.report_only:
         for script in args.only:
-            report = reports.module(script.removeprefix("bench_").removesuffix(".py"))
+            name = script.removeprefix("bench_").removesuffix(".py")
+            report = reports.module(name)
             cli.regenerate(args.results_dir / f"{report.NAME}.json", report)
+            for extra in map(reports.module, reports.EXTRA.get(name, ())):  # written only under an option
+                if (args.results_dir / f"{extra.NAME}.json").exists():
+                    cli.regenerate(args.results_dir / f"{extra.NAME}.json", extra)
         return 0
     load = check_load(args.allow_busy)
     env = dict(os.environ)

@@ -95,7 +95,8 @@ def _time_ns(stepper: Stepper, sync) -> list[float]:
 
 def _record(peer: Peer, case: Case, stepper: Stepper, t: Timing, slow_s: float) -> dict:
     record = {"name": peer.name, "family": peer.family, "note": peer.note, "status": "ok", "step_ms": t.median_ms,
-              "timing": t.to_dict(), "state_bytes": stepper.state_bytes(), "other_cores": t.other_cores}
+              "timing": t.to_dict(), "state_bytes": stepper.state_bytes(), "other_cores": t.other_cores,
+              "faults_per_step": t.median_faults}
     if peer.flattens_3d and any(p.ndim == 3 for p in case.muon):
         record["note"] += "; 3-D expert stacks flattened to (E, out·in), not per expert"
     if stepper.note:

@@ -11,10 +11,14 @@ contender's time is the median over its rounds. A device sync runs inside the ti
 * A contender that raises (while warming up or timed) drops out; its exception is its result.
 * Other processes' CPU use is measured over the timed rounds (:class:`~benchmarks.machine.OtherProcesses`)
   and recorded with every timing (``other_cores``).
+* Minor page faults of each timed call (``getrusage``, outside the timed region) are recorded too
+  (``faults``, median ``median_faults``): fresh memory the kernel had to map and zero, a cost that hides in
+  step times on CPU.
 """
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +37,11 @@ class Timing:
     reduced: bool = False  # a warmup call exceeded ``slow_s``: one call was timed
     other_cores: float | None = None  # cores other processes kept busy during the timed rounds
     interleaved_with: int = 1  # contenders in the same rounds (this one included)
+    faults: list[int] = field(default_factory=list)  # minor page faults of each timed call
+
+    @property
+    def median_faults(self) -> float | None:
+        return statistics.median(self.faults) if self.faults else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,8 +59,10 @@ class Contender:
 class _Track:
     warmup_ms: list[float] = field(default_factory=list)
     times_ms: list[float] = field(default_factory=list)
+    faults: list[int] = field(default_factory=list)
     reduced: bool = False
     error: Exception | None = None
+    last_faults: int = 0
 
 
 def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> float | None:
@@ -59,11 +70,13 @@ def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> flo
     try:
         if c.before is not None:
             c.before()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         c.call()
         if sync is not None:
             sync()
         ms = (time.perf_counter() - start) * 1e3
+        track.last_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         if c.after is not None:
             c.after()
         return ms
@@ -102,11 +115,12 @@ def interleave(
                     ms = _call(c, sync, t)
                     if ms is not None:
                         t.times_ms.append(ms)
+                        t.faults.append(t.last_faults)
     out: dict[str, Timing | Exception] = {}
     for c in contenders:
         t = tracks[c.name]
         out[c.name] = t.error if t.error is not None else Timing(
-            statistics.median(t.times_ms), t.times_ms, t.warmup_ms, t.reduced, others.cores, live
+            statistics.median(t.times_ms), t.times_ms, t.warmup_ms, t.reduced, others.cores, live, t.faults
         )
     return out
 

@@ -69,13 +69,16 @@ def targets(data: dict) -> list[dict]:
     return checks
 
 
-def report(data: dict) -> str:
-    lines = header("## Faster Newton-Schulz settings: quality and convergence (benchmarks/bench_ns_defaults.py)", data,
-                   run_line(data) + ".")
-    lines += ["Quality: momentum buffers of the benchmark models after a few default hf_muon steps on TinyStories, "
-              "orthogonalized by each setting; σ band over all matrices, max ‖OOᵀ − I‖₂, and the distance "
-              "‖O − UVᵀ‖_F/‖UVᵀ‖_F to the exact polar factor (mean, max). `aol` is a Turbo-Muon-style start "
-              "computed in the benchmark only. Raw numbers: `benchmarks/results/ns_defaults.json`.", ""]
+TITLE = "## Faster Newton-Schulz settings: quality and convergence (benchmarks/bench_ns_defaults.py)"
+
+
+def report(data: dict, title: str = TITLE) -> str:
+    lines = header(title, data, run_line(data) + ".")
+    if data["quality"]:
+        lines += ["Quality: momentum buffers of the benchmark models after a few default hf_muon steps on TinyStories, "
+                  "orthogonalized by each setting; σ band over all matrices, max ‖OOᵀ − I‖₂, and the distance "
+                  "‖O − UVᵀ‖_F/‖UVᵀ‖_F to the exact polar factor (mean, max). `aol` is a Turbo-Muon-style start "
+                  "computed in the benchmark only. Raw numbers: `benchmarks/results/ns_defaults.json`.", ""]
     for model, q in data["quality"].items():
         lines += [f"### {model}: {q['matrices']} momentum matrices ({', '.join(q['shapes'])}) after {q['train_steps']} "
                   "steps", ""]

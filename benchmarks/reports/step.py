@@ -155,8 +155,10 @@ def model_table(m: dict) -> str:
         if r["status"] != "ok":
             note = f"FAILED: {r['reason'][:240]}"
         state = f"{r['state_bytes'] / 2**20:.2f}" if r.get("state_bytes") is not None else "—"
-        rows.append([r["name"], fmt_ms(r["step_ms"]), fmt_ratio(r.get("ratio_adamw")), state, note])
-    return markdown_table(["optimizer", "step ms", "×AdamW", "state MB", "note"], rows, "lrrrl")
+        faults = r.get("faults_per_step")
+        rows.append([r["name"], fmt_ms(r["step_ms"]), fmt_ratio(r.get("ratio_adamw")), state,
+                     "—" if faults is None else f"{faults:,.0f}", note])
+    return markdown_table(["optimizer", "step ms", "×AdamW", "state MB", "page faults/step", "note"], rows, "lrrrrl")
 
 
 NS_LABELS = (
@@ -193,7 +195,8 @@ def report(data: dict) -> str:
                    run_line(data, ("muon-optimizer", "heavyball", "pytorch-optimizer")) + ".")
     lines += [
         "Median wall time of `optimizer.step()` alone with fixed seeded gradients (same for all; restored "
-        "untimed before every step); state = bytes of the tensors in `optimizer.state`. Every Muon "
+        "untimed before every step); state = bytes of the tensors in `optimizer.state`; page faults = median minor page faults per step "
+        "(fresh memory the kernel maps and zeroes inside the step). Every Muon "
         "implementation gets the Muon set of `hf_muon.route(model)`; the rest runs on its own AdamW or on "
         "torch AdamW. Raw numbers: `benchmarks/results/step.json`.",
         "",

@@ -31,6 +31,7 @@ from .blocks import Split, assemble, blocks
 from .coefficients import schedule
 from .newton_schulz import ITERATIVE, newton_schulz, normalize_into, ns_iterate, resolve_dtype
 from .reference import svd_orthogonalize
+from .workspace import scratch
 
 
 @dataclass
@@ -81,8 +82,10 @@ def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
         # order inside each Frobenius norm (a transposed piece is reduced in its own memory order).
         first = pieces[0]
         compute = resolve_dtype(cfg.dtype, first.device, first.dtype)
-        X = torch.empty((sum(w.size(0) for w in pieces), first.size(-2), first.size(-1)), dtype=compute,
-                        device=first.device)
+        shape = (sum(w.size(0) for w in pieces), first.size(-2), first.size(-1))
+        # the normalised stack is scratch (reused next step, :mod:`hf_muon.ns.workspace`) unless 0 steps return it
+        X = (scratch("stack", shape, compute, first.device) if cfg.steps else
+             torch.empty(shape, dtype=compute, device=first.device))
         return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps),
                           cfg.method)
     return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)

@@ -10,14 +10,25 @@ and the result is ``X_T = Q_T X₀``. Only ``R`` (2m²n FLOPs) and the final pro
 so T steps cost ``4m²n + (8T − 6)m³`` instead of ``T(4m²n + 2m³)`` (:mod:`hf_muon.ns.cost`): cheaper once
 ``n > 1.5m``. In exact arithmetic the output equals standard NS; in bf16 the Gram recursion squares the
 condition number and drifts (a wide spectrum can blow up: measured ``σ_max`` 245 after 5 Polar Express steps),
-so low-precision runs *restart*: ``X ← Q X₀``, ``R ← X Xᵀ``, ``Q ← I`` before every step from step 2 on
-(:func:`restart_steps`: {2, 3, 4} for 5 steps): only the first two steps — where the Polar Express gains are
-largest and the saving is — stay in Gram space; a one-step segment is exactly a standard step. Measured in bf16
-on real momentum matrices of a tiny Llama, 5 steps (standard NS: σ_max 1.112, ‖OOᵀ − I‖₂ 0.236): restarts {2, 3,
-4} 1.120 / 0.258; {2, 4} 1.173 / 0.375; {1, 3} 1.128 / 0.273; {3} 62 / 3,837 (diverged). On log-uniform spectra
-in [1e-4, 1] one restart at {4} reached σ_max 12,000. So in bf16 Gram space saves little (5 steps on 256×688:
-0.93× the standard FLOPs), and :func:`use_gram` mostly declines it; in fp32/fp64 it runs without restarts (the
-singular values of standard NS to 1e-3, 0.70× the FLOPs on 256×688).
+so low-precision runs *restart*: ``X ← Q X₀``, ``R ← X Xᵀ``, ``Q ← I`` (:func:`restart_steps`). Where the
+restarts go was measured in bf16 against standard NS in bf16 (the gate of ``tests/ns/test_gram.py``: σ band and
+‖OOᵀ − I‖₂ within 0.05), worst case over Gaussian, log-uniform [1e-3, 1] and [1e-4, 1] and rank-⅓ spectra, 2–3
+seeds, aspect ratios 2–4, Polar Express 5 steps:
+
+* every step from step 2 on ({2, 3, 4}: the first two steps in Gram space, then standard steps) stays within
+  +0.006 to +0.035 of standard NS at every size from 32 rows;
+* every *other* step ({2, 4}: segments of 2, 2, 1 steps) stays within +0.038 from 256 rows up (+0.003 to +0.021
+  from 384 rows; on the momenta of llama-7.4M and gpt2-small: σ_max 1.127 vs 1.124, ‖OOᵀ − I‖₂ equal), but
+  not below: +0.09 to +0.27 at 32–128 rows on Gaussian and rank-deficient inputs. 6 steps ({2, 4}) and Keller's
+  quintic behave the same; 4 steps with one restart ({2}) do not (+0.088 at 256 rows); with 8 Polar Express steps
+  both placements end +0.054 to +0.10 from standard NS at 256–768 rows, so ``ns_method="auto"`` keeps the standard
+  iteration beyond :data:`MAX_LOW_PRECISION_STEPS` in bf16. One restart at {3} diverges on small real momenta
+  (σ_max 234 at 32×64).
+
+So :func:`restart_steps` restarts every other step for ≥ :data:`SPARSE_RESTART_ROWS` rows and 5 or more steps,
+every step otherwise. In bf16 on 256×688 that is 0.85× the standard FLOPs (every step: 0.93×), on 768×3072
+0.78× (0.89×). In fp32/fp64 it runs without restarts (the singular values of standard NS to 1e-3, 0.70× the
+FLOPs on 256×688).
 
 A restart costs ``4m²n``; :func:`hf_muon.ns.cost.ns_flops` counts it, and :func:`use_gram` (``ns_method="auto"``)
 compares the two formulas.
@@ -29,50 +40,70 @@ from collections.abc import Sequence
 
 import torch
 
+from .workspace import scratch
+
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 # Below this many rows the m×m products are too small to beat one long-side product (measured: see use_gram).
 MIN_ROWS = 64
 # Gram-space m×m products run at a lower GFLOP/s than the m×n ones; choose Gram only when it saves this much.
 AUTO_MARGIN = 0.9
+# From this many rows (the small side) on, low precision restarts every other step instead of every step (measured).
+SPARSE_RESTART_ROWS = 256
+# ``ns_method="auto"`` takes Gram space in low precision only up to this many steps (the gate held up to 6).
+MAX_LOW_PRECISION_STEPS = 6
 
 
-def restart_steps(steps: int, dtype: torch.dtype) -> tuple[int, ...]:
-    """Iteration indices before which the Gram recursion restarts from the current ``X`` (bf16/fp16 only)."""
+def restart_steps(steps: int, dtype: torch.dtype, rows: int = 0) -> tuple[int, ...]:
+    """Iteration indices before which the Gram recursion restarts from the current ``X`` (bf16/fp16 only), for a
+    matrix whose small side is ``rows``: every step from step 2 on, every other step from
+    :data:`SPARSE_RESTART_ROWS` rows and 5 steps up (see the module docstring)."""
     if dtype not in LOW_PRECISION:
         return ()
-    return tuple(range(2, steps))
+    every = 2 if rows >= SPARSE_RESTART_ROWS and steps >= 5 else 1
+    return tuple(range(2, steps, every))
 
 
 def use_gram(m: int, n: int, steps: int, dtype: torch.dtype) -> bool:
     """``ns_method="auto"``: Gram space for a wide m×n (m ≤ n) matrix when its FLOPs (restarts included) are at
-    most ``AUTO_MARGIN`` × the standard iteration's and ``m ≥ MIN_ROWS``; the standard iteration otherwise."""
+    most ``AUTO_MARGIN`` × the standard iteration's, ``m ≥ MIN_ROWS`` and, in low precision, ``steps ≤
+    MAX_LOW_PRECISION_STEPS``; the standard iteration otherwise."""
     from .cost import ns_flops
 
     m, n = min(m, n), max(m, n)
-    if m < MIN_ROWS or steps < 2:
+    if m < MIN_ROWS or steps < 2 or (dtype in LOW_PRECISION and steps > MAX_LOW_PRECISION_STEPS):
         return False
-    gram = ns_flops((m, n), steps, "gram", len(restart_steps(steps, dtype)))
+    gram = ns_flops((m, n), steps, "gram", len(restart_steps(steps, dtype, m)))
     return gram <= AUTO_MARGIN * ns_flops((m, n), steps)
 
 
 def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
                  restarts: Sequence[int] = ()) -> torch.Tensor:
-    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring)."""
+    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring).
+    The m×m iterates and restarted X's live in reused scratch, each role in two alternating buffers so no
+    product writes a tensor it reads; the result is a fresh tensor (``X`` itself for 0 steps)."""
     mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
-    A = mm(X, X.mT)
+    small = X.shape[:-1] + X.shape[-2:-1]
+    turn = {"A": 0, "P": 0, "Q": 0, "x": 0}
+
+    def buf(role: str, shape=small) -> torch.Tensor:  # the next of the role's two scratch buffers
+        turn[role] ^= 1
+        return scratch(f"gram.{role}{turn[role]}", shape, X.dtype, X.device)
+
+    A = mm(X, X.mT, out=buf("A"))
     Q = None
     last = len(triples) - 1
     for k, (a, b, c) in enumerate(triples):
         if k in restarts and Q is not None:
-            X = mm(Q, X)
-            A = mm(X, X.mT)
+            X = mm(Q, X, out=buf("x", X.shape))
+            A = mm(X, X.mT, out=buf("A"))
             Q = None
-        P = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
+        P = addmm(A, A, A, beta=b, alpha=c, out=buf("P"))  # b·A + c·A²
         P.diagonal(dim1=-2, dim2=-1).add_(a)  # + a·I
-        Q = P if Q is None else mm(P, Q)
+        Q = P if Q is None else mm(P, Q, out=buf("Q"))
         if k < last and (k + 1) not in restarts:
-            A = mm(P, mm(A, P))
+            AP = mm(A, P, out=scratch("gram.AP", small, X.dtype, X.device))
+            A = mm(P, AP, out=buf("A"))
     return X if Q is None else mm(Q, X)
 
 
-__all__ = ["gram_iterate", "restart_steps", "use_gram"]
+__all__ = ["MAX_LOW_PRECISION_STEPS", "SPARSE_RESTART_ROWS", "gram_iterate", "restart_steps", "use_gram"]

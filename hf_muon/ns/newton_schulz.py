@@ -34,6 +34,7 @@ import torch
 from .coefficients import normalization_scale, schedule
 from .gram import gram_iterate, restart_steps, use_gram
 from .reference import svd_orthogonalize
+from .workspace import scratch
 
 _DTYPE_NAMES = {
     "float32": torch.float32,
@@ -116,29 +117,38 @@ LOOP_NUMEL = 1 << 20
 def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
                method: str = "newton_schulz") -> torch.Tensor:
     """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n);
-    ``method`` "gram" runs it in Gram space, "auto" picks per shape (see the module docstring)."""
+    ``method`` "gram" runs it in Gram space, "auto" picks per shape (see the module docstring). Intermediates
+    live in reused scratch (:mod:`hf_muon.ns.workspace`); the result is a fresh tensor (``X`` itself for 0 steps)."""
     if method == "auto":
         method = "gram" if use_gram(X.size(-2), X.size(-1), len(triples), X.dtype) else "newton_schulz"
     if method == "gram":
-        return gram_iterate(X, triples, restart_steps(len(triples), X.dtype))
+        return gram_iterate(X, triples, restart_steps(len(triples), X.dtype, X.size(-2)))
     if X.ndim == 3 and X.size(0) > 1 and X.size(-2) * X.size(-1) >= LOOP_NUMEL:
         return _ns_iterate_per_matrix(X, triples)
     mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
-    for a, b, c in triples:
-        A = mm(X, X.mT)
-        B = addmm(A, A, A, beta=b, alpha=c)  # b·A + c·A²
-        X = addmm(X, B, X, beta=a, alpha=1.0)  # a·X + B·X
+    gram_shape = X.shape[:-1] + X.shape[-2:-1]
+    A = scratch("ns.A", gram_shape, X.dtype, X.device)
+    B = scratch("ns.B", gram_shape, X.dtype, X.device)
+    last = len(triples) - 1
+    for k, (a, b, c) in enumerate(triples):
+        mm(X, X.mT, out=A)
+        addmm(A, A, A, beta=b, alpha=c, out=B)  # b·A + c·A²
+        out = torch.empty_like(X) if k == last else scratch(f"ns.x{k % 2}", X.shape, X.dtype, X.device)
+        X = addmm(X, B, X, beta=a, alpha=1.0, out=out)  # a·X + B·X
     return X
 
 
 def _ns_iterate_per_matrix(X: torch.Tensor, triples) -> torch.Tensor:
     """:func:`ns_iterate` for a stack of large matrices: the Gram products stay batched, the X-update runs
     matrix by matrix into two reused buffers (the input is never written)."""
-    bufs = (torch.empty_like(X), torch.empty_like(X))
+    gram_shape = X.shape[:-1] + X.shape[-2:-1]
+    A = scratch("ns.A", gram_shape, X.dtype, X.device)
+    B = scratch("ns.B", gram_shape, X.dtype, X.device)
+    last = len(triples) - 1
     for k, (a, b, c) in enumerate(triples):
-        A = torch.bmm(X, X.mT)
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
-        Y = bufs[k % 2]
+        torch.bmm(X, X.mT, out=A)
+        torch.baddbmm(A, A, A, beta=b, alpha=c, out=B)
+        Y = torch.empty_like(X) if k == last else scratch(f"ns.x{k % 2}", X.shape, X.dtype, X.device)
         for i in range(X.size(0)):
             torch.addmm(X[i], B[i], X[i], beta=a, alpha=1.0, out=Y[i])
         X = Y

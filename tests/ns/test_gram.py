@@ -96,6 +96,45 @@ def test_gram_bf16_quality_gate(case, steps):
         assert gram["err"] < std["err"] + BAND_TOL, (gram, std)
 
 
+def _low_rank(m, n, seed):
+    G = known_spectrum(m, n, batch=2, lo=1e-3, seed=seed)
+    G[:, m // 3:] = 0  # rank m/3 plus a little noise: the case that needs the restarts most
+    return G + 1e-6 * torch.randn(G.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+LARGE = {"known_256x688": lambda: known_spectrum(256, 688, batch=2, lo=1e-4),
+         "gauss_688x256": lambda: torch.randn(2, 688, 256, dtype=torch.float64),
+         "low_rank_256x688": lambda: _low_rank(256, 688, 0),
+         "low_rank_384x1036": lambda: _low_rank(384, 1036, 1)}
+
+
+@pytest.mark.parametrize("steps", [5, 6])
+@pytest.mark.parametrize("case", sorted(LARGE))
+def test_gram_bf16_quality_gate_with_restarts_every_other_step(case, steps):
+    """From 256 rows the bf16 recursion restarts every other step ({2, 4}); the same gate holds there."""
+    G = LARGE[case]()
+    assert len(restart_steps(steps, torch.bfloat16, min(G.shape[-2:]))) == 2
+    std = stats(newton_schulz(G.float(), steps=steps, dtype="bfloat16"), G)
+    gram = stats(newton_schulz(G.float(), steps=steps, dtype="bfloat16", method="gram"), G)
+    for k in ("smin", "smax", "orth"):
+        assert abs(gram[k] - std[k]) < BAND_TOL, (k, gram, std)
+    assert gram["err"] < std["err"] + BAND_TOL, (gram, std)
+
+
+def test_every_other_step_restarts_are_what_small_matrices_cannot_take():
+    """Why the sparse restarts start at 256 rows: below, {2, 4} leaves the band on rank-deficient inputs."""
+    from hf_muon.ns.coefficients import schedule
+
+    G = _low_rank(64, 172, 0)
+    X = (G / (G.norm(dim=(-2, -1), keepdim=True) * 1.01)).to(torch.bfloat16)
+    std = stats(newton_schulz(G.float(), steps=5, dtype="bfloat16"), G)
+    tr = schedule("polar_express", 5)
+    sparse = stats(gram_iterate(X, tr, (2, 4)), G)
+    dense = stats(gram_iterate(X, tr, restart_steps(5, torch.bfloat16, 64)), G)
+    assert max(sparse["smax"] - std["smax"], sparse["orth"] - std["orth"]) > BAND_TOL
+    assert max(dense["smax"] - std["smax"], dense["orth"] - std["orth"]) < BAND_TOL
+
+
 def test_bf16_without_restarts_is_what_the_restarts_prevent():
     """The drift the restarts exist for: the same iteration with no restart leaves the band on a wide spectrum."""
     G = known_spectrum(128, 344, batch=2, lo=1e-4)
@@ -104,6 +143,8 @@ def test_bf16_without_restarts_is_what_the_restarts_prevent():
 
     tr = schedule("polar_express", 6)
     assert restart_steps(6, torch.bfloat16) == (2, 3, 4, 5) and restart_steps(6, torch.float32) == ()
+    assert restart_steps(6, torch.bfloat16, 128) == (2, 3, 4, 5) and restart_steps(6, torch.bfloat16, 256) == (2, 4)
+    assert restart_steps(5, torch.bfloat16, 768) == (2, 4) and restart_steps(4, torch.bfloat16, 768) == (2, 3)
     assert torch.linalg.svdvals(gram_iterate(X, tr, ()).double()).max() > 1.5
     assert torch.linalg.svdvals(gram_iterate(X, tr, (4,)).double()).max() > 1.5
     assert torch.linalg.svdvals(gram_iterate(X, tr, (2, 3, 4, 5)).double()).max() < 1.05
@@ -142,7 +183,10 @@ def test_zero_and_rank_deficient_give_no_nan(dtype, method):
 
 def test_auto_picks_gram_only_where_the_cost_model_says_so():
     assert use_gram(256, 688, 5, torch.float32) and use_gram(688, 256, 5, torch.float32)
-    assert not use_gram(256, 688, 5, torch.bfloat16)  # restarts leave 0.93× the FLOPs: not worth it
+    # bf16: every-step restarts (< 256 rows) leave 0.93× the FLOPs, not worth it; every other step (≥ 256 rows) 0.85×
+    assert not use_gram(128, 344, 5, torch.bfloat16) and use_gram(256, 688, 5, torch.bfloat16)
+    assert use_gram(768, 3072, 6, torch.bfloat16) and not use_gram(768, 3072, 8, torch.bfloat16)  # gated to 6 steps
+    assert use_gram(768, 3072, 8, torch.float32)
     assert not use_gram(256, 256, 5, torch.float32)  # square: Gram costs more
     assert not use_gram(32, 512, 5, torch.float32)  # too few rows for the m×m products to pay
     # the cost formula: 5 fp32 steps on 256×688 are 34m³ + 4m²n against 5(4m²n + 2m³)
