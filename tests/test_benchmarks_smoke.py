@@ -66,3 +66,15 @@ def test_timing_protocol_interleaves_rounds():
     assert isinstance(out["C"], RuntimeError)
     assert len(out["A"].times_ms) == 3 and len(out["A"].warmup_ms) == 2 and out["A"].interleaved_with == 3
     assert out["S"].reduced and len(out["S"].times_ms) == 1
+
+
+def test_ns_defaults_wide_tiny(tmp_path):
+    """``bench_ns_defaults.py --wide``: convergence only (no quality rows), its own JSON and report."""
+    env = dict(os.environ, HF_MUON_DATA=str(data_dir()), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_ns_defaults.py"), "--tiny", "--wide", "--allow-busy",
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [p.name for p in tmp_path.glob("*.json")] == ["ns_defaults_wide_tiny.json"]
+    assert "Gram (auto) vs standard" in proc.stdout and "Quality:" not in proc.stdout
+    assert "default (auto: Gram on 256×688)" in proc.stdout and "within seed noise of ns_method=newton_schulz" in proc.stdout

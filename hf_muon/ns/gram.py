@@ -27,7 +27,8 @@ seeds, aspect ratios 2–4, Polar Express 5 steps:
 
 So :func:`restart_steps` restarts every other step for ≥ :data:`SPARSE_RESTART_ROWS` rows and 5 or more steps,
 every step otherwise. In bf16 on 256×688 that is 0.85× the standard FLOPs (every step: 0.93×), on 768×3072
-0.78× (0.89×). In fp32/fp64 it runs without restarts (the singular values of standard NS to 1e-3, 0.70× the
+0.78× (0.89×); measured against the standard floor (``bench_step.py``): 0.87× on llama-7.4M's 256×688 (every
+step: 0.92×), 0.78× on GPT-2's 768×{2304, 3072} (0.84–0.86×). In fp32/fp64 it runs without restarts (the singular values of standard NS to 1e-3, 0.70× the
 FLOPs on 256×688).
 
 A restart costs ``4m²n``; :func:`hf_muon.ns.cost.ns_flops` counts it, and :func:`use_gram` (``ns_method="auto"``)

@@ -5,7 +5,11 @@ fresh ``mmap`` pages or gives the top of the heap back after each step, so the k
 every page again on the next step: llama-7.4M's step took 5,872 minor page faults per step, all inside
 Newton-Schulz (23 MB of fresh pages), and ran 34.5–39.3 ms against 28.3–31.8 ms with glibc told to keep its
 memory (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``; 3 interleaved process pairs, 2-core EPYC).
-Keeping the intermediates here removes those faults without touching the process's allocator.
+Keeping the intermediates here removes those faults without touching the process's allocator: 0–64 faults per
+step, and 29.6–32.9 ms against 36.1–40.7 ms before (4 alternating process pairs); GPT-2 small 1,657–1,766 ms
+against 1,842–1,963, qwen3-moe-tiny 38.4–39.5 against 45.1–45.2. In ``bench_step.py``, where 16 optimizers
+share one process and the others' frees give pages back, the default still takes ~2,200 faults per step (its
+fresh results and Nesterov directions) against 6,113–16,322 for the peer Muons.
 
 Rules:
 
