@@ -80,8 +80,9 @@ def use_gram(m: int, n: int, steps: int, dtype: torch.dtype) -> bool:
 def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
                  restarts: Sequence[int] = ()) -> torch.Tensor:
     """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring).
-    The m×m iterates and restarted X's live in reused scratch, each role in two alternating buffers so no
-    product writes a tensor it reads; the result is a fresh tensor (``X`` itself for 0 steps)."""
+    The m×m iterates and restarted X's live in reused scratch, A, P, Q and X each in two alternating buffers
+    (``A·P`` in one) so no product writes a tensor it reads; the result is a fresh tensor (``X`` itself for 0
+    steps). An explicit ``restarts`` is taken as given (the bf16 guard on steps is ``use_gram``'s, for "auto")."""
     mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
     small = X.shape[:-1] + X.shape[-2:-1]
     turn = {"A": 0, "P": 0, "Q": 0, "x": 0}

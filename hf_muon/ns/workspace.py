@@ -15,16 +15,22 @@ Rules:
 
 * a scratch tensor is only valid inside the call that asked for it: what an NS function *returns* is always
   a fresh tensor (or the caller's own input), never scratch, so results can be kept across calls;
-* ``tag`` names the role (``"x0"``, ``"gram.A1"`` …); a caller never passes a scratch tensor as the ``out=`` of an
-  op that also reads it (callers alternate two tags instead);
-* per thread (two threads stepping two optimizers do not share buffers), at most :data:`LIMIT_BYTES` per thread
-  (beyond it, plain allocations), and only on CPU: the CUDA caching allocator already reuses its blocks.
+* ``tag`` names the role (``"stack"``, ``"ns.x0"``, ``"gram.A1"`` …); a caller never passes a scratch tensor as
+  the ``out=`` of an op that also reads it (callers alternate two tags instead);
+* per thread (two threads stepping two optimizers do not share buffers) and per inference-mode state (a buffer
+  made under ``torch.inference_mode()`` cannot be written outside it);
+* at most :data:`LIMIT_BYTES` per thread: a new buffer evicts the least recently used ones until it fits (shapes
+  a model no longer produces age out), and one larger than the limit is a plain allocation;
+* only on CPU: the CUDA caching allocator already reuses its blocks.
+
+The cost: the buffers stay resident between steps (through forward and backward): every stack shape's input,
+two X buffers and its m×m iterates, measured 33 MiB for llama-7.4M (its optimizer state: 44 MiB) and 125 MiB for
+GPT-2 small (state: 625 MiB) in bf16. :func:`clear` gives them back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 
 import torch
@@ -41,14 +47,17 @@ def scratch(tag: str, shape, dtype: torch.dtype, device: torch.device) -> torch.
     if bufs is None:
         bufs = _local.bufs = {}
         _local.bytes = 0
-    key = (tag, tuple(shape), dtype)
-    t = bufs.get(key)
+    key = (tag, tuple(shape), dtype, torch.is_inference_mode_enabled())
+    t = bufs.pop(key, None)
     if t is None:
         t = torch.empty(shape, dtype=dtype, device=device)
-        nbytes = math.prod(shape) * dtype.itemsize
-        if _local.bytes + nbytes <= LIMIT_BYTES:
-            bufs[key] = t
-            _local.bytes += nbytes
+        nbytes = t.nbytes
+        if nbytes > LIMIT_BYTES:
+            return t
+        while bufs and _local.bytes + nbytes > LIMIT_BYTES:  # evict the least recently used
+            _local.bytes -= bufs.pop(next(iter(bufs))).nbytes
+        _local.bytes += nbytes
+    bufs[key] = t  # (re)inserted last: dict order is the recency order
     return t
 
 
