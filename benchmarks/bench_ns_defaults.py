@@ -141,13 +141,13 @@ def measure(args, load: dict, device) -> None:
     from hf_muon.lab.data import resolve_data_dir
 
     size = TINY if args.tiny else WIDE if args.wide else FULL
-    run_set = WIDE_RUNS if args.wide else RUNS
+    run_set, report = (WIDE_RUNS, WIDE_REPORT) if args.wide else (RUNS, REPORT)
     seeds = SEEDS[:2] if args.tiny else SEEDS
     started = time.time()
     data = prepare_data(str(resolve_data_dir(args.data, required=True)), block=size.block, batch=size.batch,
                         steps=size.steps, vocab_keep=size.vocab_keep, val_blocks=size.val_blocks,
                         max_tokens=size.max_tokens)
-    result = cli.begin(args, (WIDE_REPORT if args.wide else REPORT).NAME, load, {"model": [MODEL_SEED + s for s in seeds],
+    result = cli.begin(args, report.NAME, load, {"model": [MODEL_SEED + s for s in seeds],
                                                  "data_order": [DATA_SEED + s for s in seeds]})
     result["quality"] = {}
     for model_name, steps in () if args.wide else (("llama-7.4M", 20), ("gpt2-small", 6)):
@@ -173,10 +173,10 @@ def measure(args, load: dict, device) -> None:
     result.update(config={"model": f"Llama h{size.hidden} L{size.layers} i{size.intermediate}", "steps": size.steps,
                           "lr": MUON_LR, "seeds": list(seeds), "runs": {k: {"knobs": v, "paired_with": b} for k, (v, b) in run_set.items()},
                           "ns_dtype": peers.ns_auto_dtype(device)}, runs=runs, data=data.info)
-    result["summary"] = REPORT.summarize(result)
-    result["targets"] = REPORT.targets(result)
+    result["summary"] = report.summarize(result)
+    result["targets"] = report.targets(result)
     cli.finish(result, started, any(contended(r.get("other_cores")) for r in runs))
-    cli.publish(args, result, WIDE_REPORT if args.wide else REPORT)
+    cli.publish(args, result, report)
 
 
 def main(argv: list[str] | None = None) -> int:

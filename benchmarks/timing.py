@@ -62,11 +62,11 @@ class _Track:
     faults: list[int] = field(default_factory=list)
     reduced: bool = False
     error: Exception | None = None
-    last_faults: int = 0
 
 
-def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> float | None:
-    """One untimed ``before``, one timed call (+ sync), one untimed ``after``; None (and the error kept) on failure."""
+def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> tuple[float, int] | None:
+    """One untimed ``before``, one timed call (+ sync), one untimed ``after``: (ms, minor page faults); None (and
+    the error kept) on failure."""
     try:
         if c.before is not None:
             c.before()
@@ -76,10 +76,10 @@ def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> flo
         if sync is not None:
             sync()
         ms = (time.perf_counter() - start) * 1e3
-        track.last_faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         if c.after is not None:
             c.after()
-        return ms
+        return ms, faults
     except Exception as e:  # reported as the contender's result, never dropped
         track.error = e
         return None
@@ -100,9 +100,10 @@ def interleave(
             t = tracks[c.name]
             if t.error is not None or t.reduced:
                 continue
-            ms = _call(c, sync, t)
-            if ms is None:
+            done = _call(c, sync, t)
+            if done is None:
                 continue
+            ms = done[0]
             t.warmup_ms.append(ms)
             if slow_s is not None and (i > 0 or warmup == 1) and ms > slow_s * 1e3:
                 t.reduced = True
@@ -112,10 +113,10 @@ def interleave(
             for c in contenders:
                 t = tracks[c.name]
                 if t.error is None and not (t.reduced and i > 0):
-                    ms = _call(c, sync, t)
-                    if ms is not None:
-                        t.times_ms.append(ms)
-                        t.faults.append(t.last_faults)
+                    done = _call(c, sync, t)
+                    if done is not None:
+                        t.times_ms.append(done[0])
+                        t.faults.append(done[1])
     out: dict[str, Timing | Exception] = {}
     for c in contenders:
         t = tracks[c.name]

@@ -123,8 +123,8 @@ def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
         method = "gram" if use_gram(X.size(-2), X.size(-1), len(triples), X.dtype) else "newton_schulz"
     if method == "gram":
         return gram_iterate(X, triples, restart_steps(len(triples), X.dtype, X.size(-2)))
-    if X.ndim == 3 and X.size(0) > 1 and X.size(-2) * X.size(-1) >= LOOP_NUMEL:
-        return _ns_iterate_per_matrix(X, triples)
+    # a stack of large matrices: the Gram products stay batched, the X-update runs matrix by matrix (LOOP_NUMEL)
+    per_matrix = X.ndim == 3 and X.size(0) > 1 and X.size(-2) * X.size(-1) >= LOOP_NUMEL
     mm, addmm = (torch.bmm, torch.baddbmm) if X.ndim == 3 else (torch.mm, torch.addmm)
     gram_shape = X.shape[:-1] + X.shape[-2:-1]
     A = scratch("ns.A", gram_shape, X.dtype, X.device)
@@ -133,24 +133,12 @@ def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
     for k, (a, b, c) in enumerate(triples):
         mm(X, X.mT, out=A)
         addmm(A, A, A, beta=b, alpha=c, out=B)  # b·A + c·A²
-        out = torch.empty_like(X) if k == last else scratch(f"ns.x{k % 2}", X.shape, X.dtype, X.device)
-        X = addmm(X, B, X, beta=a, alpha=1.0, out=out)  # a·X + B·X
-    return X
-
-
-def _ns_iterate_per_matrix(X: torch.Tensor, triples) -> torch.Tensor:
-    """:func:`ns_iterate` for a stack of large matrices: the Gram products stay batched, the X-update runs
-    matrix by matrix into two reused buffers (the input is never written)."""
-    gram_shape = X.shape[:-1] + X.shape[-2:-1]
-    A = scratch("ns.A", gram_shape, X.dtype, X.device)
-    B = scratch("ns.B", gram_shape, X.dtype, X.device)
-    last = len(triples) - 1
-    for k, (a, b, c) in enumerate(triples):
-        torch.bmm(X, X.mT, out=A)
-        torch.baddbmm(A, A, A, beta=b, alpha=c, out=B)
         Y = torch.empty_like(X) if k == last else scratch(f"ns.x{k % 2}", X.shape, X.dtype, X.device)
-        for i in range(X.size(0)):
-            torch.addmm(X[i], B[i], X[i], beta=a, alpha=1.0, out=Y[i])
+        if per_matrix:
+            for i in range(X.size(0)):
+                torch.addmm(X[i], B[i], X[i], beta=a, alpha=1.0, out=Y[i])
+        else:
+            addmm(X, B, X, beta=a, alpha=1.0, out=Y)  # a·X + B·X
         X = Y
     return X
 
