@@ -23,7 +23,18 @@ seeds, aspect ratios 2–4, Polar Express 5 steps:
   quintic behave the same; 4 steps with one restart ({2}) do not (+0.088 at 256 rows); with 8 Polar Express steps
   both placements end +0.054 to +0.10 from standard NS at 256–768 rows, so ``ns_method="auto"`` keeps the standard
   iteration beyond :data:`MAX_LOW_PRECISION_STEPS` in bf16. One restart at {3} diverges on small real momenta
-  (σ_max 234 at 32×64).
+  (σ_max 234 at 32×64);
+* one restart at {3} (segments of 3 and 2 steps, 0.87× the FLOPs of {2, 4} on GPT-2's 768×{2304, 3072}) stays
+  within +0.008 on gpt2-small's momenta and +0.030 on Gaussian and log-uniform inputs at 768 rows, but fails on a
+  *spike* spectrum (one σ = 1, the rest 1e-3; rank-1-dominated gradients): σ_min 0.68–0.71 against 0.80–0.81
+  for standard NS at 768×3072 and 1024×4096; at 256–384 rows it fails on llama-7.4M's momenta (up to +3.9).
+  Not used;
+* {2, 4} checked again at 768–2048 rows (aspect 2–4; Gaussian, flat, σ ∝ i^-½, i^-1, i^-2, spike, three
+  spikes over 1e-2, log-uniform [1e-5, 1], half the spectrum at 1e-4), Polar Express: σ_max and max|σ − 1|
+  within +0.044 of standard NS, except σ_max 0.938 against 0.878 on the spike at 2048×8192 (every step,
+  {2, 3, 4}: 0.940), inside [0, 1] and closer to 1 than standard NS's. Keller's quintic: +0.045 to +0.052 in
+  σ_max on the half spectrum at 768–1024 rows (0.83–0.87 against 0.78–0.82, inside its band), the same for
+  {2, 3, 4}.
 
 So :func:`restart_steps` restarts every other step for ≥ :data:`SPARSE_RESTART_ROWS` rows and 5 or more steps,
 every step otherwise. In bf16 on 256×688 that is 0.85× the standard FLOPs (every step: 0.93×), on 768×3072
@@ -41,6 +52,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .layout import left_mul, like
 from .workspace import scratch
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -79,7 +91,8 @@ def use_gram(m: int, n: int, steps: int, dtype: torch.dtype) -> bool:
 
 def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
                  restarts: Sequence[int] = ()) -> torch.Tensor:
-    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring).
+    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring);
+    ``X`` may be the ``.mT`` of a contiguous tall stack, and the result keeps its layout (:mod:`hf_muon.ns.layout`).
     The m×m iterates and restarted X's live in reused scratch, A, P, Q and X each in two alternating buffers
     (``A·P`` in one) so no product writes a tensor it reads; the result is a fresh tensor (``X`` itself for 0
     steps). An explicit ``restarts`` is taken as given (the bf16 guard on steps is ``use_gram``'s, for "auto")."""
@@ -87,16 +100,17 @@ def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
     small = X.shape[:-1] + X.shape[-2:-1]
     turn = {"A": 0, "P": 0, "Q": 0, "x": 0}
 
-    def buf(role: str, shape=small) -> torch.Tensor:  # the next of the role's two scratch buffers
+    def buf(role: str) -> torch.Tensor:  # the next of the role's two scratch buffers
         turn[role] ^= 1
-        return scratch(f"gram.{role}{turn[role]}", shape, X.dtype, X.device)
+        tag = f"gram.{role}{turn[role]}"
+        return like(X, tag) if role == "x" else scratch(tag, small, X.dtype, X.device)
 
     A = mm(X, X.mT, out=buf("A"))
     Q = None
     last = len(triples) - 1
     for k, (a, b, c) in enumerate(triples):
         if k in restarts and Q is not None:
-            X = mm(Q, X, out=buf("x", X.shape))
+            X = left_mul(Q, X, buf("x"))
             A = mm(X, X.mT, out=buf("A"))
             Q = None
         P = addmm(A, A, A, beta=b, alpha=c, out=buf("P"))  # b·A + c·A²
@@ -105,7 +119,7 @@ def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
         if k < last and (k + 1) not in restarts:
             AP = mm(A, P, out=scratch("gram.AP", small, X.dtype, X.device))
             A = mm(P, AP, out=buf("A"))
-    return X if Q is None else mm(Q, X)
+    return X if Q is None else left_mul(Q, X, like(X))
 
 
 __all__ = ["MAX_LOW_PRECISION_STEPS", "SPARSE_RESTART_ROWS", "gram_iterate", "restart_steps", "use_gram"]
