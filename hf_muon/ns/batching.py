@@ -7,7 +7,7 @@ iterated as its wide ``.mT`` view (Newton-Schulz is transpose-equivariant, ``NS(
 :mod:`hf_muon.ns.layout`), so a Llama's ``gate_proj`` and ``up_proj`` (I, H) run as one batch and its
 ``down_proj`` (H, I) as another. (Batching all three used to copy the tall ones transposed into a wide stack and
 read their results back transposed: measured on llama-7.4M, 12 × 256×688 in one Gram-NS batch and 8 + 4 in two
-ran the same time, 15–20 ms, while the transposed copies cost 0.8 ms in and 0.4–0.5 ms out per step.)
+ran the same time, 15–20 ms, while the transposed copies cost 0.8 ms in and 0.4–0.5 ms out, isolated.)
 
 On CPU a bucket is cut into stacks of at most :func:`stack_limit` bytes in the compute dtype (a quarter of the
 last-level cache): one batched stack larger than the cache streams every Newton-Schulz product through memory.
