@@ -1,13 +1,18 @@
 """One batching engine: orthogonalize many matrices with as few batched calls as possible.
 
 Every job is a tensor whose last two dims are the matrix (2-D weights, ``(E, m, n)`` expert stacks,
-flattened convolutions) plus its Newton-Schulz settings. Jobs whose matrix shape, device, dtype and settings
-agree are stacked into one ``(B, m, n)`` tensor and orthogonalized in a single batched call. A tall stack is
-iterated as its wide ``.mT`` view (Newton-Schulz is transpose-equivariant, ``NS(Gᵀ) = NS(G)ᵀ``;
-:mod:`hf_muon.ns.layout`), so a Llama's ``gate_proj`` and ``up_proj`` (I, H) run as one batch and its
-``down_proj`` (H, I) as another. (Batching all three used to copy the tall ones transposed into a wide stack and
-read their results back transposed: measured on llama-7.4M, 12 × 256×688 in one Gram-NS batch and 8 + 4 in two
-ran the same time, 15–20 ms, while the transposed copies cost 0.8 ms in and 0.4–0.5 ms out, isolated.)
+flattened convolutions) plus its Newton-Schulz settings. Jobs whose *wide-oriented* matrix shape
+(``(min(m, n), max(m, n))``), device, dtype and settings agree are stacked into one ``(B, m, n)`` tensor
+and orthogonalized in a single batched call, so e.g. a Llama's ``gate_proj`` (I, H), ``up_proj`` (I, H)
+and ``down_proj`` (H, I) all run as one batch. Newton-Schulz is transpose-equivariant
+(``NS(Gᵀ) = NS(G)ᵀ``), so tall matrices are transposed in and back out.
+
+Tried and not kept: iterating a tall stack as the ``.mT`` view of its own memory (no transposed copy in, results
+contiguous for the update; tall and wide batched apart). The copies it removes cost 0.8 ms in and 0.4–0.5 ms out
+for llama-7.4M's 8 tall matrices (isolated), but BLAS products with the transposed operand ran 5–20 % slower
+(8 × 256×688: standard NS 21.3–22.8 ms against 18.9, Gram 16.5–17.9 against 15.6–16.2; GPT-2's 768×3072 Gram
+64–66 against 60 ms), and the whole step came out even: old/new 1.008 and 0.993 on llama-7.4M, 1.020 and 0.972 on
+GPT-2 small (in one process, interleaved, ratio of medians and median paired ratio).
 
 On CPU a bucket is cut into stacks of at most :func:`stack_limit` bytes in the compute dtype (a quarter of the
 last-level cache): one batched stack larger than the cache streams every Newton-Schulz product through memory.
@@ -72,25 +77,24 @@ def _run_one(x: torch.Tensor, cfg: NSConfig) -> torch.Tensor:
 
 
 def batch_key(t: torch.Tensor, cfg: NSConfig):
-    return (t.shape[-2], t.shape[-1], t.device, t.dtype, cfg.key())
+    m, n = t.shape[-2], t.shape[-1]
+    return (min(m, n), max(m, n), t.device, t.dtype, cfg.key())
 
 
 def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
-    """One bucket: ``(c, m, n)`` pieces of equal shape → their results stacked as ``(B, m, n)``."""
+    """One bucket: wide ``(c, m, n)`` pieces of equal shape → their results stacked as ``(B, m, n)``."""
     if cfg.method in ITERATIVE and not cfg.power:
         # Stack, normalise and cast in one pass per piece (no fp32 concatenation of the whole stack, no separate
-        # division and cast), then iterate on the wide orientation: a tall stack as its .mT view
-        # (:mod:`hf_muon.ns.layout`), so nothing is copied transposed. Equal to newton_schulz on the concatenation.
+        # division and cast), then iterate. Equal to newton_schulz on the concatenation up to the summation
+        # order inside each Frobenius norm (a transposed piece is reduced in its own memory order).
         first = pieces[0]
         compute = resolve_dtype(cfg.dtype, first.device, first.dtype)
         shape = (sum(w.size(0) for w in pieces), first.size(-2), first.size(-1))
         # the normalised stack is scratch (reused next step, :mod:`hf_muon.ns.workspace`) unless 0 steps return it
         X = (scratch("stack", shape, compute, first.device) if cfg.steps else
              torch.empty(shape, dtype=compute, device=first.device))
-        X = normalize_into(pieces, X, cfg.coefficients)
-        tall = first.size(-2) > first.size(-1)
-        O = ns_iterate(X.mT if tall else X, schedule(cfg.coefficients, cfg.steps), cfg.method)
-        return O.mT if tall else O
+        return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps),
+                          cfg.method)
     return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)
 
 
@@ -156,14 +160,23 @@ def run_jobs(jobs: Sequence[Job], batched: bool = True) -> list[torch.Tensor]:
     for i, job in enumerate(jobs):
         buckets.setdefault(batch_key(job.tensor, job.config), []).append(i)
     for idx in buckets.values():
-        pieces = [jobs[i].tensor.reshape(-1, *jobs[i].tensor.shape[-2:]) for i in idx]
-        counts = [w.size(0) for w in pieces]
+        pieces, counts, tall = [], [], []
+        for i in idx:
+            t = jobs[i].tensor
+            is_tall = t.size(-2) > t.size(-1)
+            w = t.mT if is_tall else t
+            w = w.reshape(-1, w.size(-2), w.size(-1))
+            pieces.append(w)
+            counts.append(w.size(0))
+            tall.append(is_tall)
         cfg, first = jobs[idx[0]].config, pieces[0]
         itemsize = resolve_dtype(cfg.dtype, first.device, first.dtype).itemsize
         for group in cut(counts, first.size(-2) * first.size(-1) * itemsize, stack_limit(first.device)):
             result = _run_stack([pieces[g] for g in group], cfg)
             for g, chunk in zip(group, torch.split(result, [counts[g] for g in group], dim=0)):
-                out[idx[g]] = chunk.reshape(jobs[idx[g]].tensor.shape)
+                t = jobs[idx[g]].tensor
+                chunk = chunk.mT if tall[g] else chunk
+                out[idx[g]] = chunk.reshape(t.shape)
     return out  # type: ignore[return-value]
 
 

@@ -52,7 +52,6 @@ from collections.abc import Sequence
 
 import torch
 
-from .layout import left_mul, like
 from .workspace import scratch
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -91,8 +90,7 @@ def use_gram(m: int, n: int, steps: int, dtype: torch.dtype) -> bool:
 
 def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
                  restarts: Sequence[int] = ()) -> torch.Tensor:
-    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring);
-    ``X`` may be the ``.mT`` of a contiguous tall stack, and the result keeps its layout (:mod:`hf_muon.ns.layout`).
+    """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring).
     The m×m iterates and restarted X's live in reused scratch, A, P, Q and X each in two alternating buffers
     (``A·P`` in one) so no product writes a tensor it reads; the result is a fresh tensor (``X`` itself for 0
     steps). An explicit ``restarts`` is taken as given (the bf16 guard on steps is ``use_gram``'s, for "auto")."""
@@ -100,17 +98,16 @@ def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
     small = X.shape[:-1] + X.shape[-2:-1]
     turn = {"A": 0, "P": 0, "Q": 0, "x": 0}
 
-    def buf(role: str) -> torch.Tensor:  # the next of the role's two scratch buffers
+    def buf(role: str, shape=small) -> torch.Tensor:  # the next of the role's two scratch buffers
         turn[role] ^= 1
-        tag = f"gram.{role}{turn[role]}"
-        return like(X, tag) if role == "x" else scratch(tag, small, X.dtype, X.device)
+        return scratch(f"gram.{role}{turn[role]}", shape, X.dtype, X.device)
 
     A = mm(X, X.mT, out=buf("A"))
     Q = None
     last = len(triples) - 1
     for k, (a, b, c) in enumerate(triples):
         if k in restarts and Q is not None:
-            X = left_mul(Q, X, buf("x"))
+            X = mm(Q, X, out=buf("x", X.shape))
             A = mm(X, X.mT, out=buf("A"))
             Q = None
         P = addmm(A, A, A, beta=b, alpha=c, out=buf("P"))  # b·A + c·A²
@@ -119,7 +116,7 @@ def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
         if k < last and (k + 1) not in restarts:
             AP = mm(A, P, out=scratch("gram.AP", small, X.dtype, X.device))
             A = mm(P, AP, out=buf("A"))
-    return X if Q is None else left_mul(Q, X, like(X))
+    return X if Q is None else mm(Q, X)
 
 
 __all__ = ["MAX_LOW_PRECISION_STEPS", "SPARSE_RESTART_ROWS", "gram_iterate", "restart_steps", "use_gram"]

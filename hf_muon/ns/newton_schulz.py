@@ -33,7 +33,6 @@ import torch
 
 from .coefficients import normalization_scale, schedule
 from .gram import gram_iterate, restart_steps, use_gram
-from .layout import left_mul, like
 from .reference import svd_orthogonalize
 from .workspace import scratch
 
@@ -117,8 +116,7 @@ LOOP_NUMEL = 1 << 20
 
 def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
                method: str = "newton_schulz") -> torch.Tensor:
-    """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n), contiguous
-    or the ``.mT`` of a contiguous tall stack (:mod:`hf_muon.ns.layout`; the result keeps ``X``'s layout);
+    """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n);
     ``method`` "gram" runs it in Gram space, "auto" picks per shape (see the module docstring). Intermediates
     live in reused scratch (:mod:`hf_muon.ns.workspace`); the result is a fresh tensor (``X`` itself for 0 steps)."""
     if method == "auto":
@@ -135,12 +133,12 @@ def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
     for k, (a, b, c) in enumerate(triples):
         mm(X, X.mT, out=A)
         addmm(A, A, A, beta=b, alpha=c, out=B)  # b·A + c·A²
-        Y = like(X) if k == last else like(X, f"ns.x{k % 2}")
+        Y = torch.empty_like(X) if k == last else scratch(f"ns.x{k % 2}", X.shape, X.dtype, X.device)
         if per_matrix:
             for i in range(X.size(0)):
-                left_mul(B[i], X[i], Y[i], beta=a)
+                torch.addmm(X[i], B[i], X[i], beta=a, alpha=1.0, out=Y[i])
         else:
-            left_mul(B, X, Y, beta=a)  # a·X + B·X
+            addmm(X, B, X, beta=a, alpha=1.0, out=Y)  # a·X + B·X
         X = Y
     return X
 
@@ -159,12 +157,12 @@ def newton_schulz(
         raise ValueError(f"orthogonalize needs a (..., m, n) tensor, got shape {tuple(G.shape)}")
     compute = resolve_dtype(dtype, G.device, G.dtype)
     tall = G.size(-2) > G.size(-1)
-    pieces = G.reshape(-1, G.size(-2), G.size(-1))  # normalised in G's own layout, a tall one iterated as its .mT
+    W = G.mT if tall else G
+    lead, m, n = W.shape[:-2], W.size(-2), W.size(-1)
+    pieces = W.reshape(-1, m, n)
     X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps)
-    X = X.mT if tall else X
-    X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps), method)
-    X = X.mT if tall else X
-    return X.reshape(G.shape)
+    X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps), method).reshape(*lead, m, n)
+    return X.mT if tall else X
 
 
 def orthogonalize(
