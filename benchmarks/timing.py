@@ -70,13 +70,13 @@ def _call(c: Contender, sync: Callable[[], object] | None, track: _Track) -> tup
     try:
         if c.before is not None:
             c.before()
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         c.call()
         if sync is not None:
             sync()
         ms = (time.perf_counter() - start) * 1e3
-        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
         if c.after is not None:
             c.after()
         return ms, faults
