@@ -185,7 +185,10 @@ def step_peers(device: torch.device) -> list[Peer]:
         Peer("pytorch_optimizer.Muon", "peer", pytorch_optimizer_muon,
              "bf16 NS, same-shape matrices stacked; own AdamW for the rest", flattens_3d=True),
         Peer("hf_muon", "hf_muon", hf_muon_optimizer(),
-             f"polar_express, NS {auto} (auto), ns_method=auto, batched; AdamW part fused (default)"),
+             f"polar_express, NS {auto} (auto), ns_method=auto, batched, kernels=auto; AdamW part fused (default)"),
+        Peer("hf_muon kernels=eager", "hf_muon", hf_muon_optimizer(kernels="eager"),
+             f"polar_express, NS {auto}, batched; cast into the stack and weight write eager (the default before "
+             "kernels=auto)"),
         Peer("hf_muon fused=False", "hf_muon", hf_muon_optimizer(fused=False),
              f"polar_express, NS {auto}, batched; AdamW part on torch's default (unfused) path"),
         Peer("hf_muon coefficients=keller", "hf_muon", hf_muon_optimizer(coefficients="keller"),

@@ -25,6 +25,7 @@ from typing import Any
 
 from .model.scaling import SCALE_MODES
 from .ns.coefficients import PRESETS
+from .ns.kernels import KERNEL_MODES
 from .ns.newton_schulz import METHODS, NS_DTYPES
 from .ns.schedule import DepthSchedule, parse_schedule
 
@@ -80,6 +81,8 @@ class MuonConfig:
                          choices=NS_DTYPES)
     ns_method: str = knob("auto", "auto (Gram-space NS where its FLOPs ≤ 0.9× standard), newton_schulz, gram, svd (exact)",
                           "choice", choices=METHODS)
+    kernels: str = knob("auto", "cast into the NS stack + weight write: auto (torch.compile'd on CPU for matrices of "
+                        "≥ 262,144 elements; eager where compiling fails), eager", "choice", choices=KERNEL_MODES)
     momentum_dtype: str | None = knob(None, "None (the parameter's dtype) or float32 (fp32 buffers for bf16/fp16)",
                                       "choice", choices=MOMENTUM_DTYPES, optional=True)
     spectral_power: float = knob(0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0)
@@ -117,11 +120,9 @@ class MuonConfig:
                                scope="optimizer")
     # ------------------------------------------------------------------ routing
     lora_policy: str = knob("both", "LoRA factors: both (A and B on Muon), b_only (B on Muon), adamw", "choice",
-                            choices=LORA_POLICIES,
-                            scope="routing")
+                            choices=LORA_POLICIES, scope="routing")
     moe_experts: str = knob("muon", "3-D MoE expert stacks: muon (per expert, as Moonlight/Kimi K2), or adamw",
-                            "choice",
-                            choices=MOE_POLICIES, scope="routing")
+                            "choice", choices=MOE_POLICIES, scope="routing")
     conv: str = knob("adamw", "conv weights: adamw, or muon (flattened to (out, in·k))", "choice",
                      choices=CONV_POLICIES, scope="routing")
     include: str | None = knob(None, "regex: force matching ≥2-D parameters onto Muon", "regex", optional=True,

@@ -52,12 +52,13 @@ class NSConfig:
     power: float = 0.0  # spectral power p: U Σ^p Vᵀ (0 = orthogonalize)
     split: Split | None = None  # fused projection: orthogonalize these blocks separately (hf_muon.ns.blocks)
     ratios: tuple[float, ...] | None = None  # per-block scale relative to the whole matrix, applied on assembly
+    kernels: str = "auto"  # the cast into the stack: compiled or eager (hf_muon.ns.kernels)
 
     def key(self):
         c = self.coefficients
         if not isinstance(c, str):
             c = tuple(tuple(float(x) for x in t) if isinstance(t, (list, tuple)) else float(t) for t in c)
-        return (self.steps, c, self.dtype, self.method, float(self.power), self.split, self.ratios)
+        return (self.steps, c, self.dtype, self.method, float(self.power), self.split, self.ratios, self.kernels)
 
 
 @dataclass
@@ -73,7 +74,8 @@ def _run_one(x: torch.Tensor, cfg: NSConfig) -> torch.Tensor:
         return spectral_power(x, cfg.power, method="svd" if cfg.method == "svd" else "auto")
     if cfg.method == "svd":
         return svd_orthogonalize(x)
-    return newton_schulz(x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype, method=cfg.method)
+    return newton_schulz(x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype, method=cfg.method,
+                        kernels=cfg.kernels)
 
 
 def batch_key(t: torch.Tensor, cfg: NSConfig):
@@ -93,7 +95,8 @@ def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
         # the normalised stack is scratch (reused next step, :mod:`hf_muon.ns.workspace`) unless 0 steps return it
         X = (scratch("stack", shape, compute, first.device) if cfg.steps else
              torch.empty(shape, dtype=compute, device=first.device))
-        return ns_iterate(normalize_into(pieces, X, cfg.coefficients), schedule(cfg.coefficients, cfg.steps),
+        return ns_iterate(normalize_into(pieces, X, cfg.coefficients, kernels=cfg.kernels),
+                          schedule(cfg.coefficients, cfg.steps),
                           cfg.method)
     return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)
 

@@ -33,6 +33,7 @@ import torch
 
 from .coefficients import normalization_scale, schedule
 from .gram import gram_iterate, restart_steps, use_gram
+from .kernels import scaled_cast_
 from .reference import svd_orthogonalize
 from .workspace import scratch
 
@@ -91,10 +92,12 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_d
 
 
 def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficients="polar_express",
-                   eps: float = 1e-7) -> torch.Tensor:
+                   eps: float = 1e-7, kernels: str = "auto") -> torch.Tensor:
     """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(s·‖·‖_F, eps)`` into consecutive slices
     of ``out`` ``(B, m, n)`` (any dtype, e.g. bf16: the quotient is computed in at least fp32 and rounded once,
-    as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack)."""
+    as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack). The norm is an eager
+    reduction; the division and cast is :func:`hf_muon.ns.kernels.scaled_cast_` (compiled under ``kernels``
+    "auto" for large matrices: a transposed piece is where eager is slowest)."""
     scale = normalization_scale(coefficients)
     k = 0
     for w in pieces:
@@ -103,7 +106,7 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
         norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
         norm = (norm * scale).clamp_min_(eps)
         c = w.size(0)
-        torch.div(w, norm, out=out[k:k + c])
+        scaled_cast_(out[k:k + c], w, norm, kernels)
         k += c
     return out
 
@@ -150,9 +153,10 @@ def newton_schulz(
     dtype: str | torch.dtype | None = "auto",
     eps: float = 1e-7,
     method: str = "newton_schulz",
+    kernels: str = "auto",
 ) -> torch.Tensor:
-    """Newton-Schulz orthogonalization of ``G`` (..., m, n) (``method``: newton_schulz | gram | auto); returns a
-    tensor in the compute dtype."""
+    """Newton-Schulz orthogonalization of ``G`` (..., m, n) (``method``: newton_schulz | gram | auto; ``kernels``:
+    the cast into the compute dtype, :mod:`hf_muon.ns.kernels`); returns a tensor in the compute dtype."""
     if G.ndim < 2:
         raise ValueError(f"orthogonalize needs a (..., m, n) tensor, got shape {tuple(G.shape)}")
     compute = resolve_dtype(dtype, G.device, G.dtype)
@@ -160,7 +164,8 @@ def newton_schulz(
     W = G.mT if tall else G
     lead, m, n = W.shape[:-2], W.size(-2), W.size(-1)
     pieces = W.reshape(-1, m, n)
-    X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps)
+    X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps,
+                       kernels)
     X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps), method).reshape(*lead, m, n)
     return X.mT if tall else X
 

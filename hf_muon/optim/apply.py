@@ -27,6 +27,7 @@ import torch
 
 from ..model.scaling import fan_out_in, scale_factor
 from ..ns.blocks import Split
+from ..ns.kernels import decay_add_, one_pass_write
 
 
 def update_scale(p: torch.Tensor, group: dict) -> float:
@@ -66,13 +67,26 @@ def apply_orthogonal_(params: list[torch.Tensor], updates: list[torch.Tensor], l
 
 
 def apply_group(group: dict, params: list[torch.Tensor], ortho: list[torch.Tensor]) -> list[float]:
-    """Decay then write one Muon group's updates; returns the scales used (for diagnostics)."""
-    if group["cautious_wd"]:
-        cautious_decay_(params, ortho, group["lr"], group["weight_decay"])
-    else:
-        decoupled_decay_(params, group["lr"], group["weight_decay"])
+    """Decay then write one Muon group's updates; returns the scales used (for diagnostics).
+
+    With plain decay, a parameter the compiled write takes (:func:`hf_muon.ns.kernels.one_pass_write`) gets
+    ``W ← (1 − lr·λ)·W − lr·α·O`` in one pass; the others get the two eager passes. Cautious decay is eager."""
     scales = [update_scale(p, group) for p in params]
-    apply_orthogonal_(params, ortho, group["lr"], scales)
+    lr, wd = group["lr"], group["weight_decay"]
+    if group["cautious_wd"]:
+        cautious_decay_(params, ortho, lr, wd)
+        apply_orthogonal_(params, ortho, lr, scales)
+        return scales
+    rest = []
+    for p, o, s in zip(params, ortho, scales):
+        if lr != 0.0 and one_pass_write(p, group["kernels"]):
+            decay_add_(p, o, 1.0 - lr * wd, -lr * s, group["kernels"])
+        else:
+            rest.append((p, o, s))
+    if rest:
+        params, ortho, scales_rest = (list(t) for t in zip(*rest))
+        decoupled_decay_(params, lr, wd)
+        apply_orthogonal_(params, ortho, lr, scales_rest)
     return scales
 
 

@@ -37,7 +37,7 @@ def ns_config(group: dict, steps: int | None = None, p: torch.Tensor | None = No
     ratios = (block_ratios(tuple(p.shape), split, group["transposed"], group["experts"], group["scale_mode"])
               if split is not None and ratios else None)
     return NSConfig(steps, group["coefficients"], group["ns_dtype"], group["ns_method"],
-                    float(group["spectral_power"]), split, ratios)
+                    float(group["spectral_power"]), split, ratios, group["kernels"])
 
 
 def auto_steps(st: dict, group: dict, matrix: torch.Tensor) -> int:

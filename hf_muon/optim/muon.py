@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from ..config import KNOBS, MuonConfig, check_variant
+from ..ns import kernels
 from ..ns.batching import Job
 from . import state as S
 from .adamw import adamw_step
@@ -94,6 +95,9 @@ class Muon(torch.optim.Optimizer):
                 "Muon was requested but no parameter is routed to it (every group has use_muon=False or no params). "
                 "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
             )
+        # compiled kernels (hf_muon.ns.kernels) will run: probe the compiler at the first step
+        self._probe_kernels = any(g["use_muon"] and kernels.eligible(p, g["kernels"])
+                                  for g in self.param_groups for p in g["params"])
         S.install(self)
         if hasattr(self.backend, "bind"):  # names in layout errors, replica_check, the agreed NS dtype in state_dict
             self.backend.bind(self)
@@ -141,6 +145,9 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         work = screen(self.param_groups)  # raises before anything is written
+        if getattr(self, "_probe_kernels", False):  # a compiler that fails here is found before anything is written
+            kernels.probe()
+            self._probe_kernels = False
         for w in work:
             w.group["step"] += 1
             w.group["nonfinite_skipped"] += w.skipped
@@ -160,9 +167,10 @@ class Muon(torch.optim.Optimizer):
 
     def _muon_step(self, work: list, stats: StepStats | None) -> None:
         jobs, spans = [], []
-        for w in work:
+        for k, w in enumerate(work):
             states = [self.state[p] for p in w.params]
-            directions = RULES[w.group["update_base"]](w.group, states, w.params, w.grads)
+            # scratch tags by position in the step: unique within it, shared by optimizers of the same layout
+            directions = RULES[w.group["update_base"]](w.group, states, w.params, w.grads, tag=f"direction.{k}")
             variant = VARIANTS[w.group["variant"]]
             if variant.prepare is not None:
                 directions = variant.prepare(w.group, directions)

@@ -1,7 +1,8 @@
 """Direction rules: what a Muon group orthogonalizes, as pure functions over (state, params, grads).
 
 A rule takes the group's hyperparameters, the per-parameter state dicts and the gradients, updates the
-state in place, and returns one tensor per parameter to orthogonalize. The optimizer picks the rule by the
+state in place, and returns one tensor per parameter to orthogonalize (``tag``: where it may keep them in
+workspace scratch for the rest of the step). The optimizer picks the rule by the
 group's ``update_base`` from :data:`RULES`; a new rule is a function plus a registry entry.
 
 ``momentum`` (Muon; Moonlight Eq. 1 with Keller's Nesterov variant, arXiv 2502.16982)::
@@ -24,30 +25,42 @@ from collections.abc import Callable
 
 import torch
 
+from ..ns.workspace import scratch
 from . import state as S
+from .jobs import is_dtensor
 
 
-def momentum_(bufs: list[torch.Tensor], grads: list[torch.Tensor], momentum: float, nesterov: bool) -> list[torch.Tensor]:
+def momentum_(bufs: list[torch.Tensor], grads: list[torch.Tensor], momentum: float, nesterov: bool,
+              tag: str | None = None) -> list[torch.Tensor]:
     """``B ← μB + G`` in place; return the tensors to orthogonalize (``G + μB`` or ``B``).
 
     One pass per tensor for each formula (``torch.add(G, B, alpha=μ)``, written into ``B`` for the buffer): the
-    former ``B·μ`` then ``+ G`` read and wrote the buffer twice (measured: 2.4 ms of a 34 ms llama-7.4M step)."""
+    former ``B·μ`` then ``+ G`` read and wrote the buffer twice (measured: 2.4 ms of a 34 ms llama-7.4M step).
+    With ``tag``, each Nesterov mix is written into workspace scratch ``f"{tag}.{i}"`` (CPU, plain tensors;
+    :mod:`hf_muon.ns.workspace`), valid until the next call with that tag: the optimizer consumes it within the
+    step. Fresh tensors of GPT-2 small's size (340 MB) cost 40–90 ms of page faults per step."""
     if not bufs:
         return []
     for b, g in zip(bufs, grads):
         torch.add(g, b, alpha=momentum, out=b)
-    if nesterov:
-        # G + μ·B, in the buffer's dtype (fp32 buffers for bf16 params keep the mix in fp32).
-        return [torch.add(g.to(b.dtype) if g.dtype != b.dtype else g, b, alpha=momentum) for b, g in zip(bufs, grads)]
-    return list(bufs)
+    if not nesterov:
+        return list(bufs)
+    out = []
+    for i, (b, g) in enumerate(zip(bufs, grads)):
+        g = g.to(b.dtype) if g.dtype != b.dtype else g  # the mix in the buffer's dtype (fp32 for bf16 params)
+        if tag is None or is_dtensor(b):
+            out.append(torch.add(g, b, alpha=momentum))
+        else:
+            out.append(torch.add(g, b, alpha=momentum, out=scratch(f"{tag}.{i}", b.shape, b.dtype, b.device)))
+    return out
 
 
-def momentum_rule(group: dict, states: list[dict], params: list, grads: list) -> list[torch.Tensor]:
+def momentum_rule(group: dict, states: list[dict], params: list, grads: list, tag: str | None = None) -> list[torch.Tensor]:
     bufs = [S.momentum_buffer(st, p, group) for st, p in zip(states, params)]
-    return momentum_(bufs, grads, group["momentum"], group["nesterov"])
+    return momentum_(bufs, grads, group["momentum"], group["nesterov"], tag)
 
 
-def adam_rule(group: dict, states: list[dict], params: list, grads: list) -> list[torch.Tensor]:
+def adam_rule(group: dict, states: list[dict], params: list, grads: list, tag: str | None = None) -> list[torch.Tensor]:
     beta1, beta2 = group["betas"]
     out = []
     for st, p, g in zip(states, params, grads):

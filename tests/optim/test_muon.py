@@ -271,6 +271,31 @@ def test_groups_with_different_lrs_and_settings_share_batches_only_when_compatib
     assert spy.call_count == 2  # a and b batch together; c has a different ns_steps
 
 
+def test_nesterov_directions_kept_in_scratch_do_not_collide_across_groups():
+    """Two Muon groups of the same shapes in one optimizer step like two optimizers of one group each: every
+    direction has its own scratch slot until Newton-Schulz has read it (and the scratch path equals fresh tensors)."""
+    from hf_muon.ns import workspace
+
+    a, b = _params([(16, 32), (16, 32)])
+    ref = [p.detach().clone().requires_grad_() for p in (a, b)]
+    fresh = [p.detach().clone().requires_grad_() for p in (a, b)]
+    one = Muon([dict(params=[a]), dict(params=[b], lr=5e-2)], lr=2e-2, ns_dtype="float32")
+    two = [Muon([ref[0]], lr=2e-2, ns_dtype="float32"), Muon([ref[1]], lr=5e-2, ns_dtype="float32")]
+    plain = Muon([dict(params=[fresh[0]]), dict(params=[fresh[1]], lr=5e-2)], lr=2e-2, ns_dtype="float32")
+    for _ in range(3):
+        grads = [torch.randn(16, 32), torch.randn(16, 32) * 10]
+        for ps in ((a, b), ref, fresh):
+            for p, g in zip(ps, grads):
+                p.grad = g.clone()
+        one.step()
+        for opt in two:
+            opt.step()
+        with workspace.disabled():
+            plain.step()
+        for p, r, f in zip((a, b), ref, fresh):
+            assert torch.equal(p, r) and torch.equal(p, f)
+
+
 def test_nonfinite_gradient_error_names_parameter_and_step():
     params = _params([(4, 4), (4, 4)])
     opt = Muon([dict(params=params, param_names=["layer.q.weight", "layer.k.weight"])], lr=1e-3)
