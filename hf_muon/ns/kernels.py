@@ -64,10 +64,13 @@ _SOURCES = {"cast": _cast, "write": _write}
 
 def eligible(t: torch.Tensor, mode: str) -> bool:
     """Whether the pass over ``t`` goes to a compiled kernel: ``mode="auto"``, a plain CPU tensor (not a DTensor
-    shard) of at least :data:`MIN_NUMEL` elements."""
+    shard) whose matrices (the last two dims) have at least :data:`MIN_NUMEL` elements each: an expert stack
+    ``(E, m, n)`` of small matrices stays eager (qwen3-moe-tiny's 8 × 256×256 stacks compiled as whole tensors:
+    cast 4.48 ms and write 3.64 per step against 3.30 and 3.33 eager, in one process, alternating)."""
     if mode not in KERNEL_MODES:
         raise ValueError(f"unknown kernels mode {mode!r}; valid: {', '.join(KERNEL_MODES)}")
-    return mode == "auto" and t.numel() >= MIN_NUMEL and t.device.type == "cpu" and type(t).__name__ != "DTensor"
+    per_matrix = t.shape[-2] * t.shape[-1] if t.ndim >= 2 else t.numel()
+    return mode == "auto" and per_matrix >= MIN_NUMEL and t.device.type == "cpu" and type(t).__name__ != "DTensor"
 
 
 def _run(name: str, eager, *args) -> None:

@@ -33,6 +33,7 @@ def test_policy():
     assert K.MIN_NUMEL == ROWS * COLS
     assert K.eligible(big, "auto") and K.eligible(big.mT, "auto")
     assert not K.eligible(small, "auto") and not K.eligible(big, "eager")
+    assert not K.eligible(torch.zeros(8, 256, 256), "auto")  # an expert stack of small matrices stays eager
     assert not K.eligible(torch.zeros(ROWS, COLS, device="meta"), "auto")  # only CPU compiles
     assert K.one_pass_write(big, "auto") and not K.one_pass_write(big.bfloat16(), "auto")  # fp32 weights only
     with pytest.raises(ValueError, match="unknown kernels mode 'fast'; valid: auto, eager"):
