@@ -1,8 +1,10 @@
 """The one timing protocol of the benchmarks: warmup, then interleaved rounds, medians.
 
-Every contender (a callable with untimed ``before`` / ``after`` hooks) is called in rounds: A, B, C, A, B,
-C, ... First ``warmup`` untimed rounds (state allocation, torch.compile, caches), then ``repeats`` timed
-rounds, each calling every contender once. A slow spell of the machine (another process, frequency or
+Every contender (a callable with untimed ``before`` / ``after`` hooks) is called in rounds: A, B, C, B, C,
+A, C, A, B ... First ``warmup`` untimed rounds (state allocation, torch.compile, caches), then ``repeats`` timed
+rounds, each calling every contender once, each starting one contender later than the one before, so that no
+contender always runs right after the same neighbour (in bench_step the first hf_muon row after the peers took
+~1,000 page faults per step its identical twin further on did not pay). A slow spell of the machine (another process, frequency or
 thermal throttling) therefore hits every contender of that round alike and cancels in their ratios; each
 contender's time is the median over its rounds. A device sync runs inside the timed region.
 
@@ -110,7 +112,8 @@ def interleave(
     live = sum(t.error is None for t in tracks.values())
     with OtherProcesses() as others:
         for i in range(repeats):
-            for c in contenders:
+            k = i % len(contenders)
+            for c in list(contenders[k:]) + list(contenders[:k]):  # each round starts one contender later
                 t = tracks[c.name]
                 if t.error is None and not (t.reduced and i > 0):
                     done = _call(c, sync, t)

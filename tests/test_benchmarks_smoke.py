@@ -44,8 +44,8 @@ def test_reports_regenerate_from_committed_json(tmp_path):
 
 
 def test_timing_protocol_interleaves_rounds():
-    """Warmup rounds, then timed rounds A, B, A, B …; a failing contender drops out with its exception, a slow one
-    is timed once."""
+    """Warmup rounds, then timed rounds, each starting one contender later (A, B, …; B, …, A; …); a failing
+    contender drops out with its exception, a slow one is timed once."""
     sys.path.insert(0, str(REPO))
     from benchmarks.timing import Contender, interleave
 
@@ -62,7 +62,7 @@ def test_timing_protocol_interleaves_rounds():
 
     out = interleave([Contender("A", lambda: calls.append("A")), Contender("B", lambda: calls.append("B")),
                       Contender("C", fail), Contender("S", slow)], warmup=2, repeats=3, slow_s=0.01)
-    assert calls == ["A", "B", "C", "S", "A", "B", "S"] + ["A", "B", "S"] + ["A", "B"] * 2
+    assert calls == ["A", "B", "C", "S", "A", "B", "S"] + ["A", "B", "S"] + ["B", "A"] + ["A", "B"]
     assert isinstance(out["C"], RuntimeError)
     assert len(out["A"].times_ms) == 3 and len(out["A"].warmup_ms) == 2 and out["A"].interleaved_with == 3
     assert out["S"].reduced and len(out["S"].times_ms) == 1
