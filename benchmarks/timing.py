@@ -4,9 +4,9 @@ Every contender (a callable with untimed ``before`` / ``after`` hooks) is called
 A, C, A, B ... First ``warmup`` untimed rounds (state allocation, torch.compile, caches), then ``repeats`` timed
 rounds, each calling every contender once, each starting one contender later than the one before, so that no
 contender always runs right after the same neighbour (in bench_step the first hf_muon row after the peers took
-~1,000 page faults per step its identical twin further on did not pay). A slow spell of the machine (another process, frequency or
-thermal throttling) therefore hits every contender of that round alike and cancels in their ratios; each
-contender's time is the median over its rounds. A device sync runs inside the timed region.
+~1,000 page faults per step its identical twin further on did not pay). A slow spell of the machine (another
+process, frequency or thermal throttling) therefore hits every contender of that round alike and cancels in
+their ratios; each contender's time is the median over its rounds. A device sync runs inside the timed region.
 
 * A contender whose warmup call (the second one when there are several: the first carries one-off costs)
   exceeds ``slow_s`` stops warming up and is timed in the first round only (``reduced``).

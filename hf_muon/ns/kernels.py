@@ -28,7 +28,8 @@ with at least :data:`MIN_NUMEL` elements on CPU (plain tensors; DTensor shards a
 ``"eager"`` never compiles. Whether compiling works is found on first use: if it raises (no C++ compiler, an
 unsupported Python), one warning names the error and the process keeps the eager ops, which compute the same
 values; the optimizer compiles both once on small tensors (:func:`probe`) at its first step that has a large
-matrix, before anything is written, so even a warning turned into an error leaves that step undone, not half done. Kernels are compiled with dynamic shapes: one compile per layout (seconds; inductor's on-disk cache makes
+matrix, before anything is written, so even a warning turned into an error leaves that step undone, not half
+done. Kernels are compiled with dynamic shapes: one compile per layout (seconds; inductor's on-disk cache makes
 later processes faster), not per shape; scalars go in as tensors, so learning-rate schedules never recompile.
 Both kernels equal the eager ops to fp32 rounding (the cast came out bit-identical; the fused write rounds once
 where eager rounds twice).
@@ -93,20 +94,23 @@ def _run(name: str, eager, *args) -> None:
 
 
 def _compile(name: str):
-    """The compiled kernel, called with dynamo's recompile limit raised: one cache entry per layout (dtypes,
-    ndim and size-1 dims are specialised), and a process stepping several models can pass dynamo's default of 8,
-    which under ``fullgraph=True`` is an error."""
-    fn = _compiled.get(name)
-    if fn is None:
+    """The compiled kernel (built once per process), called with dynamo's recompile limit raised: one cache entry
+    per layout (dtypes, ndim and size-1 dims are specialised), and a process stepping several models can pass
+    dynamo's default of 8, which under ``fullgraph=True`` is an error."""
+    call = _compiled.get(name)
+    if call is None:
         with _lock:
-            fn = _compiled.setdefault(name, torch.compile(_SOURCES[name], dynamic=True, fullgraph=True))
+            call = _compiled.get(name)
+            if call is None:
+                import torch._dynamo.config as dynamo_config
 
-    def call(*args):
-        import torch._dynamo.config as dynamo_config
+                fn = torch.compile(_SOURCES[name], dynamic=True, fullgraph=True)
 
-        with dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT):
-            fn(*args)
+                def call(*args):
+                    with dynamo_config.patch(recompile_limit=RECOMPILE_LIMIT):
+                        fn(*args)
 
+                _compiled[name] = call
     return call
 
 
