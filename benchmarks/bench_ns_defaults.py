@@ -9,6 +9,12 @@ What is measured
    SVD): the singular-value band ``[σ_min, σ_max]`` over all matrices, ``max ‖OOᵀ − I‖₂`` (wide side), and the
    relative distance ``‖O − UVᵀ‖_F / ‖UVᵀ‖_F`` (mean and max). ``aol`` is a Turbo-Muon-style row computed here
    only (AOL row scaling ``D = diag(Σ_j |XXᵀ|_ij)^{-½}`` of the start, arXiv 2512.04632), for comparison.
+   **The bound** (:func:`bound`): Newton-Schulz maps each singular value through the composed scalar polynomial
+   (:func:`hf_muon.ns.coefficients.scalar_map`), so on the exact σ's (float64) the distance any schedule reaches
+   from any *scalar* start is computed without rounding. With the oracle start ``σ/σ_max`` (the best any norm
+   estimate — Frobenius, ``‖XXᵀ‖_F^½``, a power iteration — could give) and the best of the greedy minimax
+   ladders of 4 steps from ``ℓ`` in :data:`BOUND_ELLS` (Polar Express Alg. 1, :mod:`hf_muon.lab.research.minimax`),
+   it says whether *any* such 4-step scheme can reach the default's 5-step distance on these momenta.
 2. **Convergence.** bench_variants' harness (bench_convergence's h128-L4 Llama, 400 steps, seeds 0, 1, 2: the
    initial weights and the batch order) at Muon's best lr there (1e-2), for each setting of :data:`RUNS`.
    Target: the mean paired (same-seed) difference of the final validation loss to the run it is paired with (the
@@ -76,6 +82,7 @@ WIDE = dataclasses.replace(FULL, hidden=256, intermediate=688)
 WIDE_RUNS = {"ns_method=newton_schulz": ({"ns_method": "newton_schulz"}, None),
              "default (auto: Gram on 256×688)": ({}, "ns_method=newton_schulz")}
 GPT2_BLOCKS = (".h.0.", ".h.5.", ".h.11.")
+BOUND_ELLS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the 4-step ladders the bound tries (ℓ = 1e-3: Polar Express's)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -137,6 +144,35 @@ def quality(mats: list[torch.Tensor]) -> dict:
     return out
 
 
+def bound(mats: list[torch.Tensor]) -> dict:
+    """Distances to the polar factor from the exact singular values: the default as NS runs it (Frobenius start,
+    5 Polar Express steps), the same 5 steps from the oracle start ``σ/σ_max``, and 4 steps of each greedy ladder
+    of :data:`BOUND_ELLS` from the oracle start (the best of them is the bound); plus each matrix's stable rank
+    ``Σσ²/σ_max²``."""
+    import numpy as np
+
+    from hf_muon.lab.research.minimax import ladder
+    from hf_muon.ns.coefficients import scalar_map
+
+    sigmas = [torch.linalg.svdvals(m.double()).numpy() for m in mats]
+
+    def dist(start, coefficients, steps: int) -> dict:
+        d = [float(np.sqrt(np.mean((scalar_map(start(s), coefficients, steps) - 1.0) ** 2))) for s in sigmas]
+        return {"mean": float(np.mean(d)), "max": max(d)}
+
+    frobenius, oracle = (lambda s: s / np.sqrt((s * s).sum())), (lambda s: s / s.max())
+    rows = {"Frobenius start, 5 steps polar_express (the default)": dist(frobenius, "polar_express", 5),
+            "oracle σ_max start, 5 steps polar_express": dist(oracle, "polar_express", 5)}
+    ladders = {}
+    for ell in BOUND_ELLS:  # custom triples carry no safety factor: the oracle start is exactly ≤ 1
+        ladders[ell] = dist(oracle, [t for t, _ in ladder(ell, 4)], 4)
+        rows[f"oracle σ_max start, 4 steps of the ℓ={ell:g} ladder"] = ladders[ell]
+    best = min(ladders, key=lambda e: ladders[e]["mean"])
+    ranks = sorted(float((s * s).sum() / s.max() ** 2) for s in sigmas)
+    return {"rows": rows, "best_4": {"ell": best, **ladders[best]}, "default": rows[next(iter(rows))],
+            "stable_rank": {"min": ranks[0], "median": ranks[len(ranks) // 2], "max": ranks[-1]}}
+
+
 def measure(args, load: dict, device) -> None:
     from hf_muon.lab.data import resolve_data_dir
 
@@ -155,7 +191,7 @@ def measure(args, load: dict, device) -> None:
         mats = momenta(model_name, data, 3 if args.tiny else steps, args.tiny)
         result["quality"][model_name] = {"matrices": len(mats), "train_steps": steps,
                                          "shapes": sorted({"x".join(map(str, m.shape)) for m in mats}),
-                                         "rows": quality(mats)}
+                                         "rows": quality(mats), "bound": bound(mats)}
         print(f"quality {model_name}: {len(mats)} matrices, {time.time() - t0:.0f} s", flush=True)
     bases = {s: convergence_llama(size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab,
                                   seed=MODEL_SEED + s) for s in seeds}

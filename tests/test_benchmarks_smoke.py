@@ -78,3 +78,36 @@ def test_ns_defaults_wide_tiny(tmp_path):
     assert [p.name for p in tmp_path.glob("*.json")] == ["ns_defaults_wide_tiny.json"]
     assert "Gram (auto) vs standard" in proc.stdout and "Quality:" not in proc.stdout
     assert "default (auto: Gram on 256×688)" in proc.stdout and "within seed noise of ns_method=newton_schulz" in proc.stdout
+
+
+def _with_spectrum(m: int, n: int, sigmas, seed: int = 0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    U, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(n, m, generator=g, dtype=torch.float64))
+    return U @ torch.diag(torch.as_tensor(sigmas, dtype=torch.float64)) @ V.mT
+
+
+def test_ns_bound_is_what_newton_schulz_computes_and_finds_4_steps_where_the_spectrum_allows():
+    """bench_ns_defaults' bound: its default row equals the distance float64 Newton-Schulz reaches on the matrix
+    (the scalar map is exact), and on a spectrum inside [1e-2, 1] (σ_max-relative) 4 steps of a ladder reach the
+    default's distance, while on a spectrum reaching 1e-4 they do not."""
+    sys.path.insert(0, str(REPO))
+    import torch
+
+    from benchmarks.bench_ns_defaults import bound
+    from hf_muon.ns.newton_schulz import newton_schulz
+    from hf_muon.ns.reference import svd_orthogonalize
+
+    easy = _with_spectrum(32, 80, torch.logspace(0, -1.9, 32))
+    hard = _with_spectrum(32, 80, torch.logspace(0, -4, 32), seed=1)
+    for W in (easy, hard):
+        O = newton_schulz(W, steps=5, dtype=torch.float64)
+        ref = svd_orthogonalize(W)
+        d = (torch.linalg.matrix_norm(O - ref) / torch.linalg.matrix_norm(ref)).item()
+        assert abs(bound([W])["default"]["mean"] - d) < 1e-9
+    b_easy, b_hard = bound([easy]), bound([hard])
+    assert b_easy["best_4"]["mean"] <= b_easy["default"]["mean"]
+    assert b_hard["best_4"]["mean"] > b_hard["default"]["mean"]
+    assert set(b_easy["rows"]) >= {"oracle σ_max start, 5 steps polar_express"}

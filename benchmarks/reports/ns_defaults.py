@@ -55,6 +55,15 @@ def targets(data: dict) -> list[dict]:
                                      f"[{model}, {dtype}]", "status": "MET" if ok else "NOT MET",
                            "measured": f"[{g['sigma_min']:.3f}, {g['sigma_max']:.3f}], {g['orth_max']:.3f} vs "
                                        f"[{ref['sigma_min']:.3f}, {ref['sigma_max']:.3f}], {ref['orth_max']:.3f}"})
+        b = q.get("bound")  # JSON written before the bound was measured has none
+        if b is not None:
+            best, ref = b["best_4"], b["default"]
+            ok = best["mean"] <= ref["mean"] and best["max"] <= ref["max"]
+            checks.append({"target": f"bound: 4 steps can reach the default's distance (oracle σ_max start, best "
+                                     f"greedy minimax ladder) [{model}, exact σ]", "status": "MET" if ok else "NOT MET",
+                           "measured": f"best ℓ={best['ell']:g}: mean {best['mean']:.3f}, max {best['max']:.3f} vs "
+                                       f"the default's {ref['mean']:.3f}, {ref['max']:.3f} (stable rank median "
+                                       f"{b['stable_rank']['median']:.2f})"})
     s = data["summary"]
     for name, v in s.items():
         if v["paired_diff_mean"] is None:
@@ -86,6 +95,14 @@ def report(data: dict, title: str = TITLE) -> str:
                  f"{r['err_mean']:.3f}", f"{r['err_max']:.3f}"] for r in q["rows"].values()]
         lines += [markdown_table(["setting", "dtype", "σ_min", "σ_max", "max ‖OOᵀ−I‖₂", "distance mean", "distance max"],
                                  rows, "llrrrrr"), ""]
+        b = q.get("bound")
+        if b is not None:
+            sr = b["stable_rank"]
+            lines += [f"Bound on the exact σ's (float64 scalar map, no rounding; stable rank Σσ²/σ_max² min "
+                      f"{sr['min']:.2f}, median {sr['median']:.2f}, max {sr['max']:.2f}):", ""]
+            lines += [markdown_table(["start and schedule", "distance mean", "distance max"],
+                                     [[k, f"{v['mean']:.3f}", f"{v['max']:.3f}"] for k, v in b["rows"].items()],
+                                     "lrr"), ""]
     c = data["config"]
     lines += [f"### Convergence: {c['model']}, {c['steps']} steps, lr {c['lr']:g}, seeds {c['seeds']}, NS {c['ns_dtype']}",
               ""]
