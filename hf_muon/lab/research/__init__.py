@@ -21,6 +21,8 @@
   :func:`environment`, :func:`report_text`.
 * :mod:`.recipe`: :func:`start_recipe` / :class:`Recipe`, the common ``main`` of a recipe (arguments, config,
   data, run store, the reproducing command) and its ending (``summary.json`` + ``report.md``).
+* :mod:`.laws_report`: the figures and report of ``recipes/spectral_laws`` alone (too large for its script;
+  not re-exported).
 
 Progress bars honour ``TQDM_DISABLE=1``. Nothing here downloads anything.
 """
