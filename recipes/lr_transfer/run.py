@@ -193,9 +193,7 @@ def plots(an: dict, out: Path) -> list[str]:
     axes[0][0].set_ylabel("final validation loss")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle("loss vs lr per width (dotted: refined optimum)")
-    fig.tight_layout()
-    fig.savefig(out / "loss_vs_lr.png", dpi=110)
-    plt.close(fig)
+    R.save_figure(fig, out, "loss_vs_lr.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for mode in modes:
@@ -212,9 +210,7 @@ def plots(an: dict, out: Path) -> list[str]:
     ax.set_title("optimal lr vs width (flat = transfers)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "optimal_lr_vs_width.png", dpi=110)
-    plt.close(fig)
+    R.save_figure(fig, out, "optimal_lr_vs_width.png")
     return ["loss_vs_lr.png", "optimal_lr_vs_width.png"]
 
 

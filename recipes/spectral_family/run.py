@@ -230,10 +230,7 @@ def plots(an: dict, results: dict, out: Path) -> list[str]:
         ax.set_ylabel("final validation loss")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loss_vs_lr.png", dpi=110)
-    plt.close(fig)
-    made.append("loss_vs_lr.png")
+    made.append(R.save_figure(fig, out, "loss_vs_lr.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name, b in an["best"].items():
@@ -247,10 +244,7 @@ def plots(an: dict, results: dict, out: Path) -> list[str]:
     ax.set_title("training curves at each variant's best lr")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "best_curves.png", dpi=110)
-    plt.close(fig)
-    made.append("best_curves.png")
+    made.append(R.save_figure(fig, out, "best_curves.png"))
     return made
 
 

@@ -18,7 +18,7 @@
   :func:`optimizer_ns_flops`, :func:`train_flops` and time estimates.
 * :mod:`.stats`: :func:`fit_power_law`, :func:`lr_grid`, :func:`best_lr`.
 * :mod:`.report`: :func:`write_json`, :func:`markdown_table`, :func:`fmt`, :func:`command_line`, :func:`plt`,
-  :func:`environment`, :func:`report_text`.
+  :func:`environment`, :func:`report_text`, :func:`save_figure`.
 * :mod:`.recipe`: :func:`start_recipe` / :class:`Recipe`, the common ``main`` of a recipe (arguments, config,
   data, run store, the reproducing command) and its ending (``summary.json`` + ``report.md``).
 * :mod:`.laws_report`: the figures and report of ``recipes/spectral_laws`` alone (too large for its script;
@@ -60,6 +60,7 @@ from .report import (
     markdown_table,
     plt,
     report_text,
+    save_figure,
     write_json,
 )
 from .stats import best_lr, fit_power_law, lr_grid
@@ -104,6 +105,7 @@ __all__ = [
     "plt",
     "progress",
     "report_text",
+    "save_figure",
     "prepare_data",
     "set_threads",
     "start_recipe",

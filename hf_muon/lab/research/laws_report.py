@@ -61,10 +61,7 @@ def plots(cfg: dict, an: dict, bench: dict | None, results: dict, out: Path) -> 
         for ax in axes[:, 0]:
             ax.set_ylabel("σ_0.5 (normalised)")
         fig.suptitle("Spectral scaling of the Muon momentum (median normalised singular value)")
-        fig.tight_layout()
-        fig.savefig(out / "sigma_median_vs_size.png", dpi=110)
-        plt.close(fig)
-        made.append("sigma_median_vs_size.png")
+        made.append(R.save_figure(fig, out, "sigma_median_vs_size.png"))
 
         fig, ax = plt.subplots(figsize=(7, 4.5))
         mat = [[an["fits"].get(f"{k}@{lb}", {}).get("alpha_median_q", float("nan")) for lb in labels] for k in TYPE_ORDER]
@@ -78,10 +75,7 @@ def plots(cfg: dict, an: dict, bench: dict | None, results: dict, out: Path) -> 
         ax.set_yticks(range(len(TYPE_ORDER)), TYPE_ORDER)
         ax.set_title("fitted exponent α of σ_0.5 ∝ M^α")
         fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(out / "exponents.png", dpi=110)
-        plt.close(fig)
-        made.append("exponents.png")
+        made.append(R.save_figure(fig, out, "exponents.png"))
 
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.6), sharey=True, squeeze=False)
     for ax, label in zip(axes[0], labels):
@@ -99,10 +93,7 @@ def plots(cfg: dict, an: dict, bench: dict | None, results: dict, out: Path) -> 
     axes[0][0].set_ylabel("σ_0.5 (mean over layer types)")
     axes[0][-1].legend(fontsize=8)
     fig.suptitle("burn-in: σ_0.5 during training (dotted: start of the averaging window)")
-    fig.tight_layout()
-    fig.savefig(out / "burn_in.png", dpi=110)
-    plt.close(fig)
-    made.append("burn_in.png")
+    made.append(R.save_figure(fig, out, "burn_in.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for w in cfg["model"]["widths"]:
@@ -113,10 +104,7 @@ def plots(cfg: dict, an: dict, bench: dict | None, results: dict, out: Path) -> 
     ax.set_ylabel("training loss")
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "loss_curves.png", dpi=110)
-    plt.close(fig)
-    made.append("loss_curves.png")
+    made.append(R.save_figure(fig, out, "loss_curves.png"))
 
     if bench and bench["rows"]:
         names = list(bench["rows"])
@@ -136,10 +124,7 @@ def plots(cfg: dict, an: dict, bench: dict | None, results: dict, out: Path) -> 
         axes[2].set_title("final val loss")
         for ax in axes:
             ax.tick_params(axis="x", rotation=20)
-        fig.tight_layout()
-        fig.savefig(out / "ns_benchmark.png", dpi=110)
-        plt.close(fig)
-        made.append("ns_benchmark.png")
+        made.append(R.save_figure(fig, out, "ns_benchmark.png"))
     return made
 
 

@@ -65,6 +65,14 @@ def plt():
     return pyplot
 
 
+def save_figure(fig, out: Path, name: str) -> str:
+    """Lay out ``fig``, write it as ``out/name`` (PNG, 110 dpi), close it, and return ``name`` (for the report)."""
+    fig.tight_layout()
+    fig.savefig(Path(out) / name, dpi=110)
+    plt().close(fig)
+    return name
+
+
 def environment() -> dict:
     """Versions, threads and load of the machine that ran a recipe (for summaries and reports)."""
     import platform
