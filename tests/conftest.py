@@ -33,6 +33,14 @@ def _seed():
     torch.manual_seed(0)
 
 
+def with_spectrum(m: int, n: int, sigmas, seed: int | None = None, dtype=torch.float64) -> torch.Tensor:
+    """``U diag(sigmas) Vᵀ`` (m × n) with random orthonormal U, V: from ``seed``, or the global generator."""
+    g = torch.Generator().manual_seed(seed) if seed is not None else None
+    U, _ = torch.linalg.qr(torch.randn(m, len(sigmas), generator=g, dtype=dtype))
+    V, _ = torch.linalg.qr(torch.randn(n, len(sigmas), generator=g, dtype=dtype))
+    return (U * torch.as_tensor(sigmas, dtype=dtype)) @ V.mT
+
+
 def tiny_llama(tie: bool = False, vocab: int = 128, hidden: int = 32, layers: int = 2):
     """A tiny GQA Llama from the project's one Llama config builder (hf_muon.lab.models.llama_config)."""
     from transformers import LlamaForCausalLM

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO, data_dir
+from conftest import REPO, data_dir, with_spectrum
 
 BENCH = REPO / "benchmarks"
 
@@ -80,15 +80,6 @@ def test_ns_defaults_wide_tiny(tmp_path):
     assert "default (auto: Gram on 256×688)" in proc.stdout and "within seed noise of ns_method=newton_schulz" in proc.stdout
 
 
-def _with_spectrum(m: int, n: int, sigmas, seed: int = 0):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    U, _ = torch.linalg.qr(torch.randn(m, m, generator=g, dtype=torch.float64))
-    V, _ = torch.linalg.qr(torch.randn(n, m, generator=g, dtype=torch.float64))
-    return U @ torch.diag(torch.as_tensor(sigmas, dtype=torch.float64)) @ V.mT
-
-
 def test_ns_bound_is_what_newton_schulz_computes_and_finds_4_steps_where_the_spectrum_allows():
     """bench_ns_defaults' bound: its default row equals the distance float64 Newton-Schulz reaches on the matrix
     (the scalar map is exact), and on a spectrum inside [1e-2, 1] (σ_max-relative) 4 steps of a ladder reach the
@@ -100,8 +91,8 @@ def test_ns_bound_is_what_newton_schulz_computes_and_finds_4_steps_where_the_spe
     from hf_muon.ns.newton_schulz import newton_schulz
     from hf_muon.ns.reference import svd_orthogonalize
 
-    easy = _with_spectrum(32, 80, torch.logspace(0, -1.9, 32))
-    hard = _with_spectrum(32, 80, torch.logspace(0, -4, 32), seed=1)
+    easy = with_spectrum(32, 80, torch.logspace(0, -1.9, 32), seed=0)
+    hard = with_spectrum(32, 80, torch.logspace(0, -4, 32), seed=1)
     for W in (easy, hard):
         O = newton_schulz(W, steps=5, dtype=torch.float64)
         ref = svd_orthogonalize(W)

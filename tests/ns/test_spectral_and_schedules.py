@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import tiny_llama
+from conftest import tiny_llama, with_spectrum
 
 from hf_muon import Muon, param_groups
 from hf_muon.ns.schedule import (
@@ -14,12 +14,6 @@ from hf_muon.ns.schedule import (
     steps_for,
 )
 from hf_muon.ns.spectral_power import spectral_power, svd_power
-
-
-def _with_spectrum(m, n, sv, dtype=torch.float64):
-    U, _ = torch.linalg.qr(torch.randn(m, len(sv), dtype=dtype))
-    V, _ = torch.linalg.qr(torch.randn(n, len(sv), dtype=dtype))
-    return (U * torch.as_tensor(sv, dtype=dtype)) @ V.T
 
 
 @pytest.mark.parametrize("p", [0.5, 0.25])
@@ -34,7 +28,7 @@ def test_fast_fractional_powers_match_svd(p, shape):
 
 
 def test_fractional_power_on_wide_spread_and_degenerate_spectra():
-    X = _with_spectrum(40, 80, torch.logspace(0, -2, 40))
+    X = with_spectrum(40, 80, torch.logspace(0, -2, 40))
     assert (spectral_power(X.float(), 0.5).double() - svd_power(X, 0.5)).norm() / svd_power(X, 0.5).norm() < 1e-3
     low_rank = torch.randn(40, 4, dtype=torch.float64) @ torch.randn(4, 80, dtype=torch.float64)
     Y = spectral_power(low_rank.float(), 0.25)
@@ -123,15 +117,15 @@ def test_lift_thresholds_follow_the_slope_at_zero():
 
 def test_sigma_quantile_estimate_on_known_spectra():
     sv = torch.logspace(0, -3, 64)
-    X = _with_spectrum(64, 128, sv)
+    X = with_spectrum(64, 128, sv)
     exact = torch.quantile(sv.double() / sv.double().norm(), 0.5).item()
     assert normalized_sigma_quantile(X.float(), 0.5) == pytest.approx(exact, rel=1e-3)
     assert normalized_sigma_quantile(X.T, 0.5) == pytest.approx(exact, rel=1e-6)
 
 
 def test_auto_picks_fewest_steps_that_lift_the_quantile():
-    healthy = _with_spectrum(32, 64, torch.linspace(1.0, 0.5, 32)).float()  # σ_0.5 ≈ 0.13 → few steps
-    starved = _with_spectrum(32, 64, torch.cat([torch.ones(2), torch.full((30,), 2e-4)])).float()
+    healthy = with_spectrum(32, 64, torch.linspace(1.0, 0.5, 32)).float()  # σ_0.5 ≈ 0.13 → few steps
+    starved = with_spectrum(32, 64, torch.cat([torch.ones(2), torch.full((30,), 2e-4)])).float()
     a, b = torch.nn.Parameter(torch.zeros(32, 64)), torch.nn.Parameter(torch.zeros(32, 64))
     opt = Muon([a, b], lr=1e-3, ns_steps="auto", coefficients="keller", momentum=0.0)
     a.grad, b.grad = healthy, starved
@@ -155,7 +149,7 @@ def test_auto_re_estimates_every_n_steps_and_round_trips():
     spectra = [torch.linspace(1, 0.9, 16), torch.cat([torch.ones(1), torch.full((15,), 1e-4)])]
     seen = []
     for s in range(6):
-        w.grad = _with_spectrum(16, 32, spectra[0 if s < 3 else 1]).float()
+        w.grad = with_spectrum(16, 32, spectra[0 if s < 3 else 1]).float()
         opt.step()
         seen.append(int(opt.state[w]["ns_steps"]))
     assert seen[0] == seen[1] == seen[2] and seen[3] > seen[0]
