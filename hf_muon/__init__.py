@@ -29,7 +29,7 @@ from .ns.newton_schulz import newton_schulz, orthogonalize
 from .ns.reference import svd_orthogonalize
 from .optim.muon import Muon
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # `import hf_muon` makes optim="muon" / --optim muon valid, without importing transformers now.
 _autoregister.install()

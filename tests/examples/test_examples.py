@@ -1,0 +1,211 @@
+"""Every script in examples/ runs at tiny size, as a user runs it: its own process, its documented command line.
+One-process runs are in the default suite (a few seconds each); multi-process launches and `trl sft` are slow."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, data_dir
+
+EXAMPLES = REPO / "examples"
+BIN = Path(sys.executable).parent
+
+
+def _run(cmd, cwd, **env):
+    full = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        **env,
+    )
+    proc = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, env=full, cwd=cwd, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def _losses(stdout: str) -> list[float]:
+    return [float(ln.split("loss")[1]) for ln in stdout.splitlines() if ln.startswith("step ")]
+
+
+def _tiny_model(folder: Path) -> Path:
+    """A tiny Llama and the GPT-2 tokenizer saved as a `--model_name_or_path` folder (built from a config)."""
+    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
+
+    from hf_muon.lab.chat import prepare_chat_tokenizer
+
+    tok = prepare_chat_tokenizer(
+        GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
+    )
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    ).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def _muon_groups(optimizer_pt: Path) -> list:
+    sd = torch.load(optimizer_pt, weights_only=True)
+    return [g for g in sd["param_groups"] if g.get("use_muon")]
+
+
+def test_plain_loop(tmp_path):
+    proc = _run(
+        [sys.executable, EXAMPLES / "plain_loop.py", "--steps", "12", "--out", tmp_path], cwd=tmp_path
+    )
+    losses = _losses(proc.stdout)
+    assert "muon" in proc.stdout and losses[-1] < losses[0] - 0.5, proc.stdout[-1500:]
+    assert _muon_groups_in(tmp_path / "checkpoint.pt")
+
+
+def _muon_groups_in(path: Path) -> list:
+    sd = torch.load(path, weights_only=True)["optimizer"]
+    return [g for g in sd["param_groups"] if g.get("use_muon")]
+
+
+def test_trainer_script_with_optim_muon(tmp_path):
+    model = _tiny_model(tmp_path / "tiny")
+    out = tmp_path / "out"
+    _run(
+        [
+            sys.executable,
+            EXAMPLES / "trainer.py",
+            "--model_name_or_path",
+            model,
+            "--train_file",
+            data_dir() / "pretrain" / "tinystories_validation_head.txt",
+            "--output_dir",
+            out,
+            "--optim",
+            "muon",
+            "--optim_args",
+            "ns_steps=5",
+            "--learning_rate",
+            "3e-3",
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--block_size",
+            "32",
+            "--max_chars",
+            "20000",
+            "--per_device_train_batch_size",
+            "4",
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+        ],
+        cwd=tmp_path,
+    )
+    groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    assert groups and all(g["ns_steps"] == 5 for g in groups)
+
+
+def test_accelerate_loop_one_process(tmp_path):
+    proc = _run([sys.executable, EXAMPLES / "accelerate_loop.py", "--steps", "6"], cwd=tmp_path)
+    assert "done: 1 process(es)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_accelerate_loop_two_processes_with_the_shipped_config(tmp_path):
+    _run([BIN / "hf-muon", "config", "ddp", "--out", tmp_path / "ddp.yaml"], cwd=tmp_path)
+    proc = _run(
+        [
+            BIN / "accelerate",
+            "launch",
+            "--config_file",
+            tmp_path / "ddp.yaml",
+            "--num_processes",
+            "2",
+            "--mixed_precision",
+            "no",
+            EXAMPLES / "accelerate_loop.py",
+            "--steps",
+            "4",
+        ],
+        cwd=tmp_path,
+        ACCELERATE_USE_CPU="true",
+    )
+    assert "done: 2 process(es)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_fsdp2_hsdp_resume_across_layouts(tmp_path):
+    """FSDP2 on 2 ranks for 4 steps, against HSDP 2 × 2 for 2 steps resumed on FSDP2 to 4: same losses."""
+    torchrun = [BIN / "torchrun", "--nproc_per_node"]
+    script = EXAMPLES / "fsdp2_hsdp.py"
+    straight = _run(
+        [*torchrun, "2", script, "--mode", "fsdp2", "--ckpt", tmp_path / "a", "--steps", "4"], cwd=tmp_path
+    )
+    _run([*torchrun, "4", script, "--mode", "hsdp", "--ckpt", tmp_path / "b", "--steps", "2"], cwd=tmp_path)
+    resumed = _run(
+        [*torchrun, "2", script, "--mode", "fsdp2", "--ckpt", tmp_path / "b", "--steps", "4", "--resume"],
+        cwd=tmp_path,
+    )
+    assert "steps 2..4" in resumed.stdout
+    assert _losses(resumed.stdout) == pytest.approx(_losses(straight.stdout)[2:], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_trl_sft_with_the_example_config(tmp_path):
+    model = _tiny_model(tmp_path / "tiny")
+    data = tmp_path / "tulu"
+    data.mkdir()
+    shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
+    out = tmp_path / "out"
+    # the example's YAML as written; the command line swaps in the tiny model, the local rows and CPU settings
+    _run(
+        [
+            BIN / "trl",
+            "sft",
+            "--config",
+            EXAMPLES / "trl_sft.yaml",
+            "--model_name_or_path",
+            model,
+            "--dataset_name",
+            data,
+            "--output_dir",
+            out,
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_length",
+            "128",
+            "--bf16",
+            "false",
+            "--use_cpu",
+            "true",
+            "--dtype",
+            "float32",
+            "--learning_rate",
+            "3e-3",
+        ],
+        cwd=tmp_path,
+    )
+    groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    assert groups and all(g["ns_steps"] == 5 for g in groups)
