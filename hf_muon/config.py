@@ -100,7 +100,8 @@ class MuonConfig:
                         "choice", choices=VARIANTS)
     variant_beta2: float = knob(0.95, "normuon/adamuon: EMA factor β2 of the second moment of O", "float",
                                 lo=0.0, hi=1.0, hi_open=True)
-    variant_eps: float = knob(1e-8, "normuon/adamuon: ε in O/(√v + ε)", "float", lo=0.0)
+    variant_eps: float = knob(1e-8, "normuon/adamuon: ε > 0 in O/(√v + ε) (0 would give 0/0 on a zero row)",
+                              "float", lo=0.0, lo_open=True)
     cautious_wd: bool = knob(False, "Muon groups: decay only coordinates where the update O and the weight agree "
                              "in sign (O·W ≥ 0)", "bool")
     # ------------------------------------------------------------------ AdamW groups (and the adam base)

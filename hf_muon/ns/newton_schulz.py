@@ -13,7 +13,9 @@ Pure functions, no optimizer state. Inputs are shaped ``(..., m, n)``; leading d
     0 (as Newton-Schulz does with exact zeros). Slow; tests compare the fast path against it.
 
 Normalisation guard: the divisor is ``max(s·‖G‖_F, eps)``, so a zero or tiny matrix yields zeros
-(never NaN), and each matrix of a batch is normalised on its own.
+(never NaN), and each matrix of a batch is normalised on its own. The norm is scale-safe (a Frobenius norm
+past fp32's squared range is taken as ``amax·‖G/amax‖_F``), so a huge finite ``G`` is orthogonalized like
+``G/2^k``; a ``G`` holding NaN/±inf raises :class:`NonFiniteInput` instead of returning NaN.
 
 Dtype policy ``"auto"``: bfloat16 on CUDA (tensor cores, the Keller/Moonlight setting). On CPU it
 depends on the CPU: without native bf16 dot products, bf16 matmul runs 30-100× slower than fp32, so
@@ -91,23 +93,50 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_d
         raise ValueError(f"unknown ns dtype {dtype!r}; valid: {', '.join(NS_DTYPES)}") from None
 
 
+class NonFiniteInput(FloatingPointError):
+    """A matrix handed to orthogonalization holds NaN/±inf (``index``: its position in the pieces given)."""
+
+    def __init__(self, index: int, shape: tuple):
+        self.index = index
+        super().__init__(f"orthogonalize: matrix {index} (shape {shape}) holds NaN or ±inf; nothing was written")
+
+
+def _safe_frobenius(w: torch.Tensor, norm_dtype: torch.dtype, first: int) -> torch.Tensor:
+    amax = torch.linalg.vector_norm(w, ord=float("inf"), dim=(-2, -1), keepdim=True, dtype=norm_dtype)
+    bad = (~torch.isfinite(amax)).flatten().nonzero()
+    if len(bad):
+        raise NonFiniteInput(first + int(bad[0]), tuple(w.shape[-2:]))
+    safe = amax.clamp_min(torch.finfo(norm_dtype).tiny)
+    return torch.linalg.vector_norm(w / safe, dim=(-2, -1), keepdim=True, dtype=norm_dtype) * safe
+
+
 def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficients="polar_express",
                    eps: float = 1e-7, kernels: str = "auto") -> torch.Tensor:
     """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(s·‖·‖_F, eps)`` into consecutive slices
     of ``out`` ``(B, m, n)`` (any dtype, e.g. bf16: the quotient is computed in at least fp32 and rounded once,
-    as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack). The norm is an eager
-    reduction; the division and cast is :func:`hf_muon.ns.kernels.scaled_cast_` (compiled under ``kernels``
-    "auto" for large matrices: a transposed piece is where eager is slowest)."""
+    as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack). The norm is an eager,
+    scale-safe reduction; the division and cast is :func:`hf_muon.ns.kernels.scaled_cast_`
+    (compiled under ``kernels`` "auto" for large matrices: a transposed piece is where eager is slowest).
+    A piece holding NaN/±inf raises :class:`NonFiniteInput` (``index``: its matrix's position in ``out``)."""
     scale = normalization_scale(coefficients)
-    k = 0
+    norms, k = [], 0
     for w in pieces:
-        # Frobenius norm per matrix, in at least fp32 so bf16 inputs do not overflow/underflow the reduction
+        # in at least fp32 so bf16 inputs do not overflow/underflow the reduction
         norm_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
         norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
-        norm = (norm * scale).clamp_min_(eps)
-        c = w.size(0)
-        scaled_cast_(out[k:k + c], w, norm, kernels)
-        k += c
+        scaled_cast_(out[k:k + w.size(0)], w, (norm * scale).clamp_min(eps), kernels)
+        norms.append(norm)
+        k += w.size(0)
+    # one check over the norms (not the matrices): past ‖w‖_F ≈ 1.8e19 the fp32 squares overflow, and only then
+    # is the piece renormalised scale-safely (the scratch slice is rewritten; nothing else was touched)
+    if bool(torch.isfinite(torch.cat([n.flatten().to(torch.float64) for n in norms])).all()):
+        return out
+    k = 0
+    for w, norm in zip(pieces, norms):
+        if not bool(torch.isfinite(norm).all()):
+            safe = _safe_frobenius(w, norm.dtype, k)
+            scaled_cast_(out[k:k + w.size(0)], w, (safe * scale).clamp_min(eps), kernels)
+        k += w.size(0)
     return out
 
 

@@ -96,7 +96,10 @@ def spectral_power(X: torch.Tensor, p: float, method: str = "auto", steps: int =
     if p not in (0.25, 0.5):
         raise ValueError(f"the Newton path covers p in {FAST_POWERS}; use method='svd' for p={p}")
     dtype = torch.float64 if X.dtype == torch.float64 else torch.float32
-    Y = half_power(X.to(dtype), iters, delta)
+    # Ψ_p(cX) = c^p Ψ_p(X): iterate on X/max|X| so the Gram matrix XXᵀ cannot overflow for huge finite X
+    amax = torch.linalg.vector_norm(X, ord=float("inf"), dim=(-2, -1), keepdim=True, dtype=dtype)
+    c = amax.clamp_min(torch.finfo(dtype).tiny)
+    Y = half_power(X.to(dtype) / c, iters, delta)
     if p == 0.25:
         Y = half_power(Y, iters, delta)
-    return Y
+    return Y * c.pow(p)

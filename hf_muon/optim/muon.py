@@ -3,6 +3,7 @@
 Each param group carries ``use_muon``. The step is a pipeline of small stages, each in its own module::
 
     screen      every gradient of every group checked before anything is written   (screen.py)
+    guard       gradients big enough to overflow a rule's state: run first, checked  (guard.py)
     rule        Muon groups: the direction to orthogonalize (momentum, adam base)  (rules.py)
       prepare   the variant's change of the direction (adamuon: sign)               (variants/)
     jobs        directions as matrices with their NS settings                       (jobs.py)
@@ -32,13 +33,15 @@ import torch
 from ..config import KNOBS, MuonConfig, check_variant
 from ..ns import kernels
 from ..ns.batching import Job
+from ..ns.newton_schulz import NonFiniteInput
 from . import state as S
 from .adamw import adamw_step
 from .apply import apply_group, update_scale
 from .backends import select_backend
+from .guard import directions as rule_directions
+from .guard import early_directions
 from .jobs import make_jobs
-from .rules import RULES
-from .screen import screen
+from .screen import param_label, screen
 from .stats import StepStats
 from .validate import validate_group
 from .variants import VARIANTS
@@ -148,13 +151,14 @@ class Muon(torch.optim.Optimizer):
         if getattr(self, "_probe_kernels", False):  # a compiler that fails here is found before anything is written
             kernels.probe()
             self._probe_kernels = False
+        early = early_directions(self.state, work)  # raises, or drops and counts, before anything is written
         for w in work:
             w.group["step"] += 1
             w.group["nonfinite_skipped"] += w.skipped
         stats = StepStats() if self.track_stats else None
         muon = [w for w in work if w.params and w.group["use_muon"]]
         if muon:
-            self._muon_step(muon, stats)
+            self._muon_step(muon, stats, early)
         for w in work:
             if w.params and not w.group["use_muon"]:
                 states = [self.state[p] for p in w.params]
@@ -165,12 +169,12 @@ class Muon(torch.optim.Optimizer):
             self.last_stats = stats.finish()
         return loss
 
-    def _muon_step(self, work: list, stats: StepStats | None) -> None:
+    def _muon_step(self, work: list, stats: StepStats | None, early: dict) -> None:
         jobs, spans = [], []
         for k, w in enumerate(work):
             states = [self.state[p] for p in w.params]
             # scratch tags by position in the step: unique within it, shared by optimizers of the same layout
-            directions = RULES[w.group["update_base"]](w.group, states, w.params, w.grads, tag=f"direction.{k}")
+            directions = rule_directions(w.group, states, w.params, w.grads, early, tag=f"direction.{k}")
             variant = VARIANTS[w.group["variant"]]
             if variant.prepare is not None:
                 directions = variant.prepare(w.group, directions)
@@ -178,7 +182,10 @@ class Muon(torch.optim.Optimizer):
             jobs += make_jobs(w.group, states, w.params, directions, ratios=variant.transform is None)
         if stats is not None:
             stats.start_ns(jobs[0].tensor.device)
-        results = self.orthogonalize(jobs)
+        try:
+            results = self.orthogonalize(jobs)
+        except NonFiniteInput:
+            raise self._nonfinite_input(work, jobs, spans) from None
         if stats is not None:
             stats.stop_ns(jobs[0].tensor.device)
         for w, (start, n) in zip(work, spans):
@@ -189,6 +196,22 @@ class Muon(torch.optim.Optimizer):
             scales = apply_group(w.group, w.params, ortho)
             if stats is not None:
                 stats.add_muon(w.group, ortho, scales)
+
+    def _nonfinite_input(self, work: list, jobs: list[Job], spans: list) -> FloatingPointError:
+        """The error for a direction that reached orthogonalization non-finite (its state was already non-finite
+        before this step, e.g. loaded so): names the first such parameter. No weight has been written."""
+        for w, (start, n) in zip(work, spans):
+            for j in range(n):
+                t = jobs[start + j].tensor
+                if not bool(torch.isfinite(t.to_local() if hasattr(t, "to_local") else t).all()):
+                    p = w.params[j]
+                    i = next(k for k, q in enumerate(w.group["params"]) if q is p)
+                    return FloatingPointError(
+                        f"non-finite direction at orthogonalize for {param_label(w.group, w.index, i, p)} at optimizer "
+                        f"step {w.group['step']}: its optimizer state ({', '.join(sorted(self.state[p]))}) holds NaN "
+                        "or ±inf from before this step; no weight was written. Reset that state (or load a finite "
+                        "checkpoint).")
+        return FloatingPointError("non-finite direction at orthogonalize; no weight was written")
 
     # ------------------------------------------------------------------ introspection
     update_scale = staticmethod(update_scale)

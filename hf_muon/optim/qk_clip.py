@@ -25,6 +25,10 @@ what the capture costs per attention implementation). The clip runs in ``torch``
 keeps the maxima for the next step. :attr:`QKClip.last` holds the step's counts (``qk_clip_heads_clipped``,
 ``qk_clip_heads``, ``qk_clip_max_logit``), also merged into ``Muon.last_stats`` for the diagnostics callback.
 Under FSDP2 the per-row scale is a replicated DTensor multiplied into the sharded weight.
+
+A recorded max logit of +inf or NaN (the forward itself overflowed) cannot be clipped to τ: under
+``nonfinite="error"`` a step pre-hook raises, naming the attention module and head, before the step writes
+anything; under ``nonfinite="skip"`` those heads are left unscaled and counted in ``qk_clip_heads_nonfinite``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from .jobs import is_dtensor
 
 def head_scales(S: torch.Tensor, tau: float, group: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(√γ per q head, √γ per kv head, clipped mask) from per-q-head maxima ``S`` (H,)."""
-    clipped = torch.isfinite(S) & (S > tau)
+    clipped = torch.isfinite(S) & (S > tau)  # +inf/NaN are refused or counted before this (QKClip)
     gamma = torch.where(clipped, tau / torch.where(clipped, S, torch.ones_like(S)), torch.ones_like(S))
     return gamma.sqrt(), gamma.view(-1, group).amin(dim=1).sqrt(), clipped
 
@@ -85,6 +89,21 @@ class QKClip:
         self.last: dict = {}
         self.maxima: torch.Tensor | None = None  # (sites, heads) maxima of the last clip step, after the all_reduce
         self.handle = optimizer.register_step_post_hook(self._after_step)
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.pre_handle = optimizer.register_step_pre_hook(self._before_step)
+
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        """Refuse (nonfinite="error") a step whose forwards recorded a +inf/NaN max logit."""
+        if any(g["nonfinite"] == "skip" for g in optimizer.param_groups if g["use_muon"]):
+            return
+        for site, v in zip(self.sites, self.logits.values):
+            bad = [] if v is None else (torch.isnan(v) | (v == float("inf"))).nonzero().flatten().tolist()
+            if bad:
+                name = self.names.get(id(site.module), type(site.module).__name__)
+                raise FloatingPointError(
+                    f"qk_clip: attention module {name!r} head {bad[0]} recorded a max logit of {float(v[bad[0]])} in "
+                    f"this step's forwards ({len(bad)} head(s) non-finite); QK-Clip cannot bound it, nothing was "
+                    "updated. Lower the lr, or pass nonfinite='skip' to count such heads and leave them unscaled.")
 
     def _maxima(self, optimizer, values: list) -> torch.Tensor:
         H = self.sites[0].heads.heads
@@ -106,6 +125,7 @@ class QKClip:
         if any(v is not None for v in values):
             S = self.maxima = self._maxima(optimizer, values)
             self.last["qk_clip_heads_clipped"] = sum(clip_site_(s, m, self.tau) for s, m in zip(self.sites, S))
+            self.last["qk_clip_heads_nonfinite"] = int((torch.isnan(S) | (S == float("inf"))).sum())
             finite = S[torch.isfinite(S)]
             if finite.numel():
                 self.last["qk_clip_max_logit"] = float(finite.max())
@@ -115,6 +135,7 @@ class QKClip:
     def remove(self) -> None:
         """Detach from the optimizer and the model (the model gets its attention implementation back)."""
         self.handle.remove()
+        self.pre_handle.remove()
         self.logits.remove()
 
 

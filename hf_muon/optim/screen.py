@@ -2,16 +2,19 @@
 
 A step either raises with nothing changed (no weight, no state tensor, no counter) or proceeds with the
 parameters that passed. Checked: sparse gradients, Muon parameters that became flat 1-D views after
-construction (DeepSpeed ZeRO / FSDP v1 swap them in), and non-finite gradients. The non-finite check is cheap:
-a NaN/±inf anywhere makes the fp32 sum non-finite (one sync per group); only when that trips is the exact
-per-element check paid (an overflowing sum alone is not an error). Sharded (DTensor) gradients are screened on
-their local shards and the verdict agreed across the ranks of their mesh. With ``nonfinite="skip"`` the
-offending parameters are dropped from this step and counted in the group's ``nonfinite_skipped``.
+construction (DeepSpeed ZeRO / FSDP v1 swap them in), and non-finite gradients. The check is one reduction per
+gradient, its Frobenius norm (NaN/±inf make it non-finite; one sync per group; an overflowing norm alone is not
+an error, only then is the exact per-element check paid), which the in-step guard (:mod:`hf_muon.optim.guard`)
+reuses as a bound on max |g| to find gradients large enough to overflow a rule's state. Sharded (DTensor)
+gradients are screened on their local shards and the verdict and magnitude agreed across the ranks of their mesh.
+With ``nonfinite="skip"`` the offending parameters are dropped from this step and counted in the group's
+``nonfinite_skipped``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -39,6 +42,7 @@ class Work:
     params: list
     grads: list
     skipped: int = 0
+    size: list = field(default_factory=list)  # ‖gradient‖₂ per parameter (≥ max |g|; inf: huge), from the screen
 
 
 def _agree(flags: torch.Tensor, mesh) -> torch.Tensor:
@@ -67,16 +71,27 @@ def _collect(group: dict, gi: int) -> Work:
     return Work(group, gi, params, grads)
 
 
-def _nonfinite(work: Work) -> list[int]:
-    """Indices (into work.params) of parameters with a non-finite gradient, agreed across ranks."""
+def _size(g: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in (torch.bfloat16, torch.float16) else None)
+
+
+def _magnitudes(work: Work) -> list[float]:
+    """‖g‖₂ per gradient (≥ max |g|), agreed across ranks (max over local shards); NaN for a gradient holding NaN
+    or ±inf. One sync; only a norm that overflowed (finite ‖g‖₂ ≳ 1.8e19 in fp32) pays an exact per-element check,
+    and a finite gradient gets +inf (the guard treats it as huge)."""
     local = [g.to_local() if is_dtensor(g) else g for g in work.grads]
     mesh = next((g.device_mesh for g in work.grads if is_dtensor(g)), None)
-    flags = (~torch.stack([g.sum(dtype=torch.float32) for g in local]).isfinite()).to(torch.float32)
-    flags = _agree(flags, mesh)
+    norms = torch.stack([_size(g).to(torch.float32) for g in local])
+    flags = (~norms.isfinite()).to(torch.float32)
+    if mesh is not None:
+        both = _agree(torch.stack([flags, torch.where(flags > 0, 0.0, norms)]), mesh)
+        flags, norms = both[0], both[1]
     if not bool(flags.any()):
-        return []
-    exact = torch.tensor([0.0 if not f or bool(torch.isfinite(g).all()) else 1.0 for f, g in zip(flags, local)])
-    return _agree(exact.to(flags.device), mesh).nonzero().flatten().tolist()
+        return norms.tolist()
+    exact = torch.tensor([float(bool(f) and not bool(torch.isfinite(g).all())) for f, g in zip(flags, local)])
+    exact = _agree(exact.to(flags.device), mesh) if mesh is not None else exact
+    return [math.nan if e else (math.inf if f else n) for e, f, n in zip(exact.tolist(), flags.tolist(),
+                                                                        norms.tolist())]
 
 
 def screen(param_groups: list[dict]) -> list[Work]:
@@ -84,7 +99,8 @@ def screen(param_groups: list[dict]) -> list[Work]:
     out = []
     for gi, group in enumerate(param_groups):
         work = _collect(group, gi)
-        bad = _nonfinite(work) if work.grads else []
+        work.size = _magnitudes(work) if work.grads else []
+        bad = [k for k, a in enumerate(work.size) if a != a]
         if bad:
             if group["nonfinite"] == "error":
                 p = work.params[bad[0]]
@@ -94,8 +110,9 @@ def screen(param_groups: list[dict]) -> list[Work]:
                     f"({len(bad)} parameter(s) of this group affected; nothing was updated). Lower the lr, enable "
                     "gradient clipping, or pass nonfinite='skip' to skip and count such updates.")
             drop = set(bad)
-            work = Work(group, gi, [p for k, p in enumerate(work.params) if k not in drop],
-                        [g for k, g in enumerate(work.grads) if k not in drop], skipped=len(bad))
+            keep = [k for k in range(len(work.params)) if k not in drop]
+            work = Work(group, gi, [work.params[k] for k in keep], [work.grads[k] for k in keep], skipped=len(bad),
+                        size=[work.size[k] for k in keep])
         out.append(work)
     return out
 

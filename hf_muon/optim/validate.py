@@ -4,6 +4,8 @@ group (``param_groups[i]``) and, for tensor checks, the parameter."""
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..config import KNOBS, check
@@ -39,6 +41,10 @@ def validate_group(g: dict, gi: int) -> None:
         if g["fused"] and g["differentiable"]:
             raise ValueError(f"{where}fused=True does not support differentiable=True")
         return
+    if g["cautious_wd"] and g["weight_decay"] == 0 and g["params"]:
+        warnings.warn(f"{where}cautious_wd=True with weight_decay=0 changes nothing: cautious decay masks the decay, "
+                      "and there is none (set weight_decay > 0, e.g. --weight_decay 0.1, or drop cautious_wd)",
+                      UserWarning, stacklevel=6)
     steps = g["ns_steps"]
     if isinstance(steps, (DepthSchedule, dict)):
         raise ValueError(f"{where}ns_steps={steps!r} is a per-layer schedule; it is resolved per parameter by "

@@ -46,7 +46,8 @@ def work_dtype(t: torch.Tensor) -> torch.dtype:
 def _match(x: torch.Tensor, target: float) -> torch.Tensor:
     """``x`` (…, m, n) with each matrix rescaled to Frobenius norm ``target`` (zero matrices stay zero)."""
     norm = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
-    return x * (target / norm.clamp_min(torch.finfo(x.dtype).tiny))
+    # a zero matrix gets factor 0, not target/tiny (= inf, and 0·inf = NaN)
+    return x * torch.where(norm > 0, target / norm, 0.0)
 
 
 def rms_match(x: torch.Tensor, group: dict, p: torch.Tensor) -> torch.Tensor:
