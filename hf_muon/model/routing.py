@@ -5,13 +5,17 @@ metadata, and exclusions are by **tensor identity** (a tied ``lm_head.weight`` n
 own name in ``named_parameters()``), not by name patterns:
 
 * AdamW: input and output embeddings (``get_input_embeddings`` / ``get_output_embeddings``, tied ones
-  and PEFT ``modules_to_save`` copies included), every tied weight, ``nn.Embedding``, norms, biases,
+  and PEFT ``modules_to_save`` copies included), every weight tied to an embedding (found from the modules
+  holding it, in any registration order; weights shared across depth between hidden layers are routed as
+  hidden matrices), ``nn.Embedding``, norms, biases,
   1-D and scalar parameters, heads outside the backbone (``base_model_prefix``: ``score``,
-  ``classifier``, value heads), MoE routers, other 2-D parameters that are not a Linear/Conv1D weight
+  ``classifier``, value heads), MoE routers (every weight inside a router module), other 2-D parameters that are not a Linear/Conv1D weight
   (Mamba ``A_log``, position tables, expert biases), LoRA factors under the default policy.
 * Muon: 2-D weights of ``nn.Linear`` and GPT-2 ``Conv1D`` (stored ``(in, out)``: ``transposed``)
   inside the backbone; 3-D fused MoE expert stacks ``(E, out, in)`` (or transposed), per expert, unless
   ``moe_experts="adamw"``; convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
+* A model without HF metadata (no ``get_output_embeddings``) has no sure output head: when its last
+  ``nn.Linear`` lands on Muon, a warning names it and the ``exclude=`` that keeps it on AdamW.
 * ``include`` / ``exclude`` regexes on parameter names override the above (exclude wins).
 * ``split_fused=True`` (opt-in): fused projections (QKV, gate_up; see :mod:`hf_muon.model.fused`) are
   orthogonalized and scaled block by block, with the blocks derived from the model config.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -115,9 +120,30 @@ def _num_experts(config) -> int | None:
     return None
 
 
-def _is_router(mod_name: str, mod: nn.Module, n_experts: int | None) -> bool:
+def _is_router_class(mod: nn.Module) -> bool:
     cls = type(mod).__name__.lower()
-    if "router" in cls or cls.endswith("gate"):
+    return "router" in cls or "gating" in cls or cls.endswith("gate")
+
+
+def _router_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Module paths of router modules: every weight inside one (jetmoe ``router.layer``, longcat
+    ``router.classifier``, zaya ``router_mlp.*``) scores experts, whatever its own leaf is called."""
+    return tuple(f"{n}." for n, m in model.named_modules() if n and _is_router_class(m))
+
+
+def _owners(model: nn.Module) -> dict[int, list[nn.Module]]:
+    """id(param) -> the distinct modules that hold it (two or more: a tied weight)."""
+    out: dict[int, list[nn.Module]] = {}
+    for mod in model.modules():
+        for p in mod.parameters(recurse=False):
+            users = out.setdefault(id(p), [])
+            if all(u is not mod for u in users):
+                users.append(mod)
+    return out
+
+
+def _is_router(mod_name: str, mod: nn.Module, n_experts: int | None, routers: tuple[str, ...] = ()) -> bool:
+    if _is_router_class(mod) or (routers and f"{mod_name}.".startswith(routers)):
         return True
     last = mod_name.rsplit(".", 1)[-1]
     return (
@@ -189,18 +215,28 @@ def route(
             if p.ndim >= 2:
                 prev = embeddings.get(id(p))
                 embeddings[id(p)] = label if prev in (None, label) else "input and output embedding (tied)"
+    owners = _owners(model)
+    # a weight tied to an embedding stays on AdamW whichever module registered it first; weights shared across
+    # depth between hidden layers (zamba's shared block) are hidden matrices and routed as such
+    for pid, users in owners.items():
+        if len(users) > 1 and any(isinstance(u, nn.Embedding) for u in users):
+            embeddings.setdefault(pid, "tied to an embedding")
     for tgt, src in (getattr(base, "all_tied_weights_keys", None) or {}).items():
-        for n in (tgt, src):
-            try:
-                embeddings.setdefault(id(base.get_parameter(n)), "tied weight")
-            except (AttributeError, KeyError):
-                pass
+        try:
+            ids = [id(base.get_parameter(n)) for n in (tgt, src)]
+        except (AttributeError, KeyError):
+            continue
+        if any(i in embeddings for i in ids) or any(isinstance(u, nn.Embedding) for i in ids
+                                                    for u in owners.get(i, ())):
+            for i in ids:
+                embeddings.setdefault(i, "tied weight")
     core = getattr(base, getattr(base, "base_model_prefix", "") or "", None)
     core_ids = {id(p) for p in core.parameters()} if isinstance(core, nn.Module) and core is not base else None
     lora = _lora_roles(model)
     n_experts = _num_experts(getattr(base, "config", None))
     conv1d = _conv1d_types()
     inc, exc = _compile(include), _compile(exclude)
+    routers = _router_prefixes(model)
 
     routes: list[Route] = []
     seen: set[int] = set()
@@ -245,7 +281,7 @@ def route(
                 r.reason = "embedding"
             elif core_ids is not None and id(p) not in core_ids:
                 r.reason = "head outside the backbone"
-            elif _is_router(mod_name, mod, n_experts):
+            elif _is_router(mod_name, mod, n_experts, routers) and not _is_experts(mod, p):
                 r.reason = "MoE router"
             elif _is_experts(mod, p):
                 if moe_experts == "muon" and "bias" not in pname:
@@ -278,7 +314,26 @@ def route(
             routes.append(r)
     if qk_clip:
         _mark_qk_clip(model, routes, qk_clip)
+    if not hasattr(model, "get_output_embeddings"):
+        _warn_plain_head(model, routes, exc)
     return routes
+
+
+def _warn_plain_head(model: nn.Module, routes: list[Route], exc: list) -> None:
+    """A model without HF metadata gives no sure output head: the last nn.Linear is the likely one. Say so when it
+    lands on Muon, with the ``exclude=`` that keeps it on AdamW."""
+    last = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, nn.Linear):
+            last = name
+    by_name = {r.name: r for r in routes}
+    r = by_name.get(f"{last}.weight" if last else "")
+    if r is None or r.kind != "muon" or r.reason == "included by pattern":
+        return
+    warnings.warn(f"hf_muon: {r.name!r} {r.shape} is the last nn.Linear of a model without HF metadata "
+                  "(get_output_embeddings), likely its output head; it is routed to Muon. Output heads usually "
+                  f"belong on AdamW: pass exclude={'^' + re.escape(last) + '[.]'!r} to keep it there.",
+                  UserWarning, stacklevel=3)
 
 
 def _mark_qk_clip(model: nn.Module, routes: list[Route], tau: float) -> None:
