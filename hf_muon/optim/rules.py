@@ -69,8 +69,10 @@ def adam_rule(group: dict, states: list[dict], params: list, grads: list, tag: s
         t = float(step)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-        denom = (v / (1 - beta2**t)).sqrt_().add_(group["eps"])
-        out.append(m / (1 - beta1**t) / denom)
+        # in at least fp32: Adam's ε (1e-8) is 0 in fp16, and 0/0 is NaN for a zero gradient
+        work = torch.promote_types(v.dtype, torch.float32)
+        denom = (v.to(work) / (1 - beta2**t)).sqrt_().add_(group["eps"])
+        out.append(m.to(work) / (1 - beta1**t) / denom)
     return out
 
 

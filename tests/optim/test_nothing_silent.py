@@ -180,3 +180,13 @@ def test_qk_clip_with_a_nonfinite_max_logit_is_counted_under_skip():
     opt.step()
     assert opt.qk_clip.last["qk_clip_heads_nonfinite"] == 1
     assert opt.qk_clip.last["qk_clip_heads_clipped"] == opt.qk_clip.last["qk_clip_heads"] - 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_adam_base_zero_gradient_of_a_low_precision_weight_stays_finite(dtype):
+    """Found by the property tests (tests/property): Adam's ε = 1e-8 is 0 in fp16, so a zero gradient gave 0/0."""
+    p = _param((1, 12), dtype)
+    opt = Muon([{"params": [p], "use_muon": True}], lr=1e-2, update_base="adam", momentum=0.0)
+    p.grad = torch.zeros(1, 12, dtype=dtype)
+    opt.step()
+    assert torch.isfinite(p).all()
