@@ -25,13 +25,15 @@ lm_eval = pytest.importorskip(
     "lm_eval", reason="lm-evaluation-harness is not installed (pip install 'lm-eval==0.4.13'): parity not checked")
 
 from hf_muon.lab import metrics as M  # noqa: E402
-from hf_muon.lab.evaluation import arc, gsm8k, humaneval, mmlu  # noqa: E402
+from hf_muon.lab.evaluation import arc, blimp, gsm8k, humaneval, mmlu  # noqa: E402
 from hf_muon.lab.evaluation.generation import generate_until  # noqa: E402
 from hf_muon.lab.evaluation.harness import LM_EVAL_VERSION  # noqa: E402
 from hf_muon.lab.evaluation.lm_eval_backend import lm_eval_version, official_task_dir, write_task_configs  # noqa: E402
 from hf_muon.lab.evaluation.loglik import encode_pair, loglikelihood  # noqa: E402
 
 LL_TOL = 1e-4
+# one BLiMP paradigm per field, including principle_A_case_2, whose rows spell the field "syntax/semantics"
+BLIMP_PICK = ("anaphor_gender_agreement", "npi_present_1", "principle_A_case_2", "wh_island")
 
 
 def _jsonl(path, n=None):
@@ -139,6 +141,8 @@ def lm_tasks(tmp_path_factory):
     names["arc_easy"] = write_task_configs("arc_easy", work, data_dir=shared, limit=12)[0]
     names["gsm8k"] = write_task_configs("gsm8k", work, data_dir=shared, limit=12)[0]
     names["humaneval"] = write_task_configs("humaneval", work, data_dir=shared, limit=3)[0]
+    names["blimp"] = [f"blimp_{p}" for p in BLIMP_PICK]
+    write_task_configs("blimp", work, data_dir=shared, limit=4, options={"paradigms": list(BLIMP_PICK)})
     manager = TaskManager(include_path=str(work), include_defaults=False)
     flat = [n for ns in names.values() for n in ns]
     built = get_task_dict(flat, manager)
@@ -185,6 +189,11 @@ def test_requests_equal_native_prompts(lm_tasks, shared_data):
     gen_kwargs = got[0][0][1]
     assert gen_kwargs["until"] == list(humaneval.STOP) and gen_kwargs["max_gen_toks"] == humaneval.MAX_NEW_TOKENS
     assert gen_kwargs["do_sample"] is False
+    # BLiMP: empty context, " " + each sentence, grammatical first
+    by_paradigm, _ = blimp.load(shared_data, 4, BLIMP_PICK)
+    for p in BLIMP_PICK:
+        got = _requests_by_doc(tasks[f"blimp_{p}"])
+        assert got == [[("", " " + ex["good"]), ("", " " + ex["bad"])] for ex in by_paradigm[p]], p
 
 
 # ----------------------------------------------------------------------------------------------- model code
@@ -274,3 +283,72 @@ def test_both_backends_score_a_saved_model_identically(tmp_path, tokenizer, shar
         assert [x[k] for k in M.HARNESS_FILTERS] == [y[k] for k in M.HARNESS_FILTERS]
     assert [s["completions"] for s in native["humaneval"]["samples"]] == [
         s["completions"] for s in lm["humaneval"]["samples"]]
+
+
+def _compare_blimp(native: dict, lm: dict) -> float:
+    """Per pair: same sentences, identical prediction; log-likelihoods within LL_TOL; metrics equal exactly."""
+    assert len(native["samples"]) == len(lm["samples"]) == native["n_scored"] == lm["n_scored"] > 0
+    worst = 0.0
+    for x, y in zip(native["samples"], lm["samples"]):
+        assert (x["paradigm"], x["sentence_good"], x["sentence_bad"], x["field"]) == (
+            y["paradigm"], y["sentence_good"], y["sentence_bad"], y["field"])
+        assert x["pred"] == y["pred"] and x["gold"] == y["gold"] == 0
+        worst = max(worst, max(abs(p - q) for p, q in zip(x["loglikelihoods"], y["loglikelihoods"])))
+    assert worst <= LL_TOL
+    for key in ("acc", "acc_by_paradigm", "acc_by_field", "n_by_field", "n_scored", "n_malformed", "data"):
+        assert native[key] == lm[key], key
+    assert native["lm_eval"] == lm["lm_eval"] | {"version": LM_EVAL_VERSION}
+    return worst
+
+
+@pytest.mark.parametrize("tokenizer", ["gpt2", "bos"])
+def test_blimp_both_backends_identical(tmp_path, tokenizer, shared_data):
+    """``hf-muon score --tasks blimp``, native vs ``--backend lm-eval`` (official blimp YAMLs + a local group with
+    the official aggregate), on a few paradigms: identical predictions and group / paradigm / field scores."""
+    from hf_muon.lab.evaluation.cli import score
+
+    model_dir = _save_tiny(tmp_path, tokenizer)
+    common = dict(data_dir=shared_data, limit=6, batch_size=4, log_samples=True, device="cpu",
+                  task_options={"blimp": {"paradigms": list(BLIMP_PICK)}})
+    native = score(model_dir, ["blimp"], backend="native", progress=False, **common)["blimp"]
+    lm = score(model_dir, ["blimp"], backend="lm-eval", **common)["blimp"]
+    assert native["backend"] == "native" and lm["backend"] == "lm-eval"
+    assert set(native["acc_by_field"]) == set(blimp.FIELDS) and native["n_scored"] == 24
+    _compare_blimp(native, lm)
+
+
+@pytest.mark.slow
+def test_blimp_all_paradigms_both_backends_identical(tmp_path, shared_data):
+    """All 67 paradigms (limit 20 each), and the two paradigms with identical-sentence pairs in full."""
+    from hf_muon.lab.evaluation.cli import score
+
+    model_dir = _save_tiny(tmp_path, "gpt2")
+    for limit, paradigms in ((20, None), (None, ["passive_1", "principle_A_case_2"])):
+        common = dict(data_dir=shared_data, limit=limit, batch_size=8, log_samples=True, device="cpu",
+                      task_options={"blimp": {"paradigms": paradigms}} if paradigms else None)
+        native = score(model_dir, ["blimp"], backend="native", progress=False, **common)["blimp"]
+        lm = score(model_dir, ["blimp"], backend="lm-eval", **common)["blimp"]
+        _compare_blimp(native, lm)
+        assert native["n_scored"] == (67 * 20 if limit else 2000)
+
+
+# ----------------------------------------------------------------------------------------------- BOS, loaded objects
+@pytest.mark.parametrize("add_bos", [True, False])
+def test_loaded_objects_get_the_same_bos_as_native_and_the_folder_path(add_bos, shared_data, tmp_path):
+    """``evaluate_with_lm_eval(model, tokenizer=tok, add_bos=...)`` with a GPT-2 tokenizer object (which adds no
+    BOS by default) scores what native scoring and the model-folder path score: lm-eval honours
+    ``add_bos_token`` only when it loads the tokenizer itself."""
+    from hf_muon.lab.evaluation import evaluate_model
+    from hf_muon.lab.evaluation.lm_eval_backend import evaluate_with_lm_eval
+
+    tok = _gpt2()
+    model = _tiny_llama(len(tok), layers=1)
+    common = dict(data_dir=shared_data, limit=3, batch_size=1, add_bos=add_bos, log_samples=True)
+    native = evaluate_model(model, tok, ["arc_easy"], progress=False, **common)["arc_easy"]
+    objects = evaluate_with_lm_eval(model, ["arc_easy"], tokenizer=tok, device="cpu", **common)["arc_easy"]
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    folder = evaluate_with_lm_eval(tmp_path / "m", ["arc_easy"], device="cpu", **common)["arc_easy"]
+    assert _compare_mc(native, objects) <= LL_TOL
+    assert _compare_mc(native, folder) <= LL_TOL
+    assert tok.encode("Question:")[0] != tok.bos_token_id  # the object itself was not changed

@@ -1,5 +1,5 @@
 """Model-side evaluation for the optimizer study: log-likelihood scoring, generation, sandboxed code execution, and
-benchmark tasks (MMLU, ARC-Easy / -Challenge, GSM8K, HumanEval: lm-evaluation-harness parity; perplexity, held-out SFT
+benchmark tasks (MMLU, ARC-Easy / -Challenge, GSM8K, HumanEval, BLiMP: lm-evaluation-harness parity; perplexity, held-out SFT
 loss), accelerate-aware.
 
 One module per concern:
@@ -9,7 +9,7 @@ One module per concern:
 * :mod:`.generation`: batched greedy / sampled generation with stop strings;
 * :mod:`.sandbox`: opt-in, resource-limited subprocess execution of generated programs;
 * :mod:`.sources`: mirror / Hub loading with malformed-row counting;
-* :mod:`.mmlu`, :mod:`.arc`, :mod:`.gsm8k`, :mod:`.humaneval`, :mod:`.perplexity`, :mod:`.sft_loss`: the tasks;
+* :mod:`.mmlu`, :mod:`.arc`, :mod:`.gsm8k`, :mod:`.humaneval`, :mod:`.blimp`, :mod:`.perplexity`, :mod:`.sft_loss`: the tasks;
 * :mod:`.runner`: :func:`evaluate_model` (the native backend);
 * :mod:`.lm_eval_backend`: the same tasks and result layout run by lm-evaluation-harness itself (optional extra);
 * :mod:`.cli`: ``hf-muon score MODEL_DIR --backend native|lm-eval``.
@@ -18,6 +18,7 @@ Metric definitions live in :mod:`hf_muon.lab.metrics` (also loadable as offline 
 """
 
 from .arc import evaluate_arc_challenge, evaluate_arc_easy
+from .blimp import evaluate_blimp
 from .generation import generate_until
 from .gsm8k import evaluate_gsm8k
 from .harness import LM_EVAL_VERSION
@@ -39,6 +40,7 @@ __all__ = [
     "encode_pair",
     "evaluate_arc_challenge",
     "evaluate_arc_easy",
+    "evaluate_blimp",
     "evaluate_gsm8k",
     "evaluate_humaneval",
     "evaluate_mmlu",

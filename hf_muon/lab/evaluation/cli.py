@@ -3,9 +3,10 @@ lm-evaluation-harness (``--backend lm-eval``), and write one result JSON in the 
 
     hf-muon score out/model --tasks mmlu,arc_easy,gsm8k --data-dir ../shared/data --output scores.json
     hf-muon score out/model --backend lm-eval --limit 50 --set gsm8k.num_fewshot=0 --output scores-lm-eval.json
+    hf-muon score out/model --tasks blimp --limit 100 --output blimp.json     # 67 paradigms x first 100 pairs
 
 With ``--backend lm-eval`` the tasks that lm-eval has (``mmlu``, ``arc_easy``, ``arc_challenge``, ``gsm8k``,
-``humaneval``) are run by lm-eval (:mod:`~hf_muon.lab.evaluation.lm_eval_backend`); ``perplexity`` and ``sft_loss``,
+``humaneval``, ``blimp``) are run by lm-eval (:mod:`~hf_muon.lab.evaluation.lm_eval_backend`); ``perplexity`` and ``sft_loss``,
 which it has not, still run natively. Each task result says which in ``backend`` and what it follows in ``follows``.
 """
 
@@ -134,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="native (default, fast) or lm-eval (lm-evaluation-harness itself; needs the lm-eval extra)")
     p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
                    help=f"comma-separated, from: {', '.join(TASKS)} (default: %(default)s)")
-    p.add_argument("--limit", default=None, help="first N rows of every task (MMLU: per subject), or TASK=N,...")
+    p.add_argument("--limit", default=None, help="first N rows of every task (MMLU: per subject; BLiMP: per paradigm), or TASK=N,...")
     p.add_argument("--data-dir", default=None, help="the local data mirror (default: $HF_MUON_DATA, else the Hub)")
     p.add_argument("--output", default=None, help="write the result JSON here (default: print only the summary)")
     p.add_argument("--batch-size", type=int, default=8)
@@ -142,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add-bos", choices=("auto", "true", "false"), default="auto",
                    help=f"BOS for {', '.join(BOS_TASKS)}: auto = the tokenizer's default, as lm-eval (default)")
     p.add_argument("--set", dest="options", action="append", default=[], metavar="TASK.OPTION=VALUE",
-                   help="a task option, e.g. gsm8k.num_fewshot=0 or humaneval.max_new_tokens=256 (repeatable)")
+                   help="a task option, e.g. gsm8k.num_fewshot=0, humaneval.max_new_tokens=256 or "
+                        "blimp.paradigms=passive_1,wh_island (repeatable)")
     p.add_argument("--allow-code-execution", action="store_true",
                    help="required for humaneval: runs generated code in a resource-limited subprocess")
     p.add_argument("--log-samples", action="store_true", help="include per-item samples in the JSON")

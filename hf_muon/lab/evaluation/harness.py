@@ -1,7 +1,7 @@
 """What each native task follows in lm-evaluation-harness: the pinned version, task names and versions, metric
 names, and the harness's few-shot samplers reproduced exactly.
 
-The native tasks (:mod:`.mmlu`, :mod:`.arc`, :mod:`.gsm8k`, :mod:`.humaneval`) were written against the task YAMLs,
+The native tasks (:mod:`.mmlu`, :mod:`.arc`, :mod:`.gsm8k`, :mod:`.humaneval`, :mod:`.blimp`) were written against the task YAMLs,
 filters, metrics and ``HFLM`` model code of **lm-eval** :data:`LM_EVAL_VERSION` (read from its installed sources);
 every task result carries :func:`protocol` fields saying so:
 
@@ -48,6 +48,7 @@ TASKS: dict[str, tuple[str, str, tuple[str, ...], tuple[str, ...]]] = {
     "arc_challenge": ("arc_challenge", "1.0", ("acc", "acc_norm"), ()),
     "gsm8k": ("gsm8k", "3.0", ("strict-match", "flexible-extract"), ("numeric_match",)),
     "humaneval": ("humaneval", "1.0", ("pass@1",), ()),
+    "blimp": ("blimp", "2.0", ("acc",), ("acc_by_paradigm", "acc_by_field")),
 }
 
 

@@ -32,7 +32,13 @@ native task.
 
 Model: ``lm_eval.models.huggingface.HFLM`` on the model folder (or a loaded model + tokenizer), ``batch_size`` as
 given, ``add_bos_token=add_bos`` (``None``: the tokenizer's default, lm-eval's own default), seeds as
-``simple_evaluate``'s defaults (``fewshot_random_seed=1234``).
+``simple_evaluate``'s defaults (``fewshot_random_seed=1234``). HFLM applies ``add_bos_token`` only to a tokenizer
+it loads itself, so with ``add_bos`` set a loaded tokenizer is saved to the work folder and HFLM loads that copy
+(the same BOS as the folder path and native scoring; the object itself is not changed).
+
+BLiMP: one local ``blimp_<paradigm>.yaml`` per paradigm (each ``include``-s the official one) and a local
+``blimp`` group listing them with the official group's ``aggregate_metric_list``, so the group score is lm-eval's
+own aggregate.
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from .sandbox import require_code_execution, run_programs
 logger = logging.getLogger("hf_muon.lab.evaluation")
 
 #: native task names the lm-eval backend can run
-LM_EVAL_TASKS = ("mmlu", "arc_easy", "arc_challenge", "gsm8k", "humaneval")
+LM_EVAL_TASKS = ("mmlu", "arc_easy", "arc_challenge", "gsm8k", "humaneval", "blimp")
 #: task options the backend understands (anything else is an error, never silently ignored)
 OPTIONS = {
     "mmlu": {"num_fewshot"},
@@ -62,6 +68,7 @@ OPTIONS = {
     "arc_challenge": {"num_fewshot", "split"},
     "gsm8k": {"num_fewshot", "max_new_tokens"},
     "humaneval": {"max_new_tokens", "timeout", "memory_mb", "workers"},
+    "blimp": {"paradigms"},
 }
 
 
@@ -148,10 +155,32 @@ def _mc_items(samples: Sequence[dict]) -> list[dict]:
     return items
 
 
-def _convert(task: str, names: list[str], out: dict, log_samples: bool) -> dict[str, Any]:
+def _convert_blimp(out: dict, config: dict, log_samples: bool) -> dict[str, Any]:
+    """BLiMP: lm-eval's group ``acc`` and per-paradigm ``acc`` as they are; fields grouped as the native task does."""
+    from ..metrics import mc_predict
+    from .blimp import aggregate
+
+    samples, results = out.get("samples") or {}, out["results"]
+    acc_by_paradigm = {p: float(results[f"blimp_{p}"]["acc,none"]) for p in config["sizes"]}
+    metrics = aggregate(acc_by_paradigm, config["fields"], config["sizes"])
+    metrics["acc"] = float(results["blimp"]["acc,none"])  # lm-eval's own group aggregate
+    recs = []
+    for p in config["sizes"]:
+        for it in _mc_items(samples.get(f"blimp_{p}", [])):
+            doc = it["doc"]
+            recs.append({"paradigm": p, "pair_id": doc.get("pairID", doc.get("pair_id")),
+                         "field": config["fields"][p], "sentence_good": doc["sentence_good"],
+                         "sentence_bad": doc["sentence_bad"], "loglikelihoods": it["loglikelihoods"],
+                         "gold": it["gold"], "pred": mc_predict(it["loglikelihoods"])})
+    return {"metrics": metrics, "n": len(recs), "samples": recs if log_samples else None}
+
+
+def _convert(task: str, names: list[str], out: dict, log_samples: bool, config: dict | None = None) -> dict[str, Any]:
     """Native-layout metrics + samples of one task from an lm-eval ``simple_evaluate`` output."""
     from ..metrics import mc_predict
 
+    if task == "blimp":
+        return _convert_blimp(out, config or {}, log_samples)
     samples = out.get("samples") or {}
     if task == "mmlu":
         by_subject, rows = {}, []
@@ -209,6 +238,18 @@ def _convert(task: str, names: list[str], out: dict, log_samples: bool) -> dict[
         recs = [{"task_id": g[0]["doc"]["task_id"], "completions": list(g[0]["resps"][0])} for g in docs.values()]
         return {"metrics": metrics, "n": len(docs), "samples": recs if log_samples else None}
     raise ValueError(task)
+
+
+def _tokenizer_for_hflm(tokenizer, add_bos: bool | None, work: Path):
+    """What HFLM is given for a loaded tokenizer. HFLM applies ``add_bos_token`` only to a tokenizer it loads
+    itself (``AutoTokenizer.from_pretrained(..., add_bos_token=...)``); an object is used as it is, so GPT-2's
+    would add no BOS under ``add_bos=True`` while native scoring and the folder path do. With ``add_bos`` set,
+    the object is saved and HFLM loads that copy by path, exactly as for a model folder."""
+    if add_bos is None:
+        return tokenizer
+    path = work / "_tokenizer"
+    tokenizer.save_pretrained(str(path))
+    return str(path)
 
 
 def evaluate_with_lm_eval(
@@ -269,7 +310,7 @@ def evaluate_with_lm_eval(
         else:
             if tokenizer is None:
                 raise ValueError("a loaded model needs its tokenizer (tokenizer=...)")
-            lm = HFLM(pretrained=model, tokenizer=tokenizer, **kwargs)
+            lm = HFLM(pretrained=model, tokenizer=_tokenizer_for_hflm(tokenizer, add_bos, work), **kwargs)
         manager = TaskManager(include_path=str(work), include_defaults=False)
         results: dict[str, dict[str, Any]] = {}
         for t in tasks:  # one simple_evaluate per task: its timing, and its own few-shot sampler stream
@@ -278,9 +319,10 @@ def evaluate_with_lm_eval(
             start = time.perf_counter()
             out = simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True, bootstrap_iters=0,
                                   confirm_run_unsafe_code=allow_code_execution)
-            conv = _convert(t, names, out, log_samples)
+            conv = _convert(t, names, out, log_samples, config)
             from .sources import task_result
 
+            config = {k: v for k, v in config.items() if k not in ("fields", "sizes")}
             config = dict(config, add_bos=add_bos, lm_eval_tasks=names,
                           task_yaml_dir=str(work) if tmp is None else None)
             res = task_result(conv["metrics"], n_scored=conv["n"], reports=reports, config=config,

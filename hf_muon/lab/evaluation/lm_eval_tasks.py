@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import arc, gsm8k, humaneval, mmlu
+from . import arc, blimp, gsm8k, humaneval, mmlu
 
 logger = logging.getLogger("hf_muon.lab.evaluation")
 
@@ -126,6 +126,8 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
         return ["gsm8k"], [report, train_report], {
             "num_fewshot": k, "fewshot_split": "train", "fewshot_sampler": "default", "fewshot_seed": 1234,
             "max_new_tokens": max_new, "stop": list(gsm8k.STOP), "do_sample": False}
+    if task == "blimp":
+        return _blimp_configs(official, out, data_dir, limit, options.get("paradigms"))
     if task == "humaneval":
         from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -160,6 +162,30 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
         return ["humaneval"], [report], {"num_samples": 1, "ks": [1], "do_sample": False, "max_new_tokens": max_new,
                                          "timeout": timeout, "memory_mb": memory_mb, "stop": list(humaneval.STOP)}
     raise ValueError(f"{task!r} has no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}")
+
+
+def _blimp_configs(official: Path, out: Path, data_dir, limit, paradigms):
+    """One ``blimp_<p>.yaml`` per paradigm (``include``-ing the official one, its ``train`` split from the mirror
+    rows) and a local ``blimp`` group over them with the official group's ``aggregate_metric_list`` and version, so
+    lm-eval itself computes the group score."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    raw, reports = blimp.load(data_dir, limit, paradigms, parse=_raw(blimp.parse_row))
+    names = []
+    for p, rows in raw.items():
+        src = official / "blimp" / f"{p}.yaml"
+        if not src.is_file():
+            raise FileNotFoundError(f"blimp paradigm {p!r}: no official task file {src}")
+        _yaml(out / f"blimp_{p}.yaml", _local(src, {"train": _write_jsonl(out / p / "train.jsonl", rows)}))
+        names.append(f"blimp_{p}")
+    group = load_yaml(official / "blimp" / "_blimp.yaml", resolve_func=False)
+    _yaml(out / "_blimp.yaml", {"group": group["group"], "task": names,
+                                "aggregate_metric_list": group["aggregate_metric_list"],
+                                "metadata": group.get("metadata", {})})
+    fields = {p: blimp.paradigm_field([blimp.parse_row(r) for r in rows]) for p, rows in raw.items()}
+    return [group["group"]], reports, {"num_fewshot": 0, "limit_per_paradigm": limit, "paradigms": len(names),
+                                       "prefix_token": "bos, else eos (empty context)", "fields": fields,
+                                       "sizes": {p: len(rows) for p, rows in raw.items()}}
 
 
 def _load_raw_arc(task: str, split: str, data_dir, limit):

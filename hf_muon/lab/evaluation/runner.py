@@ -14,6 +14,7 @@ task              protocol (lm-eval task)                               metric k
 ``gsm8k``         5-shot (train, seeded sampler), greedy (``gsm8k``)    ``strict-match``, ``flexible-extract``,
                                                                         ``numeric_match`` (hf_muon extra)
 ``humaneval``     greedy completion, sandboxed execution (opt-in)       ``pass@1`` (``pass@k``), ``status_counts``
+``blimp``         67 minimal-pair paradigms, 0-shot (``blimp`` group)   ``acc``, ``acc_by_paradigm``, ``acc_by_field``
 ``perplexity``    non-overlapping blocks of a mirror corpus (val tail)  ``loss``, ``perplexity``, ``tokens``, ...
 ``sft_loss``      assistant-only NLL, Tulu template, held-out tail      ``loss``, ``perplexity``, ``tokens``, ...
 ================= ===================================================== ==========================================
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .arc import evaluate_arc_challenge, evaluate_arc_easy
+from .blimp import evaluate_blimp
 from .gsm8k import evaluate_gsm8k
 from .harness import protocol
 from .humaneval import evaluate_humaneval
@@ -45,11 +47,13 @@ TASKS: dict[str, Callable[..., dict[str, Any]]] = {
     "arc_challenge": evaluate_arc_challenge,
     "gsm8k": evaluate_gsm8k,
     "humaneval": evaluate_humaneval,
+    "blimp": evaluate_blimp,
     "perplexity": evaluate_perplexity,
     "sft_loss": evaluate_sft_loss,
 }
 DEFAULT_TASKS = ("mmlu", "arc_easy", "gsm8k")
-#: tasks with an lm-eval counterpart: they take ``add_bos`` (None = the tokenizer's default, as lm-eval)
+#: tasks with an lm-eval counterpart that take ``add_bos`` (None = the tokenizer's default, as lm-eval); BLiMP
+#: scores each sentence after exactly one prefix token whatever the BOS setting, so it takes none
 BOS_TASKS = ("mmlu", "arc_easy", "arc_challenge", "gsm8k", "humaneval")
 
 
@@ -73,7 +77,7 @@ def evaluate_model(
 
     * ``data_dir``: the local data mirror (default ``$HF_MUON_DATA``); with neither, tasks load their Hub datasets.
     * ``limit``: score only the first N rows (an int for every task, or ``{task: N}``); for ``mmlu`` it is per
-      subject, for ``perplexity`` it counts blocks.
+      subject, for ``blimp`` per paradigm, for ``perplexity`` it counts blocks.
     * ``accelerator``: an ``accelerate.Accelerator``; requests are sharded across its processes and gathered with
       ``gather_for_metrics``, and every process returns the same results.
     * ``allow_code_execution``: required (or ``HF_ALLOW_CODE_EVAL=1``) for ``humaneval``; checked before any task
