@@ -15,7 +15,7 @@ export HF_EVALUATE_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_MUON_DATA ?= $(abspath ../shared/data)
 
-.PHONY: venv install test test-slow test-all demo demo-optimizers bench bench-gpu lint clean
+.PHONY: venv install test test-slow test-all demo demo-optimizers bench bench-gpu lint docs dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,11 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft]"
+	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,docs]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,bench]"
+	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,docs,bench]"
 	touch $(BENCH_STAMP)
 
 venv install: $(STAMP)
@@ -56,9 +56,22 @@ bench: $(BENCH_STAMP)
 bench-gpu: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py --device cuda
 
+LINT_PATHS := hf_muon tests benchmarks recipes examples
+
 lint: $(STAMP)
-	$(PY) -m ruff check hf_muon tests benchmarks recipes
-	$(PY) -m ruff format --check hf_muon tests benchmarks recipes || true
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+# The documentation site (mkdocs-material + mkdocstrings) into build/site; any warning fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+# Wheel + sdist into build/dist (ignored), then twine's metadata check.
+DIST_DIR ?= build/dist
+dist: $(STAMP)
+	rm -rf $(DIST_DIR)
+	$(PY) -m build --no-isolation --outdir $(DIST_DIR) .
+	$(PY) -m twine check --strict $(DIST_DIR)/*
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build *.egg-info

@@ -23,7 +23,12 @@ COMMANDS = {
         (),
         "config [NAME [--out PATH]]  list, print or write a launcher config shipped with hf_muon",
     ),
-    "optim-args": ("hf_muon.cli", None, (), "optim-args  print the --optim_args table (markdown)"),
+    "optim-args": (
+        "hf_muon.cli",
+        None,
+        (),
+        "optim-args [--update FILE...]  print the --optim_args table (markdown)",
+    ),
     "plot": (
         "hf_muon.diagnostics.plot",
         "study",
@@ -104,11 +109,31 @@ def config_main(argv: list[str]) -> None:
 
 
 def optim_args_main(argv: list[str]) -> None:
-    if argv:
-        raise SystemExit(f"hf-muon optim-args takes no arguments, got {argv}")
+    import argparse
+    import re
+
     from .config import markdown_table
 
-    print(markdown_table())
+    ap = argparse.ArgumentParser(prog="hf-muon optim-args", description=COMMANDS["optim-args"][3])
+    ap.add_argument(
+        "--update",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="rewrite the table between <!-- optim_args:start --> and <!-- optim_args:end --> in FILEs",
+    )
+    a = ap.parse_args(argv)
+    table = markdown_table()
+    if not a.update:
+        print(table)
+    marked = re.compile(r"(<!-- optim_args:start -->\n).*?(\n<!-- optim_args:end -->)", re.S)
+    for path in a.update:
+        text = path.read_text(encoding="utf-8")
+        if not marked.search(text):
+            raise SystemExit(f"hf-muon optim-args: {path} has no <!-- optim_args:start/end --> markers")
+        path.write_text(marked.sub(lambda m: m.group(1) + table + m.group(2), text), encoding="utf-8")
+        print(f"updated {path}")
 
 
 def missing_extra(command: str) -> str | None:

@@ -71,54 +71,60 @@ def test_plain_loop(tmp_path):
     )
     losses = _losses(proc.stdout)
     assert "muon" in proc.stdout and losses[-1] < losses[0] - 0.5, proc.stdout[-1500:]
-    assert _muon_groups_in(tmp_path / "checkpoint.pt")
+    optimizer = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["optimizer"]
+    assert [g for g in optimizer["param_groups"] if g.get("use_muon")]
 
 
-def _muon_groups_in(path: Path) -> list:
-    sd = torch.load(path, weights_only=True)["optimizer"]
-    return [g for g in sd["param_groups"] if g.get("use_muon")]
+def _trainer_args(tmp_path: Path, out: Path) -> list:
+    return [
+        "--model_name_or_path",
+        _tiny_model(tmp_path / "tiny"),
+        "--train_file",
+        data_dir() / "pretrain" / "tinystories_validation_head.txt",
+        "--output_dir",
+        out,
+        "--optim",
+        "muon",
+        "--optim_args",
+        "ns_steps=5",
+        "--learning_rate",
+        "3e-3",
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--block_size",
+        "32",
+        "--max_chars",
+        "20000",
+        "--per_device_train_batch_size",
+        "4",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+    ]
 
 
 def test_trainer_script_with_optim_muon(tmp_path):
-    model = _tiny_model(tmp_path / "tiny")
+    """The unmodified script gets Muon through the startup hook alone."""
     out = tmp_path / "out"
-    _run(
-        [
-            sys.executable,
-            EXAMPLES / "trainer.py",
-            "--model_name_or_path",
-            model,
-            "--train_file",
-            data_dir() / "pretrain" / "tinystories_validation_head.txt",
-            "--output_dir",
-            out,
-            "--optim",
-            "muon",
-            "--optim_args",
-            "ns_steps=5",
-            "--learning_rate",
-            "3e-3",
-            "--max_steps",
-            "2",
-            "--save_steps",
-            "2",
-            "--block_size",
-            "32",
-            "--max_chars",
-            "20000",
-            "--per_device_train_batch_size",
-            "4",
-            "--use_cpu",
-            "true",
-            "--report_to",
-            "none",
-            "--disable_tqdm",
-            "true",
-        ],
-        cwd=tmp_path,
-    )
+    _run([sys.executable, EXAMPLES / "trainer.py", *_trainer_args(tmp_path, out)], cwd=tmp_path)
     groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
     assert groups and all(g["ns_steps"] == 5 for g in groups)
+
+
+@pytest.mark.slow
+def test_trainer_script_through_the_launcher_without_the_hook(tmp_path):
+    out = tmp_path / "out"
+    _run(
+        [sys.executable, "-m", "hf_muon.run", EXAMPLES / "trainer.py", *_trainer_args(tmp_path, out)],
+        cwd=tmp_path,
+        HF_MUON_AUTOREGISTER="0",
+    )
+    assert _muon_groups(out / "checkpoint-2" / "optimizer.pt")
 
 
 def test_accelerate_loop_one_process(tmp_path):

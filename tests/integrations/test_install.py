@@ -1,6 +1,8 @@
-"""Install-level: a fresh virtualenv with hf_muon installed from this repo (as a wheel, and editable), then the
-real entry points with `--optim muon` and nothing imported by hand: an unmodified HfArgumentParser + Trainer
-script, TRL's `trl sft` command (which re-launches itself through `accelerate launch`), `torch.load` of
+"""Install-level: a fresh virtualenv with hf_muon installed from this repo (as a wheel, and editable), then what
+the README and the docs tell a pip user to run, from outside the checkout: the `hf-muon` command (the shipped
+launcher configs, the optim_args table, an unknown command), `examples/` scripts copied out of the repository, the
+real entry points with `--optim muon` and nothing imported by hand (an unmodified HfArgumentParser + Trainer
+script, TRL's `trl sft` command, which re-launches itself through `accelerate launch`), `torch.load` of
 `training_args.bin`, and the startup hook switched off.
 
 The fresh venv sees the dependencies of the project venv through a path file (torch, transformers, trl are not
@@ -21,18 +23,25 @@ from conftest import REPO, data_dir
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = REPO / "tests" / "scripts" / "train_clm.py"
+EXAMPLES = REPO / "examples"
 
 
 def _env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               **extra)
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        **extra,
+    )
     return env
 
 
 def _run(cmd, cwd, **env):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_env(**env), cwd=cwd, timeout=600)
+    return subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, env=_env(**env), cwd=cwd, timeout=600
+    )
 
 
 @pytest.fixture(scope="module", params=["wheel", "editable"])
@@ -40,15 +49,45 @@ def fresh(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     py = root / "venv" / "bin" / "python"
-    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(purelib) / "project_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        str(py),
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+    ]
     if request.param == "wheel":
         src = root / "src"
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info"))
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                        str(root / "dist"), str(src)], check=True, cwd=root)
+        shutil.copytree(
+            REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info")
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "-w",
+                str(root / "dist"),
+                str(src),
+            ],
+            check=True,
+            cwd=root,
+        )
         subprocess.run([*pip, *(root / "dist").glob("hf_muon-*.whl")], check=True, cwd=root)
     else:
         subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=root)
@@ -61,28 +100,99 @@ def _muon_groups(optimizer_pt: Path) -> list:
     return [g for g in sd["param_groups"] if g.get("use_muon")]
 
 
-def _clm(out, steps=2, **extra):
-    d = data_dir()
-    args = ["--train_file", d / "pretrain" / "tinystories_validation_head.txt", "--tokenizer_dir",
-            d / "tokenizers" / "gpt2", "--output_dir", out, "--use_cpu", "true", "--report_to", "none",
-            "--max_steps", steps, "--per_device_train_batch_size", "4", "--learning_rate", "3e-3",
-            "--disable_tqdm", "true", "--save_strategy", "steps", "--save_steps", steps, "--optim", "muon"]
-    return args + [x for k, v in extra.items() for x in (f"--{k}", v)]
+def _tiny_model(folder: Path) -> Path:
+    """A tiny Llama with the GPT-2 tokenizer (chat template included), saved as a `--model_name_or_path` folder."""
+    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
+
+    from hf_muon.lab.chat import prepare_chat_tokenizer
+
+    tok = prepare_chat_tokenizer(
+        GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
+    )
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    ).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
 
 
-def test_unmodified_trainer_script(fresh, tmp_path):
+def test_hf_muon_command(fresh, tmp_path):
     py, root = fresh
-    proc = _run([py, SCRIPT, *_clm(tmp_path / "out")], cwd=root)
+    hf_muon = py.parent / "hf-muon"
+    listing = _run([hf_muon, "config"], cwd=tmp_path)
+    assert listing.returncode == 0 and all(
+        n in listing.stdout for n in ("ddp.yaml", "fsdp2.yaml", "hsdp.yaml")
+    )
+    for name in ("ddp", "fsdp2", "hsdp"):
+        wrote = _run([hf_muon, "config", name, "--out", tmp_path / f"{name}.yaml"], cwd=tmp_path)
+        assert wrote.returncode == 0, wrote.stderr[-2000:]
+        shipped = (REPO / "hf_muon" / "configs" / f"{name}.yaml").read_text()
+        assert (tmp_path / f"{name}.yaml").read_text() == shipped
+    table = _run([hf_muon, "optim-args"], cwd=tmp_path)
+    assert table.returncode == 0 and "| `ns_steps` |" in table.stdout
+    bogus = _run([hf_muon, "bogus"], cwd=tmp_path)
+    assert bogus.returncode == 2 and "unknown command 'bogus'" in bogus.stderr and "usage:" in bogus.stderr
+
+
+def test_examples_copied_out_of_the_checkout(fresh, tmp_path):
+    py, root = fresh
+    for name in ("plain_loop.py", "trainer.py"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    plain = _run([py, tmp_path / "plain_loop.py", "--steps", "3", "--out", tmp_path / "plain"], cwd=tmp_path)
+    assert plain.returncode == 0 and "saved and reloaded" in plain.stdout, plain.stderr[-3000:]
+    # the documented Trainer command, with --optim muon reaching the unmodified script through the startup hook
+    args = [
+        "--model_name_or_path",
+        _tiny_model(tmp_path / "tiny"),
+        "--train_file",
+        data_dir() / "pretrain" / "tinystories_validation_head.txt",
+        "--output_dir",
+        tmp_path / "out",
+        "--optim",
+        "muon",
+        "--optim_args",
+        "ns_steps=5",
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--block_size",
+        "32",
+        "--max_chars",
+        "20000",
+        "--per_device_train_batch_size",
+        "4",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--learning_rate",
+        "3e-3",
+        "--disable_tqdm",
+        "true",
+    ]
+    proc = _run([py, tmp_path / "trainer.py", *args], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _muon_groups(tmp_path / "out" / "checkpoint-2" / "optimizer.pt")
     assert "on Muon" in proc.stderr and (tmp_path / "out" / "hf_muon_routing.txt").exists()
     # training_args.bin in a fresh interpreter that never imports hf_muon
-    code = (f"import torch; a = torch.load({str(tmp_path / 'out' / 'checkpoint-2' / 'training_args.bin')!r}, "
-            "weights_only=False); print(a.optim.value)")
-    out = _run([py, "-c", code], cwd=root)
+    code = (
+        f"import torch; a = torch.load({str(tmp_path / 'out' / 'checkpoint-2' / 'training_args.bin')!r}, "
+        "weights_only=False); print(a.optim.value)"
+    )
+    out = _run([py, "-c", code], cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "muon", out.stderr[-2000:]
     # the hook off: today's behaviour without the launcher
-    off = _run([py, SCRIPT, *_clm(tmp_path / "off")], cwd=root, HF_MUON_AUTOREGISTER="0")
+    off = _run([py, tmp_path / "trainer.py", *args], cwd=tmp_path, HF_MUON_AUTOREGISTER="0")
     assert off.returncode != 0 and "invalid choice: 'muon'" in off.stderr
 
 
@@ -96,29 +206,51 @@ def test_import_transformers_alone_imports_nothing_heavy_of_hf_muon(fresh):
 
 @pytest.mark.parametrize("how", ["flags", "peft", "config"])
 def test_trl_sft_command(fresh, tmp_path, how):
-    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
-
-    from hf_muon.lab.chat import prepare_chat_tokenizer
-
     py, root = fresh
-    tok = prepare_chat_tokenizer(GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" /
-                                                                      "tokenizer.json")))
-    model_dir, data = tmp_path / "tiny", tmp_path / "tulu"
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
-                                 eos_token_id=tok.eos_token_id)).save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    model_dir, data = _tiny_model(tmp_path / "tiny"), tmp_path / "tulu"
     data.mkdir()
     shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
     trl = [py, "-c", "import sys; sys.argv[0] = 'trl'; from trl.cli import main; sys.exit(main())", "sft"]
     out = tmp_path / "out"
-    extra = {"flags": ["--optim", "muon"], "peft": ["--optim", "muon", "--use_peft", "--lora_r", "4"],
-             "config": ["--config", tmp_path / "cfg.yaml"]}[how]
+    extra = {
+        "flags": ["--optim", "muon"],
+        "peft": ["--optim", "muon", "--use_peft", "--lora_r", "4"],
+        "config": ["--config", tmp_path / "cfg.yaml"],
+    }[how]
     (tmp_path / "cfg.yaml").write_text("optim: muon\n")
-    proc = _run([*trl, "--model_name_or_path", model_dir, "--dataset_name", data, "--output_dir", out,
-                 *extra, "--max_steps", "2", "--save_steps", "2", "--per_device_train_batch_size", "2",
-                 "--max_length", "128", "--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true",
-                 "--report_to", "none", "--learning_rate", "3e-3", "--dtype", "float32"], cwd=root)
+    proc = _run(
+        [
+            *trl,
+            "--model_name_or_path",
+            model_dir,
+            "--dataset_name",
+            data,
+            "--output_dir",
+            out,
+            *extra,
+            "--max_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+            "--max_length",
+            "128",
+            "--bf16",
+            "false",
+            "--gradient_checkpointing",
+            "false",
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--learning_rate",
+            "3e-3",
+            "--dtype",
+            "float32",
+        ],
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
     assert groups
