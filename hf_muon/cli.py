@@ -77,8 +77,13 @@ def config_text(name: str) -> str:
     return (resources.files("hf_muon") / "configs" / match[0]).read_text()
 
 
-def _summary(text: str) -> str:
-    """The first comment line that is not a command: what the config is for."""
+def _summary(name: str, text: str) -> str:
+    """What the config is for: a YAML's first comment line that is not a command; a DeepSpeed JSON's ZeRO stage."""
+    if name.endswith(".json"):
+        import json
+
+        stage = json.loads(text).get("zero_optimization", {}).get("stage")
+        return f"DeepSpeed ZeRO-{stage} (--deepspeed {name})" if stage is not None else "DeepSpeed config"
     comments = [ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")]
     first = next(
         (c for c in comments if c and not c.startswith(("accelerate ", "deepspeed ", "hf-muon "))), ""
@@ -97,7 +102,7 @@ def config_main(argv: list[str]) -> None:
     a = ap.parse_args(argv)
     if a.name is None:
         for n in config_names():
-            print(f"{n:<28} {_summary(config_text(n))}")
+            print(f"{n:<28} {_summary(n, config_text(n))}")
         return
     text = config_text(a.name)
     if a.out is None:
