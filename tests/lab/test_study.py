@@ -30,14 +30,17 @@ def test_tiny_study_end_to_end(tmp_path):
         assert f"| {pair} |" in text, pair
     for heading in ("## Paired differences", "## Remedy arms on the AdamW base", "## What reproduces",
                     "## Learning rates", "SFT test token acc", "forgetting (Δ pretrain val loss)",
-                    "Command: `hf-muon study tiny.yaml`", "n=1, no interval"):
+                    "Command: `hf-muon study tiny.yaml`", "n=1, no interval", "BLiMP acc", "BLiMP syntax-semantics",
+                    "BLiMP forgetting (Δ acc)", "## BLiMP beside the loss columns", "BLiMP 50"):
         assert heading in text, heading
-    for png in ("loss_curves.png", "scores.png", "remedies.png"):
+    for png in ("loss_curves.png", "scores.png", "remedies.png", "blimp.png"):
         assert (report / png).stat().st_size > 1000
     cards = sorted((tmp_path / "cards").glob("*.md"))
     assert len(cards) == len(pairs)
     for card in cards:
         validate_card(card)
+        assert "dataset:\n      name: BLiMP" in card.read_text() or "name: BLiMP" in card.read_text(), card
+    assert "acc, syntax-semantics (0-shot)" in cards[0].read_text()
     results = json.loads((report / "results.json").read_text())
     sft = results["data"]["sft"]
     assert (sft["val"], sft["test"]) == (8, 8) and sft["rows"] == 200 and len(sft["files"]) == 2
@@ -61,6 +64,11 @@ def test_tiny_study_end_to_end(tmp_path):
     assert len(state["param_names"]) == len(state["state_dict"]["state"]) > 0
     scores = json.loads((run / "sft-adamw-muon" / "scores.json").read_text())
     assert 0 <= scores["sft_loss"]["acc"] <= 1 and scores["sft_loss"]["n_scored"] == 8
+    assert scores["blimp"]["n_scored"] == 67 and set(scores["blimp"]["acc_by_field"]) == {
+        "morphology", "syntax", "semantics", "syntax_semantics"}
+    blimp_forgetting = results["values"]["adamw / muon"]["BLiMP forgetting (Δ acc)"]["0"]
+    base_blimp = json.loads((run / "base-adamw" / "scores.json").read_text())["blimp"]["acc"]
+    assert blimp_forgetting == pytest.approx(100 * (scores["blimp"]["acc"] - base_blimp))
     # a re-run does no work: every unit is marked done
     t = time.time()
     run_study(cfg, log=lambda *a: None)
@@ -171,6 +179,28 @@ def test_card_metric_names_carry_the_shot_count_the_run_used():
               "arc_easy": {"acc": 0.25, "acc_norm": 0.2}}  # no recorded config: no shot claim
     names = {r.dataset_name + " " + r.metric_name for r in eval_results(scores, "tinystories")}
     assert names == {"MMLU acc (1-shot)", "GSM8K exact_match, strict-match (0-shot)", "ARC-Easy acc", "ARC-Easy acc_norm"}
+
+
+def test_score_stage_adds_a_new_task_without_rescoring(tmp_path, monkeypatch):
+    """A unit scored before BLiMP joined eval.tasks gets only BLiMP on the next score stage, merged in."""
+    from hf_muon.lab.study import pipeline
+
+    cfg = load_config(TINY, {"output_dir": str(tmp_path), "data_dir": str(data_dir())})
+    old = {"mmlu": {"acc": 0.25}, "arc_easy": {"acc": 0.3}, "gsm8k": {"strict-match": 0.0}, "sft_loss": {"loss": 7.0},
+           "perplexity": {"loss": 6.0}}
+    (tmp_path / "unit").mkdir()
+    (tmp_path / "unit" / "scores.json").write_text(json.dumps(old))
+    asked = []
+
+    def fake_score(model_dir, tasks, **kw):
+        asked.append(list(tasks))
+        return {t: {"acc": 0.6, "acc_by_field": {"syntax": 0.6}, "samples": [1]} for t in tasks}
+
+    monkeypatch.setattr("hf_muon.lab.evaluation.cli.score", fake_score)
+    got = pipeline.score(cfg, "unused", tmp_path / "unit", True)
+    assert asked == [["blimp"]] and got == {**old, "blimp": {"acc": 0.6, "acc_by_field": {"syntax": 0.6}}}
+    assert json.loads((tmp_path / "unit" / "scores.json").read_text()) == got
+    assert pipeline.score(cfg, "unused", tmp_path / "unit", True) == got and asked == [["blimp"]]
 
 
 @pytest.mark.slow

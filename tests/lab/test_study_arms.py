@@ -123,6 +123,36 @@ def test_report_wording_follows_the_interval():
     assert plain_summary(rows[:1], [0], []) == ["1 seed: no interval, so no ordering is claimed either way."]
 
 
+def test_blimp_columns_forgetting_and_agreement_on_planted_numbers():
+    from hf_muon.lab.study import tables as T
+
+    def unit(seed, pair, kind, pretrain, blimp_acc, loss):
+        return {"seed": seed, "pair": pair, "kind": kind, "pretrain": pretrain,
+                "scores": {"blimp": {"acc": blimp_acc, "acc_by_field": {"syntax": blimp_acc},
+                                     "n_by_field": {"syntax": 26}, "n_scored": 67},
+                           "perplexity": {"loss": loss}, "sft_loss": {"loss": loss + 1}}}
+
+    units = []
+    for s in range(3):
+        units += [unit(s, "adamw / -", "base", "adamw", 0.60, 5.0), unit(s, "muon / -", "base", "muon", 0.64, 4.7),
+                  unit(s, "adamw / adamw", "sft", "adamw", 0.55 + 0.01 * s, 5.5),
+                  unit(s, "adamw / muon", "sft", "adamw", 0.58 + 0.01 * s, 5.3),
+                  unit(s, "muon / adamw", "sft", "muon", 0.60, 5.0), unit(s, "muon / muon", "sft", "muon", 0.63, 4.8)]
+    values, counts = T.collect_values(units)
+    assert values["adamw / muon"]["BLiMP forgetting (Δ acc)"] == pytest.approx({0: -2.0, 1: -1.0, 2: 0.0})
+    assert values["muon / muon"]["BLiMP syntax"][0] == pytest.approx(63.0) and counts["BLiMP syntax"] == 26
+    assert counts["BLiMP acc"] == 67 and "BLiMP forgetting (Δ acc)" not in values["adamw / -"]
+    labels = ["SFT test loss", "BLiMP acc", T.FORGETTING, T.BLIMP_FORGETTING]
+    rows = T.contrasts(values, counts, labels)
+    blimp_row = next(r for r in rows if r["metric"] == T.BLIMP_FORGETTING and r["b"] == "adamw / adamw"
+                     and r["a"] == "adamw / muon")
+    assert blimp_row["mean"] == pytest.approx(3.0) and blimp_row["verdict"] == "opposite (CI excludes 0)"
+    text = "\n".join(T.blimp_agreement(rows, [0, 1, 2]))
+    assert "| contrast | SFT test loss | forgetting (Δ pretrain val loss) | BLiMP acc | BLiMP forgetting (Δ acc) |" in text
+    assert "BLiMP reads the same as the loss columns on" in text
+    assert T.blimp_agreement(rows, [0])[-1] == "1 seed: no interval, so no agreement is judged."
+
+
 # ------------------------------------------------------------------------------------------- warm start
 def test_warm_start_loads_the_adamw_moment_into_muons_buffer_and_resumes_exactly(tmp_path):
     import hf_muon

@@ -21,6 +21,9 @@ METRICS = [  # (task, key, dataset id, dataset name, metric type, metric name, s
     ("gsm8k", "flexible-extract", "openai/gsm8k", "GSM8K", "exact_match", "exact_match, flexible-extract ({shots}-shot)",
      100.0),
     ("humaneval", "pass@1", "openai/openai_humaneval", "HumanEval", "pass@1", "pass@1", 100.0),
+    ("blimp", "acc", "nyu-mll/blimp", "BLiMP", "accuracy", "acc ({shots}-shot)", 100.0),
+    *[("blimp", f"acc_by_field.{f}", "nyu-mll/blimp", "BLiMP", "accuracy", f"acc, {f.replace('_', '-')} ({{shots}}-shot)",
+       100.0) for f in ("morphology", "syntax", "semantics", "syntax_semantics")],
     ("sft_loss", "loss", "allenai/tulu-3-sft-mixture", "tulu-3 held-out", "loss", "assistant-token loss", 1.0),
     ("sft_loss", "acc", "allenai/tulu-3-sft-mixture", "tulu-3 held-out", "accuracy", "assistant-token accuracy", 100.0),
     ("perplexity", "perplexity", None, "pretraining validation", "perplexity", "perplexity", 1.0),
@@ -37,8 +40,10 @@ def eval_results(scores: dict, corpus: str):
     from huggingface_hub import EvalResult
 
     out = []
+    from .tables import lookup
+
     for task, key, ds_id, ds_name, mtype, mname, scale in METRICS:
-        value = scores.get(task, {}).get(key)
+        value = lookup(scores.get(task, {}), key)
         if value is None:
             continue
         if "{shots}" in mname:
@@ -94,7 +99,8 @@ def build_card(*, name: str, unit: dict, info: dict, scores: dict, cfg, n_params
         n_params=f"{n_params:,}", hyperparameters=hp, hardware=hardware,
         wall_time=f"{info.get('train_seconds', 0):.0f} s", config_name=config_name, hf_muon_version=hf_muon_version,
         eval_table="\n".join(rows),
-        chance_note="Chance level: MMLU 25%, ARC-Easy ≈ 25%, GSM8K and HumanEval ≈ 0%.",
+        chance_note="Chance level: MMLU 25%, ARC-Easy ≈ 25%, GSM8K and HumanEval ≈ 0%"
+                    + (", BLiMP 50% (overall and each field)." if "blimp" in scores else "."),
         intended_use="Studying how the pretraining optimizer and the fine-tuning optimizer interact.",
     )
     return card

@@ -141,10 +141,15 @@ def _eval_data(cfg: StudyConfig, model_dir: str):
 
 def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
     """``scores.json``: the benchmark tasks, ``sft_loss`` (loss, acc on the test slice) and ``perplexity`` (loss and
-    perplexity on the pretraining validation blocks; in base_model mode the corpus's validation text)."""
+    perplexity on the pretraining validation blocks; in base_model mode the corpus's validation text).
+
+    A unit already scored is not scored again; one scored before a task was added to ``eval.tasks`` (e.g. BLiMP)
+    gets only the missing tasks, merged into its ``scores.json``."""
     f = out / "scores.json"
-    if f.exists():
-        return json.loads(f.read_text())
+    have = json.loads(f.read_text()) if f.exists() else {}
+    wanted = [*cfg.eval.tasks, *(["perplexity"] if cfg.model.base_model else [])]
+    if have and all(t in have for t in wanted):
+        return have
     from transformers import AutoModelForCausalLM
 
     from ..evaluation.cli import score as score_model
@@ -152,9 +157,7 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
 
     lim = cfg.eval.limit
     limit = {t: (lim.get(t) if isinstance(lim, dict) else lim) for t in [*cfg.eval.tasks, "sft_loss", "perplexity"]}
-    tasks = list(cfg.eval.tasks)
-    if cfg.model.base_model:
-        tasks.append("perplexity")
+    tasks = [t for t in wanted if t not in have]
     options = {k: dict(v) for k, v in cfg.eval.task_options.items() if k in tasks}
     options.setdefault("perplexity", {}).setdefault("corpus", cfg.pretrain.corpora()[0])
     options["perplexity"].setdefault("block_size", cfg.pretrain.block_size)
@@ -164,17 +167,19 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
                           limit=limit, batch_size=cfg.eval.batch_size, task_options=options,
                           allow_code_execution=cfg.eval.allow_code_execution, device="cuda" if _cuda() else None,
                           work_dir=out / "lm_eval" if cfg.eval.backend == "lm-eval" else None, progress=False)
-    test, blocks = _eval_data(cfg, model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    if _cuda():
-        model = model.cuda()
-    n = limit.get("sft_loss")
-    res["sft_loss"] = {**token_metrics(model, test[:n] if n else test, cfg.eval.batch_size), "backend": "native",
-                       "split": "test"}
-    if blocks is not None:
-        res["perplexity"] = {**token_metrics(model, block_examples(blocks, limit.get("perplexity")),
-                                             cfg.eval.batch_size), "backend": "native", "split": "val"}
-    slim = {t: {k: v for k, v in r.items() if k not in ("samples", "acc_by_subject")} for t, r in res.items()}
+    if "sft_loss" not in have:
+        test, blocks = _eval_data(cfg, model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        if _cuda():
+            model = model.cuda()
+        n = limit.get("sft_loss")
+        res["sft_loss"] = {**token_metrics(model, test[:n] if n else test, cfg.eval.batch_size), "backend": "native",
+                           "split": "test"}
+        if blocks is not None:
+            res["perplexity"] = {**token_metrics(model, block_examples(blocks, limit.get("perplexity")),
+                                                 cfg.eval.batch_size), "backend": "native", "split": "val"}
+    slim = {**have, **{t: {k: v for k, v in r.items() if k not in ("samples", "acc_by_subject")}
+                       for t, r in res.items()}}
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(slim, indent=2, default=str))
     return slim

@@ -119,15 +119,24 @@ def _plots(col: dict, out: Path) -> list[str]:
     plt.close(fig)
     files.append("loss_curves.png")
     remedies = [p for p in values if p.startswith("adamw / ") and "(" in p]
-    for name, pairs in (("scores.png", [p for p in T.MAIN_PAIRS if p in values]),
-                        ("remedies.png", ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"])):
+    bases = [p for p in values if p.endswith("/ -")]
+    blimp = ["BLiMP acc", *T.BLIMP_FIELDS, T.BLIMP_FORGETTING]
+    main_cols = [c[0] for c in T.COLUMNS if c[0] != "pretrain val ppl" and c[0] not in T.BLIMP_FIELDS]
+    for name, pairs, cols in (
+            ("scores.png", [p for p in T.MAIN_PAIRS if p in values], main_cols + list(T.FORGETTING_OF)),
+            ("remedies.png", ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"], main_cols + list(T.FORGETTING_OF)),
+            ("blimp.png", [*bases, *(p for p in T.MAIN_PAIRS if p in values)], blimp)):
         pairs = [p for p in pairs if p in values]
-        labels = [c[0] for c in T.COLUMNS if c[0] != "pretrain val ppl" and any(values[p].get(c[0]) for p in pairs)]
-        labels += [T.FORGETTING] if any(values[p].get(T.FORGETTING) for p in pairs) else []
-        if not pairs or not labels or (name == "remedies.png" and not remedies):
+        labels = [c for c in cols if any(values[p].get(c) for p in pairs)]
+        if not pairs or not labels or (name == "remedies.png" and not remedies) or (
+                name == "blimp.png" and "BLiMP acc" not in labels):
             continue
-        fig, axes = plt.subplots(1, len(labels), figsize=(3.2 * len(labels), 3.8), squeeze=False)
-        for ax, label in zip(axes[0], labels):
+        ncols = min(len(labels), 6)
+        nrows = -(-len(labels) // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.8 * nrows), squeeze=False)
+        for ax in axes.flat[len(labels):]:
+            ax.set_visible(False)
+        for ax, label in zip(axes.flat, labels):
             vals = [list(values[p].get(label, {}).values()) for p in pairs]
             means = [statistics.fmean(v) if v else 0.0 for v in vals]
             errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
@@ -190,7 +199,7 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
     col = collect(cfg, root)
     values, counts = col["values"], col["counts"]
     labels = [c[0] for c in T.COLUMNS if any(values[p].get(c[0]) for p in values)]
-    labels += [T.FORGETTING] if any(values[p].get(T.FORGETTING) for p in values) else []
+    labels += [d for d in T.FORGETTING_OF if any(values[p].get(d) for p in values)]
     main = [p for p in T.MAIN_PAIRS if p in values] + [p for p in values if p.endswith("/ -")]
     main += [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
     remedies = sorted(p for p in values if p.startswith("adamw / ") and "(" in p)
@@ -230,13 +239,18 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
           f"({mach['threads']} threads){', GPU ' + mach['gpu'] if mach.get('gpu') else ''}. Code: `{code}`.", "",
           "## Results (mean ± std over seeds)", "", *_table(values, main, labels), "",
           "Benchmarks and token accuracy in %, losses in nats; `x / -` rows are the pretrained bases. Forgetting = the "
-          "SFT model's pretraining validation loss minus its base's. Chance: MMLU 25, ARC-Easy ≈ 25, GSM8K 0, "
-          "HumanEval 0." + (f" **At chance for every 2×2 cell: {', '.join(chance_cols)}** — these columns carry "
+          "SFT model's pretraining validation loss minus its base's"
+          + (" (higher = forgot more); BLiMP forgetting = the SFT model's BLiMP accuracy minus its base's, in points "
+             "(lower = forgot more)" if T.BLIMP_FORGETTING in labels else "")
+          + ". Chance: MMLU 25, ARC-Easy ≈ 25, GSM8K 0, HumanEval 0"
+          + (", BLiMP 50 (overall and each field)" if "BLiMP acc" in labels else "") + "." + (f" **At chance for every 2×2 cell: {', '.join(chance_cols)}** — these columns carry "
                             "no signal." if chance_cols else ""), "",
           "## Learning rates (each cell tuned on the SFT validation slice)", "", *_lr_lines(col["units"]), "",
           "## Paired differences (a − b, by seed; 95 % t interval, bootstrap beside it)", "",
           "| contrast | metric | claim | a − b [95 % CI] | verdict |", "|---|---|---|---|---|",
           *[f"| {r['contrast']} | {r['metric']} | {r['claim']} | {r['ci']} | {r['verdict']} |" for r in rows], ""]
+    if "BLiMP acc" in labels:
+        md += ["## BLiMP beside the loss columns", "", *T.blimp_agreement(rows, col["seeds"]), ""]
     if remedies:
         md += ["## Remedy arms on the AdamW base", "", *_table(values, ["adamw / adamw", "adamw / muon", *remedies,
                                                                        "muon / muon"], labels), "",
