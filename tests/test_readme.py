@@ -49,6 +49,8 @@ COVERED = {
         "accelerate",
     ),
     "torchrun": (("tests/integrations/test_launcher.py", "tests/examples/test_examples.py"), "torchrun"),
+    "hf-muon study": (("tests/lab/test_study.py",), '"hf_muon.cli", "study"'),
+    "hf-muon score": (("tests/lab/test_lm_eval_parity.py",), "evaluation.cli import score"),
 }
 
 
