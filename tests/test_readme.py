@@ -89,3 +89,11 @@ def test_readme_is_short_and_links_only_into_the_docs():
     assert len(text.splitlines()) <= 200
     links = re.findall(r"\]\(([^)#]+)", text)
     assert links and all(link.startswith("docs/") and (REPO / link).suffix == ".md" for link in links), links
+
+
+def test_every_documented_python_block_parses():
+    import ast
+
+    for path in DOCS:
+        for block in _blocks(path, "python"):
+            ast.parse(block, filename=str(path.relative_to(REPO)))
