@@ -23,11 +23,11 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install --quiet "$(TORCH_SPEC)"
-	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,docs]"
+	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,docs,deepspeed]"
 	touch $(STAMP)
 
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,docs,bench]"
+	$(PIP) install --quiet -e ".[hf,study,lmeval,dev,trl,peft,docs,deepspeed,bench]"
 	touch $(BENCH_STAMP)
 
 venv install: $(STAMP)

@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         raise SystemExit(0 if argv else 2)
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        print('hf-muon run needs transformers (and accelerate): pip install "hf_muon[hf]"', file=sys.stderr)
+        raise SystemExit(1) from None
     from .integrations.transformers import register
 
     register()

@@ -14,11 +14,20 @@ from ..config import MuonConfig
 def config_from_training_args(args, optim_args=None) -> MuonConfig:
     """The MuonConfig of a Trainer run: ``args``' lr / decay / betas / eps + its ``optim_args``."""
     if isinstance(optim_args, MuonConfig):
-        return optim_args.replace(lr=args.learning_rate, weight_decay=args.weight_decay,
-                                  betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+        return optim_args.replace(
+            lr=args.learning_rate,
+            weight_decay=args.weight_decay,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
+        )
     raw = optim_args if optim_args is not None else getattr(args, "optim_args", None)
-    return MuonConfig.from_optim_args(raw, lr=args.learning_rate, weight_decay=args.weight_decay,
-                                      betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+    return MuonConfig.from_optim_args(
+        raw,
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+        betas=(args.adam_beta1, args.adam_beta2),
+        eps=args.adam_epsilon,
+    )
 
 
 def parse_optim_args(optim_args) -> MuonConfig:

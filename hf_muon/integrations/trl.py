@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from trl import SFTTrainer
+try:
+    from trl import SFTTrainer
+except ImportError as e:  # no TRL installed
+    raise ImportError('hf_muon.MuonSFTTrainer needs TRL: pip install "hf_muon[trl]"') from e
 
 from .trainer import MuonTrainerMixin
 

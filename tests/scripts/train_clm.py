@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import (
+    AutoModelForCausalLM,
     GPT2TokenizerFast,
     HfArgumentParser,
     LlamaConfig,
@@ -30,6 +31,9 @@ class ScriptArguments:
     max_blocks: int = 256
     hidden_size: int = 32
     num_layers: int = 2
+    model_dir: str = field(
+        default="", metadata={"help": "load with from_pretrained (ZeRO-3: zero.Init, as HF does)"}
+    )
 
 
 class KillAfterSave(TrainerCallback):
@@ -42,7 +46,17 @@ class KillAfterSave(TrainerCallback):
 
 
 def main():
-    script_args, training_args = HfArgumentParser((ScriptArguments, TrainingArguments)).parse_args_into_dataclasses()
+    script_args, training_args = HfArgumentParser(
+        (ScriptArguments, TrainingArguments)
+    ).parse_args_into_dataclasses()
+    print(
+        f"rank {training_args.process_index} of {training_args.world_size}, device {training_args.device}"
+    )  # as run_clm.py
+    if training_args.deepspeed and training_args.use_cpu:
+        # CPU only: accelerate initializes DeepSpeed's comm on GPU-type devices only, and ZeRO-3's zero.Init needs it
+        import deepspeed
+
+        deepspeed.comm.init_distributed(dist_backend="gloo", auto_mpi_discovery=False)
     tok = GPT2TokenizerFast(tokenizer_file=os.path.join(script_args.tokenizer_dir, "tokenizer.json"))
     with open(script_args.train_file, encoding="utf-8") as f:
         ids = tok(f.read(200_000))["input_ids"]
@@ -50,21 +64,36 @@ def main():
     blocks = torch.tensor(ids[: n * script_args.block_size]).view(n, script_args.block_size)
     train = [{"input_ids": b, "labels": b} for b in blocks]
     torch.manual_seed(training_args.seed)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=script_args.hidden_size,
-                         intermediate_size=2 * script_args.hidden_size, num_hidden_layers=script_args.num_layers,
-                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=script_args.hidden_size,
+        intermediate_size=2 * script_args.hidden_size,
+        num_hidden_layers=script_args.num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    if script_args.model_dir:
+        model = AutoModelForCausalLM.from_pretrained(script_args.model_dir)
+    else:
+        model = LlamaForCausalLM(config)
+    partitioned = any(hasattr(p, "ds_id") for p in model.parameters())  # zero.Init ran while loading
     callbacks = []
     if os.environ.get("HF_MUON_TEST_KILL_AT_STEP"):
         callbacks.append(KillAfterSave(int(os.environ["HF_MUON_TEST_KILL_AT_STEP"])))
     trainer = Trainer(model=model, args=training_args, train_dataset=train, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
-    summary = {"optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer")
-                                 else trainer.optimizer).__name__,
-               "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
-               "world_size": training_args.world_size}
+    summary = {
+        "optimizer": type(
+            trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+        ).__name__,
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+        "world_size": training_args.world_size,
+        "loaded_partitioned": partitioned,
+    }
     if training_args.process_index == 0:
         with open(os.path.join(training_args.output_dir, "summary.json"), "w") as f:
             json.dump(summary, f)
