@@ -1,0 +1,121 @@
+"""accelerate's own FSDP2 code under hf_muon on CPU (``tests/scripts/accel_fsdp2.py``: the optimizer built before
+``prepare`` as the Trainer does, accelerate's parameter swap, SHARDED_STATE_DICT save/resume, HSDP through
+``ParallelismConfig``), and the layout the routing line states, with the warning when FSDP was asked for but the
+model is not sharded."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from conftest import REPO, data_dir, free_port
+
+from hf_muon.integrations.announce import run_layout
+
+BIN = Path(sys.executable).parent
+
+
+def _torchrun(n, args, timeout=420):
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(REPO),
+        ACCELERATE_USE_CPU="true",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node", str(n), "--master_port", str(free_port()), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hsdp", [False, True], ids=["fsdp2-mesh-2", "hsdp-mesh-2x2"])
+def test_accelerate_fsdp2_prepare_equals_one_process_and_resumes(tmp_path, hsdp):
+    out = tmp_path / "res.json"
+    args = [
+        str(REPO / "tests" / "scripts" / "accel_fsdp2.py"),
+        "--out",
+        str(out),
+        "--ckpt",
+        str(tmp_path / "ckpt"),
+    ]
+    proc = _torchrun(4 if hsdp else 2, args + (["--hsdp"] if hsdp else []))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    res = json.loads(out.read_text())
+    print(res)
+    assert res["is_fsdp2"] and res["optimizer"] == "Muon" and res["optimizer_params_swapped_to_dtensors"]
+    assert res["placements"] == (["(Replicate(), Shard(dim=0))"] if hsdp else ["(Shard(dim=0),)"])
+    assert res["rel_vs_one_process"] <= 1e-5  # fp32 NS
+    assert res["rel_resumed_vs_uninterrupted"] == 0.0  # SHARDED_STATE_DICT through accelerate
+    assert (tmp_path / "ckpt" / "optimizer_0").is_dir() and (
+        tmp_path / "ckpt" / "pytorch_model_fsdp_0"
+    ).is_dir()
+
+
+def _state(kind, fsdp_version=2, replicate=1):
+    return SimpleNamespace(
+        distributed_type=SimpleNamespace(value=kind),
+        fsdp_plugin=SimpleNamespace(fsdp_version=fsdp_version),
+        parallelism_config=SimpleNamespace(dp_replicate_size=replicate),
+        device=SimpleNamespace(type="cpu"),
+    )
+
+
+def test_layout_line_states_what_the_run_has(caplog, monkeypatch):
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    args = SimpleNamespace(world_size=2, fsdp=[])
+    assert run_layout(args, _state("MULTI_CPU")) == "DDP ×2"
+    assert run_layout(SimpleNamespace(world_size=1, fsdp=[]), _state("NO")) == "single process"
+    assert run_layout(args, _state("FSDP")) == "FSDP2 mesh (2,)"
+    assert (
+        run_layout(SimpleNamespace(world_size=4, fsdp=[]), _state("FSDP", replicate=2)) == "HSDP mesh (2, 2)"
+    )
+    with caplog.at_level("WARNING", logger="hf_muon"):
+        layout = run_layout(SimpleNamespace(world_size=2, fsdp=["full_shard"]), _state("MULTI_CPU"))
+    assert layout == "DDP ×2 (FSDP requested, not applied)"
+    assert (
+        "FSDP was requested" in caplog.text
+        and "NOT sharded" in caplog.text
+        and "MULTI_CPU on cpu" in caplog.text
+    )
+
+
+@pytest.mark.slow
+def test_trainer_fsdp_on_cpu_warns_that_the_model_is_not_sharded(tmp_path):
+    d = data_dir()
+    out = tmp_path / "fsdp"
+    proc = _torchrun(
+        2,
+        [
+            str(REPO / "tests" / "scripts" / "train_clm.py"),
+            "--train_file",
+            str(d / "pretrain" / "tinystories_validation_head.txt"),
+            "--tokenizer_dir",
+            str(d / "tokenizers" / "gpt2"),
+            "--output_dir",
+            str(out),
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--max_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "2",
+            "--optim",
+            "muon",
+            "--save_strategy",
+            "no",
+            "--fsdp",
+            "full_shard",
+            "--fsdp_config",
+            '{"fsdp_version": 2}',
+        ],
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "FSDP was requested" in proc.stderr and "the model is NOT sharded" in proc.stderr
+    assert "layout: DDP ×2 (FSDP requested, not applied)" in proc.stderr
+    assert json.loads((out / "hf_muon_routing.json").read_text())["summary"]["layout"].startswith("DDP ×2")
