@@ -62,8 +62,8 @@ def keep_freed_memory() -> bool:
 
     Every step allocates fp32 logits of batch x seq x 50,257 (~200 MB) plus their gradients. glibc
     serves such blocks with ``mmap`` and unmaps them on free, so each step page-faults ~1 GB of fresh
-    zeroed pages; on small VMs that kernel time was ~40% of the step (0.54 s -> 0.30 s per step with
-    this). Only this demo process is affected; a no-op off glibc. Returns True when applied.
+    zeroed pages, kernel time that is a large share of a CPU step on small VMs. Only this demo process is
+    affected; a no-op off glibc. Returns True when applied.
     """
     if not sys.platform.startswith("linux") or os.environ.get("HF_MUON_DEMO_MALLOC", "1") == "0":
         return False
