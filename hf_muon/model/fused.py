@@ -12,7 +12,10 @@ scaled as the separate matrix it is, so a fused model gets the update its unfuse
 The split itself (axis, sizes, per-head groups) and the block/assemble math live in
 :mod:`hf_muon.ns.blocks`; this module decides, from the HF config, which weights are fused and how.
 
-Architectures with a fused layout not listed here (e.g. Falcon's ``query_key_value``, whose layout depends
+Other fused outputs are found from the model's own code: a weight whose output the module cuts with
+``.chunk(k, dim=-1)`` is split into those k blocks (:mod:`hf_muon.model.usage`; JetMoE's fused GLU
+``input_linear`` and ``kv_proj``), and an expert ``gate_up_proj`` cut with ``chunk`` is ``[gate | up]`` (Llama-4,
+Aria), with ``[..., ::2]`` alternating (GPT-OSS). Architectures with a fused layout not listed here (e.g. Falcon's ``query_key_value``, whose layout depends
 on several config flags) are left whole and the routing report says so.
 """
 
@@ -32,8 +35,11 @@ def _cfg(config, *names, default=None):
     return default
 
 
-def detect(name: str, mod, p: torch.Tensor, config, *, transposed: bool, experts: bool) -> tuple[Split | None, str]:
-    """The split of a Muon-routed weight (None when it is not a known fused projection) and a note."""
+def detect(name: str, mod, p: torch.Tensor, config, *, transposed: bool, experts: bool,
+           blocks: tuple[str, int] | None = None) -> tuple[Split | None, str]:
+    """The split of a Muon-routed weight (None when it is not a known fused projection) and a note. ``blocks``:
+    how the model's code cuts this weight's output (:func:`hf_muon.model.usage.output_blocks`), which decides
+    an expert ``gate_up_proj``'s layout and finds fused outputs of any other name."""
     leaf = name.rsplit(".", 2)[-2] if name.endswith(".weight") else name.rsplit(".", 1)[-1]
     model_type = getattr(config, "model_type", "") or ""
     hidden = _cfg(config, "hidden_size", "n_embd")
@@ -58,11 +64,17 @@ def detect(name: str, mod, p: torch.Tensor, config, *, transposed: bool, experts
             return (s, "") if s else (None, "query_key_value of unexpected shape: kept whole")
         return None, f"fused query_key_value of model_type {model_type!r}: layout not known, kept whole"
     if leaf == "gate_up_proj":
-        if experts and transposed:  # GPT-OSS (E, H, 2I): gate/up in alternating columns
+        if experts and transposed and blocks == ("contiguous", 2):  # Llama-4 / Aria (E, H, 2I): [gate | up]
+            s = fits(Split(-1, (shape[-1] // 2, shape[-1] // 2), 1, "gate_up")) if shape[-1] % 2 == 0 else None
+        elif experts and transposed:  # GPT-OSS (E, H, 2I): gate/up in alternating columns
             s = fits(Split(-1, (1, 1), shape[-1] // 2, "gate_up")) if shape[-1] % 2 == 0 else None
         else:  # Phi-3 Linear (2I, H) and v5 MoE experts (E, 2I, H): [gate; up]
             s = fits(Split(-2, (shape[-2] // 2, shape[-2] // 2), 1, "gate_up")) if shape[-2] % 2 == 0 else None
         return (s, "") if s else (None, "gate_up_proj of unexpected shape: kept whole")
+    if blocks is not None and blocks[0] == "contiguous" and len(shape) >= 2:  # e.g. JetMoE's input_linear, kv_proj
+        axis, k = (-1 if transposed else -2), blocks[1]
+        s = fits(Split(axis, (shape[axis] // k,) * k, 1, f"{k} blocks")) if shape[axis] % k == 0 else None
+        return (s, "output cut into blocks by the model's code") if s else (None, "")
     return None, ""
 
 

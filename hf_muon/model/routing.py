@@ -10,10 +10,14 @@ own name in ``named_parameters()``), not by name patterns:
   hidden matrices), ``nn.Embedding``, norms, biases,
   1-D and scalar parameters, heads outside the backbone (``base_model_prefix``: ``score``,
   ``classifier``, value heads), MoE routers (every weight inside a router module), other 2-D parameters that are not a Linear/Conv1D weight
-  (Mamba ``A_log``, position tables, expert biases), LoRA factors under the default policy.
+  (Mamba ``A_log``, position tables, expert biases: their module does not multiply by them), LoRA factors
+  under the default policy.
 * Muon: 2-D weights of ``nn.Linear`` and GPT-2 ``Conv1D`` (stored ``(in, out)``: ``transposed``)
   inside the backbone; 3-D fused MoE expert stacks ``(E, out, in)`` (or transposed), per expert, unless
-  ``moe_experts="adamw"``; convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
+  ``moe_experts="adamw"`` (orientation from the module's ``is_transposed`` flag, else from how its code multiplies
+  by the stack, :mod:`hf_muon.model.usage`: Llama-4's ``bmm(x, W)`` is ``(E, in, out)``); other ≥2-D parameters
+  the module's code multiplies by as matrices (XLNet's ``einsum("ibh,hnd->ibnd", x, W)``, RecurrentGemma's
+  per-head ``baddbmm`` blocks); convolution weights (flattened to ``(out, in·k·k)``) when ``conv="muon"``.
 * A model without HF metadata (no ``get_output_embeddings``) has no sure output head: when its last
   ``nn.Linear`` lands on Muon, a warning names it and the ``exclude=`` that keeps it on AdamW.
 * ``include`` / ``exclude`` regexes on parameter names override the above (exclude wins).
@@ -44,6 +48,7 @@ from ..config import KNOBS, check
 from ..ns.blocks import Split
 from .fused import detect
 from .heads import attention_sites, head_split, refuse_mla
+from .usage import output_blocks, use_of
 
 
 @dataclass
@@ -286,8 +291,8 @@ def route(
             elif _is_experts(mod, p):
                 if moe_experts == "muon" and "bias" not in pname:
                     r.kind, r.experts = "muon", True
-                    r.transposed = bool(getattr(mod, "is_transposed", False))
-                    r.reason = "MoE experts, per expert" + (" (transposed)" if r.transposed else "")
+                    r.transposed, how = _expert_orientation(mod, pname)
+                    r.reason = "MoE experts, per expert" + (" (transposed)" if r.transposed else "") + how
                 else:
                     r.reason = "MoE experts (moe_experts='adamw')"
             elif pname == "weight" and p.ndim == 2 and isinstance(mod, nn.Linear):
@@ -300,13 +305,14 @@ def route(
                 else:
                     r.reason = "conv weight (conv='adamw')"
             else:
-                r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight"
+                _route_by_use(r, mod, pname, p)
             if (split_fused or per_head) and r.kind == "muon":
                 config = getattr(base, "config", None)
                 r.split, note = head_split(name, p, config, transposed=r.transposed, experts=r.experts) \
                     if per_head else (None, "")
                 if r.split is None and split_fused:
-                    r.split, note = detect(name, mod, p, config, transposed=r.transposed, experts=r.experts)
+                    r.split, note = detect(name, mod, p, config, transposed=r.transposed, experts=r.experts,
+                                           blocks=_output_blocks(model, mod_name, mod, pname))
                 if r.split is not None:
                     r.reason += f"; split {r.split.describe()}"
                 elif note:
@@ -334,6 +340,35 @@ def _warn_plain_head(model: nn.Module, routes: list[Route], exc: list) -> None:
                   "(get_output_embeddings), likely its output head; it is routed to Muon. Output heads usually "
                   f"belong on AdamW: pass exclude={'^' + re.escape(last) + '[.]'!r} to keep it there.",
                   UserWarning, stacklevel=3)
+
+
+def _expert_orientation(mod: nn.Module, pname: str) -> tuple[bool, str]:
+    """An expert stack's orientation: the module's ``is_transposed`` flag, else how its code multiplies by it."""
+    if hasattr(mod, "is_transposed"):
+        return bool(mod.is_transposed), ""
+    use = use_of(mod, pname, 3)
+    return (use.transposed, f" (read from {use.how})") if use is not None else (False, "")
+
+
+def _route_by_use(r: Route, mod: nn.Module, pname: str, p: torch.Tensor) -> None:
+    """A ≥2-D parameter that is no Linear/Conv1D/expert weight: Muon when the module's code multiplies by it as a
+    matrix (XLNet's einsum projections, RecurrentGemma's per-head gate blocks), else AdamW, saying so."""
+    use = use_of(mod, pname, p.ndim)
+    if use is None or (p.ndim > 3 and use.stacked):
+        r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight (its module does not multiply by it)"
+        return
+    r.kind, r.transposed, r.experts = "muon", use.transposed, use.stacked and p.ndim == 3
+    r.reason = f"matrix product in {use.how}" + (", one matrix per leading index" if r.experts else "")
+
+
+def _output_blocks(model: nn.Module, mod_name: str, mod: nn.Module, pname: str):
+    """How the model's code cuts this weight's output: by its own module (an expert stack), or by the parent
+    module that calls it (a Linear or expert module child)."""
+    own = output_blocks(mod, pname)
+    if own is not None or not mod_name:
+        return own
+    parent_name, _, child = mod_name.rpartition(".")
+    return output_blocks(model.get_submodule(parent_name) if parent_name else model, child)
 
 
 def _mark_qk_clip(model: nn.Module, routes: list[Route], tau: float) -> None:
