@@ -15,7 +15,7 @@ export HF_EVALUATE_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_MUON_DATA ?= $(abspath ../shared/data)
 
-.PHONY: venv install test test-slow test-all demo demo-optimizers bench bench-gpu lint docs dist clean
+.PHONY: venv install test test-slow test-all demo demo-optimizers bench bench-gpu gpu-check gpu-check-dry lint docs dist clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,15 @@ bench-gpu: $(BENCH_STAMP)
 	$(PY) benchmarks/run_all.py --device cuda
 
 LINT_PATHS := hf_muon tests benchmarks recipes examples
+
+# One lent GPU: device checks, bf16 step table (GPT-2 small, ~1.1B Llama) vs torch.optim.Muon and fused AdamW with
+# the NS matmul floor, a 1-GPU Trainer run; writes benchmarks/results/gpu_check.json + a RESULTS.md section (≤ 8 min, H100).
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py
+
+# Every code path of gpu-check on CPU at tiny sizes (CI); runs/gpu_check_dry.json, never RESULTS.md.
+gpu-check-dry: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --dry
 
 lint: $(STAMP)
 	$(PY) -m ruff check $(LINT_PATHS)
