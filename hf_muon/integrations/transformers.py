@@ -165,6 +165,14 @@ def uses_deepspeed(args) -> bool:
     return bool(getattr(args, "deepspeed", None) or getattr(args, "deepspeed_plugin", None))
 
 
+def deepspeed_active() -> bool:
+    """Whether the run's accelerate state has DeepSpeed on (the Trainer's own test); True before any state."""
+    from .announce import _accelerate_state
+
+    state = _accelerate_state()
+    return state is None or getattr(state, "deepspeed_plugin", None) is not None
+
+
 def check_backend(args, config: MuonConfig | None = None) -> None:
     """Validate the launch before any work: DeepSpeed through its own Muon (config checked, ZeRO-3 completed),
     FSDP v1 refused (flattened 1-D parameters)."""
@@ -208,7 +216,15 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
     if overrides:
         config = config.replace(**overrides)
     main = getattr(args, "process_index", 0) == 0
-    if uses_deepspeed(args):
+    layout = run_layout(args) if not (uses_deepspeed(args) and deepspeed_active()) else None
+    if uses_deepspeed(args) and not deepspeed_active():
+        layout += " (DeepSpeed requested, not applied)"
+        logger.warning(
+            f"hf_muon: DeepSpeed was requested (--deepspeed / an accelerate DeepSpeed config), but accelerate did not "
+            f"enable it for this run (on CPU it does so only for `--deepspeed` under torchrun): this run is {layout}, "
+            "so it trains with hf_muon's own Muon, not through DeepSpeed."
+        )
+    elif uses_deepspeed(args):
         from . import deepspeed as ds
 
         explicit = explicit_knobs(optim_args if optim_args is not None else getattr(args, "optim_args", None))
@@ -226,7 +242,7 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
         route(model, **config.routing_kwargs()),
         getattr(args, "output_dir", None),
         main_process=main,
-        layout=run_layout(args),
+        layout=layout,
     )
     return opt
 

@@ -285,3 +285,113 @@ def test_deepspeed_update_matches_hf_muons_own(tmp_path):
     assert "wte.weight" in (
         res["explicit_section_gpt2"] or ""
     )  # name-based tagging is caught before any step
+
+
+@pytest.mark.slow
+def test_trl_sft_under_deepspeed_zero2(tmp_path):
+    """TRL's sft script, unmodified, under torchrun with the shipped ZeRO-2 config."""
+    import shutil
+
+    from test_trl import _model, _tokenizer
+
+    tok = _tokenizer()
+    model_dir, data, out = tmp_path / "tiny", tmp_path / "tulu", tmp_path / "out"
+    _model(tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data.mkdir()
+    shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
+    proc = _torchrun(
+        [
+            "-m",
+            "hf_muon.run",
+            "-m",
+            "trl.scripts.sft",
+            "--model_name_or_path",
+            str(model_dir),
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--optim",
+            "muon",
+            "--max_steps",
+            "3",
+            "--save_strategy",
+            "no",
+            "--per_device_train_batch_size",
+            "2",
+            "--max_length",
+            "128",
+            "--bf16",
+            "false",
+            "--gradient_checkpointing",
+            "false",
+            "--use_cpu",
+            "true",
+            "--report_to",
+            "none",
+            "--learning_rate",
+            "3e-3",
+            "--dtype",
+            "float32",
+            "--logging_steps",
+            "1",
+            "--deepspeed",
+            str(CONFIGS / "deepspeed_zero2.json"),
+        ]
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    routing = json.loads((out / "hf_muon_routing.json").read_text())["summary"]
+    assert routing["layout"] == "DeepSpeed ZeRO-2"
+    assert f"DeepSpeed ZeRO-2 holds {routing['muon_tensors']} tensors" in proc.stderr
+
+
+@pytest.mark.slow
+def test_accelerate_deepspeed_plugin_on_cpu_is_said_not_applied(tmp_path):
+    """accelerate's DeepSpeed plugin (an accelerate config with distributed_type: DEEPSPEED) reaches the Trainer as
+    args.deepspeed_plugin; on CPU accelerate then runs DDP without DeepSpeed. hf_muon says so and trains with its own
+    Muon instead of handing DeepSpeed's optimizer an unpartitioned run."""
+    cfg = tmp_path / "acc_ds.yaml"
+    cfg.write_text(
+        f"compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\ndeepspeed_config:\n"
+        f"  deepspeed_config_file: {CONFIGS / 'deepspeed_zero2.json'}\n  zero3_init_flag: false\n"
+        "num_machines: 1\nnum_processes: 2\nmachine_rank: 0\nuse_cpu: false\n"
+    )
+    d = data_dir()
+    out = tmp_path / "out"
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--config_file",
+        str(cfg),
+        "--main_process_port",
+        str(free_port()),
+        str(SCRIPT),
+        "--train_file",
+        str(d / "pretrain" / "tinystories_validation_head.txt"),
+        "--tokenizer_dir",
+        str(d / "tokenizers" / "gpt2"),
+        "--output_dir",
+        str(out),
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--save_strategy",
+        "no",
+        "--optim",
+        "muon",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=_env(ACCELERATE_USE_CPU="true"), cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "DeepSpeed was requested" in proc.stderr and "not through DeepSpeed" in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["optimizer"] == "Muon" and summary["world_size"] == 2
+    layout = json.loads((out / "hf_muon_routing.json").read_text())["summary"]["layout"]
+    assert layout == "DDP ×2 (DeepSpeed requested, not applied)"
