@@ -61,7 +61,7 @@ def run_layout(args, state=None) -> str:
             return f"HSDP mesh ({replicate}, {world // replicate})"
         return f"FSDP{version} mesh ({world},)"
     layout = f"DDP ×{world}" if world > 1 else "single process"
-    if fsdp_requested(args):
+    if fsdp_requested(args) and getattr(args, "process_index", 0) == 0:
         device = getattr(getattr(state, "device", None), "type", "cpu")
         logger.warning(
             f"hf_muon: FSDP was requested (--fsdp / fsdp_config / an accelerate FSDP config), but accelerate runs "
@@ -69,6 +69,7 @@ def run_layout(args, state=None) -> str:
             f"on GPU-type devices), so this run is {layout}. On CPU, shard with torch's fully_shard yourself "
             "(docs/launchers.md)."
         )
+    if fsdp_requested(args):
         layout += " (FSDP requested, not applied)"
     return layout
 

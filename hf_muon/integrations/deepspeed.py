@@ -133,7 +133,7 @@ def check_config(config: dict, muon: MuonConfig, explicit: set[str]) -> str:
         logger.warning(
             f"hf_muon: gradient_clipping={clip} set to 0 for this DeepSpeed run. ZeRO writes Muon's orthogonalized "
             "update into the gradient buffers before clipping, so the clip would shrink the update itself (by the "
-            "ratio of the clip to the norm of all updates, ~√(rank) per matrix: ×0.05 on a 2-layer test model). "
+            "clip over the norm of all updates, about √rank per matrix, so more the larger the model; docs/launchers.md). "
             "The AdamW half runs unclipped; pass --max_grad_norm 0 to silence this."
         )
         config["gradient_clipping"] = 0.0

@@ -219,11 +219,12 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
     layout = run_layout(args) if not (uses_deepspeed(args) and deepspeed_active()) else None
     if uses_deepspeed(args) and not deepspeed_active():
         layout += " (DeepSpeed requested, not applied)"
-        logger.warning(
-            f"hf_muon: DeepSpeed was requested (--deepspeed / an accelerate DeepSpeed config), but accelerate did not "
-            f"enable it for this run (on CPU it does so only for `--deepspeed` under torchrun): this run is {layout}, "
-            "so it trains with hf_muon's own Muon, not through DeepSpeed."
-        )
+        if main:
+            logger.warning(
+                f"hf_muon: DeepSpeed was requested (--deepspeed / an accelerate DeepSpeed config), but accelerate did not "
+                f"enable it for this run (on CPU it does so only for `--deepspeed` under torchrun): this run is {layout}, "
+                "so it trains with hf_muon's own Muon, not through DeepSpeed."
+            )
     elif uses_deepspeed(args):
         from . import deepspeed as ds
 
