@@ -144,6 +144,9 @@ def _plots(col: dict, out: Path) -> list[str]:
             ax.set_xticks(range(len(pairs)), pairs, rotation=50, ha="right", fontsize=7)
             if T.CHANCE.get(label):
                 ax.axhline(T.CHANCE[label], color="grey", ls="--", lw=1)
+            if label.startswith("BLiMP") and label != T.BLIMP_FORGETTING:  # a few points around 50: zoom in
+                span = [m + s for m, s in zip(means, errs)] + [m - s for m, s in zip(means, errs)] + [50.0]
+                ax.set_ylim(min(span) - 3, max(span) + 3)
             ax.set_title(label, fontsize=8)
         fig.suptitle("mean ± std over seeds", fontsize=9)
         fig.tight_layout()

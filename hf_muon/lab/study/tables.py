@@ -230,11 +230,11 @@ def blimp_agreement(rows: list[dict], seeds: list) -> list[str]:
     cols = ["SFT test loss", FORGETTING, "BLiMP acc", BLIMP_FORGETTING]
     by = {(r["contrast"], r["metric"]): r for r in rows}
     names = [c[0] for c in CONTRASTS if any((c[0], m) in by for m in cols)]
-    cell = {
-        (n, m): (f"{by[n, m]['verdict']} ({by[n, m]['ci']})" if (n, m) in by else "—")
-        for n in names
-        for m in cols
-    }
+
+    def show(r: dict) -> str:  # the interval, and the verdict where the interval does not already say it
+        return r["ci"] if r["verdict"] in r["ci"] else f"{r['verdict']}: {r['ci']}"
+
+    cell = {(n, m): show(by[n, m]) if (n, m) in by else "—" for n in names for m in cols}
     out = ["| contrast | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     out += [f"| {n} | " + " | ".join(cell[n, m] for m in cols) + " |" for n in names]
     if len(seeds) < 2:
