@@ -1,1 +1,1 @@
-"""Thin adapters to the HF stack (transformers, TRL, accelerate); the core never imports them."""
+"""Thin adapters to the HF stack (transformers, TRL, accelerate, DeepSpeed); the core never imports them."""
