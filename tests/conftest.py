@@ -14,6 +14,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 
+try:  # hypothesis profiles for tests/property: "default" keeps the default suite's share small; "slow" (selected with
+    # HF_MUON_HYPOTHESIS=slow) searches more; the property tests also run as `slow` tests with more examples
+    from hypothesis import HealthCheck, settings
+
+    _HYPOTHESIS = dict(deadline=None, derandomize=True, print_blob=True,
+                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    settings.register_profile("default", max_examples=30, **_HYPOTHESIS)
+    settings.register_profile("slow", max_examples=400, **_HYPOTHESIS)
+    settings.load_profile(os.environ.get("HF_MUON_HYPOTHESIS", "default"))
+except ImportError:  # the dev extra is not installed: tests/property skips itself
+    pass
+
 
 def data_dir() -> Path:
     env = os.environ.get("HF_MUON_DATA")

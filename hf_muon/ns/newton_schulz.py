@@ -12,9 +12,10 @@ Pure functions, no optimizer state. Inputs are shaped ``(..., m, n)``; leading d
     ``U Vᵀ`` from ``torch.linalg.svd`` in float64, with singular values below ``rcond·σ_max`` mapped to
     0 (as Newton-Schulz does with exact zeros). Slow; tests compare the fast path against it.
 
-Normalisation guard: the divisor is ``max(s·‖G‖_F, eps)``, so a zero or tiny matrix yields zeros
-(never NaN), and each matrix of a batch is normalised on its own. The norm is scale-safe (a Frobenius norm
-past fp32's squared range is taken as ``amax·‖G/amax‖_F``), so a huge finite ``G`` is orthogonalized like
+Normalisation guard: the divisor is ``max(s·‖G‖_F, eps)`` with ``eps`` the norm dtype's smallest normal number
+by default, so a zero matrix yields zeros (never NaN), a tiny nonzero one is orthogonalized like any other (the
+step is scale-free: ``G`` and ``2^k·G`` give the same result), and each matrix of a batch is normalised on its own. The norm is scale-safe (a Frobenius norm
+past fp32's squared range, above or below, is taken as ``amax·‖G/amax‖_F``), so a huge finite ``G`` is orthogonalized like
 ``G/2^k``; a ``G`` holding NaN/±inf raises :class:`NonFiniteInput` instead of returning NaN.
 
 Dtype policy ``"auto"``: bfloat16 on CUDA (tensor cores, the Keller/Moonlight setting). On CPU it
@@ -101,6 +102,14 @@ class NonFiniteInput(FloatingPointError):
         super().__init__(f"orthogonalize: matrix {index} (shape {shape}) holds NaN or ±inf; nothing was written")
 
 
+# Below this a fp32 Frobenius norm may have lost its squares to underflow (√tiny ≈ 1.1e-19)
+_SMALL_NORM = 2.0**-60
+
+
+def _unsafe(norm: torch.Tensor) -> torch.Tensor:
+    return ~torch.isfinite(norm) | (norm < _SMALL_NORM)
+
+
 def _safe_frobenius(w: torch.Tensor, norm_dtype: torch.dtype, first: int) -> torch.Tensor:
     amax = torch.linalg.vector_norm(w, ord=float("inf"), dim=(-2, -1), keepdim=True, dtype=norm_dtype)
     bad = (~torch.isfinite(amax)).flatten().nonzero()
@@ -111,7 +120,7 @@ def _safe_frobenius(w: torch.Tensor, norm_dtype: torch.dtype, first: int) -> tor
 
 
 def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficients="polar_express",
-                   eps: float = 1e-7, kernels: str = "auto") -> torch.Tensor:
+                   eps: float | None = None, kernels: str = "auto") -> torch.Tensor:
     """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(s·‖·‖_F, eps)`` into consecutive slices
     of ``out`` ``(B, m, n)`` (any dtype, e.g. bf16: the quotient is computed in at least fp32 and rounded once,
     as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack). The norm is an eager,
@@ -124,18 +133,20 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
         # in at least fp32 so bf16 inputs do not overflow/underflow the reduction
         norm_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
         norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
-        scaled_cast_(out[k:k + w.size(0)], w, (norm * scale).clamp_min(eps), kernels)
+        floor = torch.finfo(norm_dtype).tiny if eps is None else eps
+        scaled_cast_(out[k:k + w.size(0)], w, (norm * scale).clamp_min(floor), kernels)
         norms.append(norm)
         k += w.size(0)
-    # one check over the norms (not the matrices): past ‖w‖_F ≈ 1.8e19 the fp32 squares overflow, and only then
-    # is the piece renormalised scale-safely (the scratch slice is rewritten; nothing else was touched)
-    if bool(torch.isfinite(torch.cat([n.flatten().to(torch.float64) for n in norms])).all()):
+    # one check over the norms (not the matrices): past ‖w‖_F ≈ 1.8e19 the fp32 squares overflow, below ≈ 1e-19
+    # they underflow; only then is the piece renormalised scale-safely (its scratch slice rewritten)
+    if not bool(_unsafe(torch.cat([n.flatten().to(torch.float64) for n in norms])).any()):
         return out
     k = 0
     for w, norm in zip(pieces, norms):
-        if not bool(torch.isfinite(norm).all()):
+        if bool(_unsafe(norm).any()):
             safe = _safe_frobenius(w, norm.dtype, k)
-            scaled_cast_(out[k:k + w.size(0)], w, (safe * scale).clamp_min(eps), kernels)
+            floor = torch.finfo(norm.dtype).tiny if eps is None else eps
+            scaled_cast_(out[k:k + w.size(0)], w, (safe * scale).clamp_min(floor), kernels)
         k += w.size(0)
     return out
 
@@ -180,7 +191,7 @@ def newton_schulz(
     steps: int = 5,
     coefficients: str | Sequence = "polar_express",
     dtype: str | torch.dtype | None = "auto",
-    eps: float = 1e-7,
+    eps: float | None = None,
     method: str = "newton_schulz",
     kernels: str = "auto",
 ) -> torch.Tensor:
@@ -205,7 +216,7 @@ def orthogonalize(
     coefficients: str | Sequence = "polar_express",
     dtype: str | torch.dtype | None = "auto",
     method: str = "newton_schulz",
-    eps: float = 1e-7,
+    eps: float | None = None,
 ) -> torch.Tensor:
     """Orthogonalize ``G`` (..., m, n). See the module docstring for the math and the dtype policy.
 

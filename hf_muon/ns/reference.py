@@ -20,13 +20,14 @@ def svd_orthogonalize(G: torch.Tensor, rcond: float = 1e-6) -> torch.Tensor:
     return (U * keep.unsqueeze(-2).to(U.dtype)) @ Vh
 
 
-def reference_ns(G: torch.Tensor, steps: int, coefficients="polar_express", eps: float = 1e-7) -> torch.Tensor:
+def reference_ns(G: torch.Tensor, steps: int, coefficients="polar_express", eps: float | None = None) -> torch.Tensor:
     """Newton-Schulz on one 2-D matrix in float64, written without batching or fused ops."""
     X = G.to(torch.float64)
     transpose = X.shape[0] > X.shape[1]
     if transpose:
         X = X.T
-    X = X / max(float(torch.linalg.norm(X)) * normalization_scale(coefficients), eps)
+    floor = torch.finfo(X.dtype).tiny if eps is None else eps
+    X = X / max(float(torch.linalg.norm(X)) * normalization_scale(coefficients), floor)
     for a, b, c in schedule(coefficients, steps):
         A = X @ X.T
         X = a * X + b * (A @ X) + c * (A @ (A @ X))

@@ -26,7 +26,8 @@ def _state(opt):
 
 def _same_state(a, b):
     return a.keys() == b.keys() and all(
-        a[k].keys() == b[k].keys() and all(torch.equal(a[k][j], b[k][j]) for j in a[k]) for k in a)
+        a[k].keys() == b[k].keys() and all(torch.equal(a[k][j], b[k][j]) for j in a[k]) for k in a
+    )
 
 
 @pytest.mark.parametrize("variant", ["normuon", "adamuon"])
@@ -46,7 +47,9 @@ def test_an_all_zero_update_stays_finite_under_rms_matching(variant, shape):
 
 def test_one_zero_expert_of_a_stack_stays_finite_and_the_others_move():
     p = _param((3, 16, 32))
-    opt = Muon([{"params": [p], "use_muon": True, "experts": True}], lr=1e-2, variant="normuon", weight_decay=0.0)
+    opt = Muon(
+        [{"params": [p], "use_muon": True, "experts": True}], lr=1e-2, variant="normuon", weight_decay=0.0
+    )
     w0 = p.detach().clone()
     p.grad = torch.randn(3, 16, 32)
     p.grad[1] = 0
@@ -71,11 +74,16 @@ def test_a_gradient_past_fp32s_squared_range_gives_the_update_of_its_scaled_copy
     """‖G‖_F ≈ 4e21 (fp32 squares overflow at 1.8e19): the update equals the one for G·2⁻⁶⁰, not zero."""
     g = torch.randn(16, 32, generator=torch.Generator().manual_seed(1))
     updates = []
-    for scale in (1.0, 2.0 ** 60):
+    for scale in (1.0, 2.0**60):
         p = _param((16, 32), dtype)
         w0 = p.detach().clone().float()
-        opt = Muon([{"params": [p], "use_muon": True}], lr=1e-2, weight_decay=0.0, variant=variant,
-                   ns_dtype="float32")
+        opt = Muon(
+            [{"params": [p], "use_muon": True}],
+            lr=1e-2,
+            weight_decay=0.0,
+            variant=variant,
+            ns_dtype="float32",
+        )
         p.grad = (g * scale).to(dtype)
         opt.step()
         updates.append(p.detach().float() - w0)
@@ -86,8 +94,13 @@ def test_a_gradient_past_fp32s_squared_range_gives_the_update_of_its_scaled_copy
 def test_bf16_gradients_that_overflow_the_nesterov_mix_raise_naming_the_parameter_and_stage():
     p = _param((16, 32), torch.bfloat16)
     q = _param((16, 32), torch.bfloat16, seed=1)
-    opt = Muon([{"params": [q], "use_muon": True, "param_names": ["ok.weight"]},
-                {"params": [p], "use_muon": True, "param_names": ["hot.weight"]}], lr=1e-3)
+    opt = Muon(
+        [
+            {"params": [q], "use_muon": True, "param_names": ["ok.weight"]},
+            {"params": [p], "use_muon": True, "param_names": ["hot.weight"]},
+        ],
+        lr=1e-3,
+    )
     q.grad = torch.randn(16, 32).bfloat16()
     p.grad = torch.randn(16, 32).bfloat16()
     opt.step()
@@ -95,7 +108,9 @@ def test_bf16_gradients_that_overflow_the_nesterov_mix_raise_naming_the_paramete
     steps = [g["step"] for g in opt.param_groups]
     p.grad = (torch.randn(16, 32).sign() * 2e38).bfloat16()
     q.grad = torch.randn(16, 32).bfloat16()
-    with pytest.raises(FloatingPointError, match=r"non-finite momentum .*'hot.weight'.*step 2.*nothing was updated"):
+    with pytest.raises(
+        FloatingPointError, match=r"non-finite momentum .*'hot.weight'.*step 2.*nothing was updated"
+    ):
         opt.step()
     assert _same_state(before, _state(opt))
     assert torch.equal(weights[0], p.detach()) and torch.equal(weights[1], q.detach())
@@ -125,7 +140,9 @@ def test_fp32_momentum_takes_the_bf16_max_gradient_without_overflow():
 def test_adam_base_moments_that_overflow_raise_with_nothing_written():
     p = _param((16, 32))
     opt = Muon([{"params": [p], "use_muon": True, "param_names": ["w"]}], lr=1e-3, update_base="adam")
-    p.grad = torch.full((16, 32), 1e20)  # over the guard's limit, but (1 − β2)·G² fits: checked, finite, applied
+    p.grad = torch.full(
+        (16, 32), 1e20
+    )  # over the guard's limit, but (1 − β2)·G² fits: checked, finite, applied
     w0 = p.detach().clone()
     opt.step()
     assert torch.isfinite(p).all() and not torch.equal(p.detach(), w0)
@@ -144,7 +161,9 @@ def test_a_nonfinite_state_reaching_orthogonalize_is_named_and_no_weight_is_writ
     opt.step()
     opt.state[p]["momentum_buffer"][0, 0] = float("inf")  # e.g. loaded from a broken checkpoint
     w0 = p.detach().clone()
-    with pytest.raises(FloatingPointError, match=r"orthogonalize for 'layer.weight'.*momentum_buffer.*no weight"):
+    with pytest.raises(
+        FloatingPointError, match=r"orthogonalize for 'layer.weight'.*momentum_buffer.*no weight"
+    ):
         opt.step()
     assert torch.equal(p.detach(), w0)
 
@@ -166,7 +185,9 @@ def test_qk_clip_with_a_nonfinite_max_logit_refuses_the_step(bad):
     model(input_ids=x, labels=x).loss.backward()
     opt.qk_clip.logits.values[1][2] = bad
     before = copy.deepcopy(model.state_dict())
-    with pytest.raises(FloatingPointError, match=r"qk_clip: attention module 'model.layers.1.self_attn' head 2"):
+    with pytest.raises(
+        FloatingPointError, match=r"qk_clip: attention module 'model.layers.1.self_attn' head 2"
+    ):
         opt.step()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
@@ -190,3 +211,25 @@ def test_adam_base_zero_gradient_of_a_low_precision_weight_stays_finite(dtype):
     p.grad = torch.zeros(1, 12, dtype=dtype)
     opt.step()
     assert torch.isfinite(p).all()
+
+
+@pytest.mark.parametrize("variant", ["muon", "normuon"])
+def test_a_tiny_gradient_gets_the_update_of_its_scaled_copy(variant):
+    """Found by the slow property profile: NS divided by max(‖G‖, 1e-7), so ‖G‖_F < 1e-7 gave a smaller (at 1e-30:
+    zero) update than G·2^k. The floor is now the smallest normal number: the step is scale-free."""
+    g = torch.randn(1, 12, generator=torch.Generator().manual_seed(0))
+    updates = []
+    for scale in (1.0, 2.0**-100):
+        p = _param((1, 12))
+        w0 = p.detach().clone()
+        opt = Muon(
+            [{"params": [p], "use_muon": True}],
+            lr=1e-2,
+            weight_decay=0.0,
+            variant=variant,
+            ns_dtype="float32",
+        )
+        p.grad = g * scale
+        opt.step()
+        updates.append(p.detach() - w0)
+    torch.testing.assert_close(updates[1], updates[0], rtol=0, atol=0)
