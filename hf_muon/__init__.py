@@ -22,11 +22,11 @@ from .factory import create_optimizer
 from .integrations import autoregister as _autoregister
 from .model.groups import param_groups
 from .model.routing import Route, route, routing_report
-from .model.scaling import SCALE_MODES, check_lr, convert_lr, scale_factor
 from .ns.blocks import Split
 from .ns.coefficients import KELLER, POLAR_EXPRESS, scalar_map, schedule
 from .ns.newton_schulz import newton_schulz, orthogonalize
 from .ns.reference import svd_orthogonalize
+from .ns.scaling import SCALE_MODES, check_lr, convert_lr, scale_factor
 from .optim.muon import Muon
 
 __version__ = "0.2.0"

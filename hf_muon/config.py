@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model.scaling import SCALE_MODES
 from .ns.coefficients import PRESETS
 from .ns.kernels import KERNEL_MODES
 from .ns.newton_schulz import METHODS, NS_DTYPES
+from .ns.scaling import SCALE_MODES
 from .ns.schedule import DepthSchedule, parse_schedule
 
 NONFINITE_POLICIES = ("error", "skip")

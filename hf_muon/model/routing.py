@@ -46,6 +46,7 @@ from torch import nn
 
 from ..config import KNOBS, check
 from ..ns.blocks import Split
+from ..ns.tensors import FLAT_PARAM_HINT
 from .fused import detect
 from .heads import attention_sites, head_split, refuse_mla
 from .usage import output_blocks, use_of
@@ -203,8 +204,6 @@ def route(
         check(key, val)
     flat = _flat_param_error(model)
     if flat:
-        from ..optim.screen import FLAT_PARAM_HINT
-
         raise ValueError(f"cannot route {flat}. {FLAT_PARAM_HINT}")
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model

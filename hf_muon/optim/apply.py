@@ -8,7 +8,7 @@ With ``cautious_wd=True`` the decay is masked: ``W ← W − lr·λ·(W ⊙ [O �
 the update ``−O`` and the decay ``−W`` point the same way (a modded-nanogpt record; dion's ``cautious_wd`` mask
 ``sign(W·O) ≥ 0``: an exact zero counts as agreeing). The mask is taken on the weight *before* the write.
 
-``α`` is the group's scale mode for the parameter's shape and orientation (:mod:`hf_muon.model.scaling`;
+``α`` is the group's scale mode for the parameter's shape and orientation (:mod:`hf_muon.ns.scaling`;
 moonlight: ``0.2·√max(A, B)``, Moonlight Eq. 4). Weight decay uses the *plain* lr, not ``lr·α`` (Moonlight's
 code, ``p.mul_(1 − lr·wd)``), so it does not depend on the scale mode. Both are exact no-ops at lr = 0.
 For a fused projection orthogonalized block by block, each block's scale relative to the whole matrix's is
@@ -25,9 +25,9 @@ import functools
 
 import torch
 
-from ..model.scaling import fan_out_in, scale_factor
 from ..ns.blocks import Split
 from ..ns.kernels import decay_add_, one_pass_write
+from ..ns.scaling import fan_out_in, scale_factor
 
 
 def update_scale(p: torch.Tensor, group: dict) -> float:

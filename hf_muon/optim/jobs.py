@@ -13,12 +13,8 @@ import torch
 from ..ns.batching import Job, NSConfig
 from ..ns.blocks import Split
 from ..ns.schedule import normalized_sigma_quantile, steps_for
+from ..ns.tensors import is_dtensor
 from .apply import block_ratios
-
-
-def is_dtensor(t) -> bool:
-    """True for a ``torch.distributed.tensor.DTensor`` (checked by name: no import of torch.distributed)."""
-    return type(t).__name__ == "DTensor"
 
 
 def as_matrix(u: torch.Tensor, group: dict) -> torch.Tensor:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from ..model.scaling import fan_out_in, scale_factor
 from ..ns.reference import reference_ns
+from ..ns.scaling import fan_out_in, scale_factor
 
 
 def reference_muon_step(

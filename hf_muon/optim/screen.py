@@ -18,13 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .jobs import is_dtensor
-
-FLAT_PARAM_HINT = (
-    "Muon needs whole 2-D weight matrices, but this parameter is a 1-D flat view (FSDP v1 FlatParameter or a "
-    "DeepSpeed ZeRO partition). Use FSDP2 (fully_shard / accelerate `fsdp_version: 2`), or DeepSpeed's own Muon via "
-    'the DeepSpeed config block "optimizer": {"type": "Muon", ...} instead of --optim muon.'
-)
+from ..ns.tensors import FLAT_PARAM_HINT, is_dtensor
 
 
 def param_label(group: dict, gi: int, i: int, p: torch.Tensor) -> str:

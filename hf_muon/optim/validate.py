@@ -9,11 +9,12 @@ import warnings
 import torch
 
 from ..config import KNOBS, check
-from ..model.scaling import check_lr
 from ..ns.blocks import Split
 from ..ns.coefficients import schedule
+from ..ns.scaling import check_lr
 from ..ns.schedule import DepthSchedule
-from .screen import FLAT_PARAM_HINT, param_label
+from ..ns.tensors import FLAT_PARAM_HINT
+from .screen import param_label
 
 # knobs that are per-group hyperparameters (the rest are optimizer-wide or routing)
 GROUP_KNOBS = tuple(n for n, f in KNOBS.items() if f.metadata["scope"] == "group"

@@ -22,8 +22,8 @@ import math
 
 import torch
 
-from ...model.scaling import fan_out_in, scale_factor
 from ...ns.reference import reference_ns
+from ...ns.scaling import fan_out_in, scale_factor
 
 
 def _block_index(length: int, split) -> list[list[int]]:
