@@ -24,17 +24,64 @@ import hf_muon
 
 pytestmark = pytest.mark.slow
 
-SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_layers=2, n_layer=2, num_attention_heads=4,
-             num_key_value_heads=2, n_head=4, n_embd=64, d_model=64, vocab_size=128, max_position_embeddings=64,
-             moe_intermediate_size=32, num_experts=4, num_local_experts=4, n_routed_experts=4, head_dim=16,
-             shared_expert_intermediate_size=64, ffn_hidden_size=128, d_ff=128, n_positions=64, encoder_layers=2,
-             decoder_layers=2, encoder_ffn_dim=128, decoder_ffn_dim=128, num_decoder_layers=2, lru_width=64,
-             kv_lora_rank=16, q_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16,
-             num_experts_per_tok=2, moe_topk=2, top_k=2, n_group=1, topk_group=1, num_shared_experts=1,
-             n_shared_experts=1, rotary_dim=8, encoder_attention_heads=4, decoder_attention_heads=4,
-             num_heads=4)
+SMALL = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_layers=2,
+    n_layer=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    n_head=4,
+    n_embd=64,
+    d_model=64,
+    vocab_size=128,
+    max_position_embeddings=64,
+    moe_intermediate_size=32,
+    num_experts=4,
+    num_local_experts=4,
+    n_routed_experts=4,
+    head_dim=16,
+    shared_expert_intermediate_size=64,
+    ffn_hidden_size=128,
+    d_ff=128,
+    n_positions=64,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_ffn_dim=128,
+    decoder_ffn_dim=128,
+    num_decoder_layers=2,
+    lru_width=64,
+    kv_lora_rank=16,
+    q_lora_rank=32,
+    qk_rope_head_dim=8,
+    qk_nope_head_dim=8,
+    v_head_dim=16,
+    num_experts_per_tok=2,
+    moe_topk=2,
+    top_k=2,
+    n_group=1,
+    topk_group=1,
+    num_shared_experts=1,
+    n_shared_experts=1,
+    rotary_dim=8,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    num_heads=4,
+)
 MAX_PARAMS = 12_000_000
-MATMULS = {"mm", "bmm", "matmul", "baddbmm", "addmm", "linear", "einsum", "__matmul__", "__rmatmul__", "addbmm"}
+MATMULS = {
+    "mm",
+    "bmm",
+    "matmul",
+    "baddbmm",
+    "addmm",
+    "linear",
+    "einsum",
+    "__matmul__",
+    "__rmatmul__",
+    "addbmm",
+}
 ADAMW_REASONS = ("embedding", "tied", "MoE router", "head outside the backbone", "bias")
 
 
@@ -42,7 +89,11 @@ def tiny_config(model_type: str):
     from transformers import AutoConfig
 
     cfg = AutoConfig.for_model(model_type)
-    subs = [getattr(cfg, k) for k in ("text_config", "decoder", "encoder") if hasattr(getattr(cfg, k, None), "to_dict")]
+    subs = [
+        getattr(cfg, k)
+        for k in ("text_config", "decoder", "encoder")
+        if hasattr(getattr(cfg, k, None), "to_dict")
+    ]
     for c in [cfg] + subs:
         for k, v in SMALL.items():
             cur = getattr(c, k, None)
@@ -75,7 +126,13 @@ class _Products(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in MATMULS:
             # the matrix operands only: not the added input of baddbmm/addmm, not linear's bias
-            operands = args[1:3] if name in ("baddbmm", "addmm", "addbmm") else args[:2] if name == "linear" else args
+            operands = (
+                args[1:3]
+                if name in ("baddbmm", "addmm", "addbmm")
+                else args[:2]
+                if name == "linear"
+                else args
+            )
             for a in operands:
                 for t in a if isinstance(a, (list, tuple)) else [a]:
                     if isinstance(t, torch.Tensor) and t.ndim >= 2:
@@ -91,9 +148,16 @@ def _class_is_router(m: nn.Module) -> bool:
 def _forbidden_on_muon(model) -> dict[int, str]:
     """id(param) -> why it must not be on Muon (checked independently of hf_muon.route)."""
     out: dict[int, str] = {}
-    experts = next((getattr(c, k) for c in [model.config, getattr(model.config, "text_config", None)] if c is not None
-                    for k in ("num_experts", "num_local_experts", "n_routed_experts") if
-                    isinstance(getattr(c, k, None), int)), None)
+    experts = next(
+        (
+            getattr(c, k)
+            for c in [model.config, getattr(model.config, "text_config", None)]
+            if c is not None
+            for k in ("num_experts", "num_local_experts", "n_routed_experts")
+            if isinstance(getattr(c, k, None), int)
+        ),
+        None,
+    )
     for getter in ("get_input_embeddings", "get_output_embeddings"):
         try:
             mod = getattr(model, getter)()
@@ -109,8 +173,11 @@ def _forbidden_on_muon(model) -> dict[int, str]:
             elif "norm" in type(m).__name__.lower():
                 out[id(p)] = "norm"
             elif any(name == r or name.startswith(r + ".") for r in routers) or (
-                    isinstance(m, nn.Linear) and experts and m.out_features == experts and
-                    name.rsplit(".", 1)[-1] in ("gate", "router", "wg", "gating")):
+                isinstance(m, nn.Linear)
+                and experts
+                and m.out_features == experts
+                and name.rsplit(".", 1)[-1] in ("gate", "router", "wg", "gating")
+            ):
                 out[id(p)] = "router"
     return out
 
@@ -134,7 +201,9 @@ def _check(model_type: str) -> str | None:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(cfg)
     except Exception as e:  # noqa: BLE001
-        return f"not buildable tiny from its default config ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
+        return (
+            f"not buildable tiny from its default config ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
+        )
     routes = hf_muon.route(model)
     opt = hf_muon.create_optimizer(model, lr=1e-3)
     x = torch.randint(3, 100, (1, 8), generator=torch.Generator().manual_seed(0))
@@ -148,10 +217,15 @@ def _check(model_type: str) -> str | None:
     forbidden = _forbidden_on_muon(model)
     for r in routes:
         if r.kind == "muon":
-            assert id(r.param) not in forbidden, f"{model_type}: {r.name} is a {forbidden[id(r.param)]} on Muon"
-        elif r.kind == "adamw" and r.param.ndim >= 2 and r.param.untyped_storage().data_ptr() in probe.storages:
-            assert any(k in r.reason for k in ADAMW_REASONS) or id(r.param) in forbidden, \
+            assert id(r.param) not in forbidden, (
+                f"{model_type}: {r.name} is a {forbidden[id(r.param)]} on Muon"
+            )
+        elif (
+            r.kind == "adamw" and r.param.ndim >= 2 and r.param.untyped_storage().data_ptr() in probe.storages
+        ):
+            assert any(k in r.reason for k in ADAMW_REASONS) or id(r.param) in forbidden, (
                 f"{model_type}: hidden projection {r.name} {r.shape} on AdamW: {r.reason}"
+            )
     opt.step()
     for name, p in model.named_parameters():
         assert torch.isfinite(p).all(), f"{model_type}: {name} not finite after one step"
@@ -165,7 +239,9 @@ def test_every_causal_lm_architecture_routes_and_steps():
         for model_type in _architectures():
             why = _check(model_type)
             (checked.append(model_type) if why is None else skipped.__setitem__(model_type, why))
-    print(f"\n{len(checked)} architectures checked, {len(skipped)} not ({time.perf_counter() - start:.0f} s):")
+    print(
+        f"\n{len(checked)} architectures checked, {len(skipped)} not ({time.perf_counter() - start:.0f} s):"
+    )
     for k, v in skipped.items():
         print(f"  {k}: {v}")
     assert len(checked) >= 150, skipped

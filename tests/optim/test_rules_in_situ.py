@@ -27,8 +27,9 @@ def _lora():
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(0)
-    return get_peft_model(tiny_llama(), LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj",
-                                                                                      "o_proj"]))
+    return get_peft_model(
+        tiny_llama(), LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    )
 
 
 def _moe():
@@ -47,11 +48,16 @@ def _bf16():
 
 
 # QK-Clip cannot serve these, and says so before training: LoRA freezes the q/k base weights, Qwen3 normalizes q/k
-REFUSED = {("qk_clip", "lora_r16"): "no attention module of this model has both its q and k weights on Muon",
-           ("qk_clip", "moe_top1_idle"): "normalizes q/k after the projection"}
+REFUSED = {
+    ("qk_clip", "lora_r16"): "no attention module of this model has both its q and k weights on Muon",
+    ("qk_clip", "moe_top1_idle"): "normalizes q/k after the projection",
+}
 
-SITUATIONS = {"lora_r16": (_lora, {}, 16), "moe_top1_idle": (_moe, {}, 2),
-              "bf16_fp32_momentum": (_bf16, dict(momentum_dtype="float32"), 16)}
+SITUATIONS = {
+    "lora_r16": (_lora, {}, 16),
+    "moe_top1_idle": (_moe, {}, 2),
+    "bf16_fp32_momentum": (_bf16, dict(momentum_dtype="float32"), 16),
+}
 
 
 @pytest.mark.parametrize("situation", SITUATIONS)
@@ -75,8 +81,11 @@ def test_five_steps_stay_finite_and_the_loss_falls(rule, situation):
         losses.append(float(loss))
         loss.backward()
         if step == 0 and situation == "lora_r16":
-            assert any(n.endswith("lora_A.default.weight") and float(p.grad.abs().max()) == 0
-                       for n, p in model.named_parameters() if p.grad is not None)
+            assert any(
+                n.endswith("lora_A.default.weight") and float(p.grad.abs().max()) == 0
+                for n, p in model.named_parameters()
+                if p.grad is not None
+            )
         if step == 0 and situation == "moe_top1_idle":
             stacks = [p for n, p in model.named_parameters() if "experts" in n and p.ndim == 3]
             assert any(float(p.grad[e].abs().max()) == 0 for p in stacks for e in range(p.shape[0]))
