@@ -206,9 +206,7 @@ class MuonConfig:
 
     def group_defaults(self) -> dict:
         """Per-group defaults for ``torch.optim.Optimizer`` (lr split by kind is applied per group)."""
-        out = self.scoped("group")
-        for k in ("adamw_lr", "muon_lr", "muon_lr_ratio"):
-            out.pop(k)
+        out = {n: getattr(self, n) for n in GROUP_KNOBS}
         out["betas"] = tuple(out["betas"])
         return out
 
@@ -218,6 +216,9 @@ class MuonConfig:
 
 
 KNOBS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(MuonConfig)}
+# the per-group hyperparameters every param group carries (the lr knobs are resolved into "lr" per group kind)
+GROUP_KNOBS: tuple[str, ...] = tuple(n for n, f in KNOBS.items() if f.metadata["scope"] == "group"
+                                     and n not in ("adamw_lr", "muon_lr", "muon_lr_ratio"))
 OPTIM_ARGS: dict[str, str] = {
     (f.name if f.metadata["optim_arg"] is True else f.metadata["optim_arg"]): f.name
     for f in KNOBS.values() if f.metadata["optim_arg"]
@@ -398,4 +399,4 @@ def markdown_table() -> str:
 if __name__ == "__main__":  # python -m hf_muon.config: the README's --optim_args table
     print(markdown_table())
 
-__all__ = ["KNOBS", "OPTIM_ARGS", "VARIANTS", "MuonConfig", "check", "check_variant", "markdown_table", "parse_text"]
+__all__ = ["GROUP_KNOBS", "KNOBS", "OPTIM_ARGS", "VARIANTS", "MuonConfig", "check", "check_variant", "markdown_table", "parse_text"]

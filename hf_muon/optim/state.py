@@ -31,7 +31,15 @@ import torch
 
 MOMENTUM = "momentum_buffer"
 INT_KEYS = ("ns_steps",)
-MOMENTUM_POLICY_KEYS = (MOMENTUM, "normuon_v", "adamuon_v")  # kept in momentum_dtype through load_state_dict
+
+
+def momentum_policy_keys() -> tuple[str, ...]:
+    """State keys kept in ``momentum_dtype`` through ``load_state_dict``: the buffer and each variant's own key
+    (declared by the variant, :data:`hf_muon.optim.variants.STATE_KEYS`; imported here late, the variants import
+    this module)."""
+    from .variants import STATE_KEYS
+
+    return (MOMENTUM, *STATE_KEYS)
 
 
 def scalar_dtype() -> torch.dtype:
@@ -75,7 +83,7 @@ def policy_dtype(group: dict, key: str, p: torch.Tensor, saved: torch.Tensor) ->
         return None
     if key in INT_KEYS:
         return torch.int64
-    if key in MOMENTUM_POLICY_KEYS:
+    if key in momentum_policy_keys():
         return momentum_dtype(group, p)
     return None
 
@@ -109,4 +117,4 @@ def install(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_load_state_dict_post_hook(post)
 
 
-__all__ = ["MOMENTUM", "MOMENTUM_POLICY_KEYS", "adam_moments", "adamw_state", "install", "momentum_buffer", "policy_dtype"]
+__all__ = ["MOMENTUM", "momentum_policy_keys", "adam_moments", "adamw_state", "install", "momentum_buffer", "policy_dtype"]

@@ -8,17 +8,13 @@ import warnings
 
 import torch
 
-from ..config import KNOBS, check
+from ..config import GROUP_KNOBS, check
 from ..ns.blocks import Split
 from ..ns.coefficients import schedule
 from ..ns.scaling import check_lr
 from ..ns.schedule import DepthSchedule
 from ..ns.tensors import FLAT_PARAM_HINT
 from .screen import param_label
-
-# knobs that are per-group hyperparameters (the rest are optimizer-wide or routing)
-GROUP_KNOBS = tuple(n for n, f in KNOBS.items() if f.metadata["scope"] == "group"
-                    and n not in ("adamw_lr", "muon_lr", "muon_lr_ratio"))
 
 
 def check_matrix(g: dict, gi: int, i: int, p: torch.Tensor) -> None:

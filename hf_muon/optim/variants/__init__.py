@@ -36,6 +36,7 @@ from ..state import momentum_dtype
 class Variant:
     prepare: Callable | None = None  # (group, directions) -> directions
     transform: Callable | None = None  # (group, states, params, ortho) -> ortho
+    state_key: str | None = None  # its per-parameter state tensor, kept in the momentum dtype (optim.state)
 
 
 def work_dtype(t: torch.Tensor) -> torch.dtype:
@@ -78,14 +79,20 @@ def matrices(group: dict, ortho: list) -> list[torch.Tensor]:
 
 
 def _registry() -> dict[str, Variant]:
-    from .adamuon import prepare as adamuon_prepare
-    from .adamuon import transform as adamuon_transform
-    from .normuon import transform as normuon_transform
+    """The one registry: each variant module declares its functions and its state key. The names must be
+    :data:`hf_muon.config.VARIANTS` (the knob's choices, which the lower config floor owns)."""
+    from ...config import VARIANTS as NAMES
+    from . import adamuon, normuon
 
-    return {"muon": Variant(), "normuon": Variant(transform=normuon_transform),
-            "adamuon": Variant(prepare=adamuon_prepare, transform=adamuon_transform)}
+    registry = {"muon": Variant(),
+                "normuon": Variant(transform=normuon.transform, state_key=normuon.KEY),
+                "adamuon": Variant(prepare=adamuon.prepare, transform=adamuon.transform, state_key=adamuon.KEY)}
+    if tuple(registry) != tuple(NAMES):
+        raise ImportError(f"hf_muon.optim.variants registers {tuple(registry)} but MuonConfig.variant offers {NAMES}")
+    return registry
 
 
 VARIANTS: dict[str, Variant] = _registry()
+STATE_KEYS: tuple[str, ...] = tuple(v.state_key for v in VARIANTS.values() if v.state_key)
 
-__all__ = ["VARIANTS", "Variant", "matrices", "neuron_dim", "rms_match", "variant_state", "work_dtype"]
+__all__ = ["STATE_KEYS", "VARIANTS", "Variant", "matrices", "neuron_dim", "rms_match", "variant_state", "work_dtype"]
