@@ -7,18 +7,12 @@ and orthogonalized in a single batched call, so e.g. a Llama's ``gate_proj`` (I,
 and ``down_proj`` (H, I) all run as one batch. Newton-Schulz is transpose-equivariant
 (``NS(Gᵀ) = NS(G)ᵀ``), so tall matrices are transposed in and back out.
 
-Tried and not kept: iterating a tall stack as the ``.mT`` view of its own memory (no transposed copy in, results
-contiguous for the update; tall and wide batched apart). The copies it removes cost 0.8 ms in and 0.4–0.5 ms out
-for llama-7.4M's 8 tall matrices (isolated), but BLAS products with the transposed operand ran 5–20 % slower
-(8 × 256×688: standard NS 21.3–22.8 ms against 18.9, Gram 16.5–17.9 against 15.6–16.2; GPT-2's 768×3072 Gram
-64–66 against 60 ms), and the whole step came out even: old/new 1.008 and 0.993 on llama-7.4M, 1.020 and 0.972 on
-GPT-2 small (in one process, interleaved, ratio of medians and median paired ratio).
+Tall stacks are transposed copies, not ``.mT`` views: BLAS products with a transposed operand are slower than
+the copies they save (tried and measured: benchmarks/RESULTS.md).
 
 On CPU a bucket is cut into stacks of at most :func:`stack_limit` bytes in the compute dtype (a quarter of the
 last-level cache): one batched stack larger than the cache streams every Newton-Schulz product through memory.
-Measured on GPT-2 small's 24 matrices of 768×3072 (bf16, 2-core EPYC, 32 MiB L3, inside the optimizer's step):
-one stack of 24 took 1,636–1,790 ms, stacks of 12 1,183–1,217, of 3 1,051–1,110, of 1 (4.7 MB) 1,018 ms. A
-bucket that fits (llama-7.4M's 12 MLP matrices: 4.2 MB) stays one stack; on GPU buckets are never cut.
+A bucket that fits stays one stack; on GPU buckets are never cut.
 
 The optimizer, the distributed owner-compute path and the benchmarks all go through ``run_jobs``.
 """

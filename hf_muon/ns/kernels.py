@@ -8,20 +8,10 @@ Outside the matmuls, two passes touch every element of every Muon matrix:
   transposed view of a stack slice for tall matrices: :func:`decay_add_`.
 
 Eager torch is slow at both on CPU: a mixed-dtype op with a transposed operand runs as a strided scalar loop; a
-division into a bf16 ``out`` first allocates an fp32 temporary of the whole matrix (a 768×3072 one: 1,843 page
-faults and 2.9 ms per call, against 0.2 ms for a plain cast copy); the write is two passes (decay, then add).
-``torch.compile`` (inductor's C++ backend) emits vectorized, tiled loops with no temporary and one pass for the
-write. Measured on the 2-core EPYC (avx512_bf16, torch 2.13, 2 threads), compile excluded:
-
-* isolated, caches flushed between rounds, tall (transposed) matrices, compiled/eager per matrix: cast 0.18–0.53×
-  and write 0.23–0.47× from 1024×512 to 3072×768; at 688×256 (llama-7.4M's gate/up) cast 0.76–0.88× but write
-  1.11–1.27×; contiguous matrices 1.0–1.7× *slower* compiled in that setting (the fp32 temporaries are reused
-  from the heap there, which a real step does not do);
-* inside GPT-2 small's optimizer step (48 matrices, in one process, alternating with an eager optimizer): the
-  cast 34.6–39.6 ms against 66.7–207.8 eager (the high end: temporaries paid in page faults), the write
-  45.8 ms against 92–95, the whole step 0.908–0.956× of eager (median paired ratios of 8 steps);
-* inside llama-7.4M's step (all matrices ≤ 176,128 elements) compiled kernels came out 1.01–1.04× slower
-  (per-call guards and launch against passes that stay in the last-level cache).
+division into a bf16 ``out`` first allocates an fp32 temporary of the whole matrix; the write is two passes
+(decay, then add). ``torch.compile`` (inductor's C++ backend) emits vectorized, tiled loops with no temporary and
+one pass for the write. It pays off for large matrices and costs more than it saves (guards, launch) for small
+ones that stay in cache (the measurements: benchmarks/RESULTS.md).
 
 Hence the policy (``kernels`` knob of :class:`hf_muon.MuonConfig`): ``"auto"`` compiles the pass of a matrix
 with at least :data:`MIN_NUMEL` elements on CPU (plain tensors; DTensor shards and CUDA stay eager),
@@ -66,8 +56,7 @@ _SOURCES = {"cast": _cast, "write": _write}
 def eligible(t: torch.Tensor, mode: str) -> bool:
     """Whether the pass over ``t`` goes to a compiled kernel: ``mode="auto"``, a plain CPU tensor (not a DTensor
     shard) whose matrices (the last two dims) have at least :data:`MIN_NUMEL` elements each: an expert stack
-    ``(E, m, n)`` of small matrices stays eager (qwen3-moe-tiny's 8 × 256×256 stacks compiled as whole tensors:
-    cast 4.48 ms and write 3.64 per step against 3.30 and 3.33 eager, in one process, alternating)."""
+    ``(E, m, n)`` of small matrices stays eager (compiled as a whole tensor it is slower)."""
     if mode not in KERNEL_MODES:
         raise ValueError(f"unknown kernels mode {mode!r}; valid: {', '.join(KERNEL_MODES)}")
     per_matrix = t.shape[-2] * t.shape[-1] if t.ndim >= 2 else t.numel()

@@ -21,7 +21,7 @@ past fp32's squared range, above or below, is taken as ``amax·‖G/amax‖_F``)
 Dtype policy ``"auto"``: bfloat16 on CUDA (tensor cores, the Keller/Moonlight setting). On CPU it
 depends on the CPU: without native bf16 dot products, bf16 matmul runs 30-100× slower than fp32, so
 float32; with them (x86 ``avx512_bf16`` / ``amx_bf16``, Arm ``bf16``) bf16 matmul is several times
-*faster* than fp32 (945 vs 198 GFLOP/s measured on this project's AMD EPYC CI machines), so bfloat16.
+*faster* than fp32 (benchmarks/RESULTS.md), so bfloat16.
 ``HF_MUON_CPU_NS_DTYPE=float32|bfloat16`` pins the CPU choice; float64 inputs stay float64. Pass a torch
 dtype or one of ``"float32" | "bfloat16" | "float16" | "float64"`` to override per call.
 """
@@ -152,8 +152,7 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
 
 
 # From this many elements per matrix on, the X-update runs matrix by matrix into two reused buffers: batched
-# ``baddbmm`` first copies a·X for the whole stack (on CPU, 2 threads: 24% slower than per-matrix ``addmm`` at
-# 768×3072, while smaller stacks gain from batching: 256×688 ×8 is 1.5× faster batched).
+# ``baddbmm`` first copies a·X for the whole stack, which costs more than batching saves for large matrices.
 LOOP_NUMEL = 1 << 20
 
 

@@ -1,15 +1,9 @@
 """Scratch tensors the Newton-Schulz loop reuses from one optimizer step to the next (CPU only).
 
-Why: every NS product used to allocate its result. On CPU, glibc serves blocks this large (≥ 128 KiB) with
-fresh ``mmap`` pages or gives the top of the heap back after each step, so the kernel faults in and zeroes
-every page again on the next step: llama-7.4M's step took 5,872 minor page faults per step, all inside
-Newton-Schulz (23 MB of fresh pages), and ran 34.5–39.3 ms against 28.3–31.8 ms with glibc told to keep its
-memory (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``; 3 interleaved process pairs, 2-core EPYC).
-Keeping the intermediates here removes those faults without touching the process's allocator: 0–64 faults per
-step, and 29.6–32.9 ms against 36.1–40.7 ms before (4 alternating process pairs); GPT-2 small 1,657–1,766 ms
-against 1,842–1,963, qwen3-moe-tiny 38.4–39.5 against 45.1–45.2. In ``bench_step.py``, where 16 optimizers
-share one process and the others' frees give pages back, the default still takes ~2,200 faults per step (its
-fresh results and Nesterov directions) against 6,113–16,322 for the peer Muons.
+Why: on CPU, glibc serves blocks this large (≥ 128 KiB) with fresh ``mmap`` pages or gives the top of the heap
+back after each step, so an NS product that allocates its result has the kernel fault in and zero every page
+again on the next step. Keeping the intermediates here removes those faults without touching the process's
+allocator (the page-fault and step-time measurements: benchmarks/RESULTS.md).
 
 Rules:
 
@@ -24,11 +18,10 @@ Rules:
 * only on CPU: the CUDA caching allocator already reuses its blocks.
 
 The cost: the buffers stay resident between steps (through forward and backward): every stack shape's input,
-two X buffers and its m×m iterates, measured 33 MiB for llama-7.4M (its optimizer state: 44 MiB) and 125 MiB for
-GPT-2 small (state: 625 MiB) in bf16. The optimizer also keeps its Nesterov mixes here
-(:func:`hf_muon.optim.rules.momentum_`, tags ``direction.<group>.<i>``): 4 bytes per Muon parameter in fp32, 340 MB
-for GPT-2 small, whose fresh allocation had cost 40–90 ms of page faults per step; with them Muon's memory stays
-at AdamW's level (its state is one buffer where AdamW keeps two). :func:`clear` gives them back.
+two X buffers and its m×m iterates. The optimizer also keeps its Nesterov mixes here
+(:func:`hf_muon.optim.rules.momentum_`, tags ``direction.<group>.<i>``): 4 bytes per Muon parameter in fp32, so
+Muon's memory stays at AdamW's level (its state is one buffer where AdamW keeps two). :func:`clear` gives them
+back.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ code, ``p.mul_(1 − lr·wd)``), so it does not depend on the scale mode. Both a
 For a fused projection orthogonalized block by block, each block's scale relative to the whole matrix's is
 applied when the blocks are assembled (:func:`block_ratios`), so one α per parameter remains here.
 
-Eager on purpose: ``torch.compile`` (inductor, CPU, 2 threads) of decay + write was measured slower, 0.40–0.45 ms
-against 0.28–0.29 ms eager for llama-7.4M's 16 largest matrices, and of the Nesterov mix + normalise-into-bf16
-no faster (0.99–1.06 ms against 0.85–1.6 ms eager, 12 × 256×688): per-call guards outweigh the saved passes.
+Eager on purpose for cautious decay and small matrices: compiling decay + write pays per-call guards that
+outweigh the saved pass there (benchmarks/RESULTS.md); large fp32 matrices get the compiled one-pass write
+(:func:`hf_muon.ns.kernels.decay_add_`).
 """
 
 from __future__ import annotations
