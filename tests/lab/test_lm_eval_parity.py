@@ -22,7 +22,9 @@ import torch
 from conftest import data_dir
 
 lm_eval = pytest.importorskip(
-    "lm_eval", reason="lm-evaluation-harness is not installed (pip install 'lm-eval==0.4.13'): parity not checked")
+    "lm_eval",
+    reason="lm-evaluation-harness is not installed (pip install 'lm-eval==0.4.13'): parity not checked",
+)
 
 from hf_muon.lab import metrics as M  # noqa: E402
 from hf_muon.lab.evaluation import arc, blimp, gsm8k, humaneval, mmlu  # noqa: E402
@@ -61,9 +63,17 @@ def _tiny_llama(vocab: int, layers: int = 2, seed: int = 0):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                      bos_token_id=50256, eos_token_id=50256)
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        bos_token_id=50256,
+        eos_token_id=50256,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -75,17 +85,33 @@ def _generations(shared) -> tuple[list[str], list[str]]:
     test = _jsonl(shared / "benchmarks/gsm8k/test.jsonl", 40)
     gens, refs = [], []
     for i, row in enumerate(train):
-        gens.append(row["answer"])                       # hit: a solution scored against itself
+        gens.append(row["answer"])  # hit: a solution scored against itself
         refs.append(row["answer"])
-        gens.append(row["answer"])                       # miss (mostly): against another question's answer
+        gens.append(row["answer"])  # miss (mostly): against another question's answer
         refs.append(train[(i + 1) % len(train)]["answer"])
-    gold = test[0]["answer"]                             # "... #### 18"
+    gold = test[0]["answer"]  # "... #### 18"
     n = M.extract_reference(gold)
     crafted = [
-        f"#### {n}", f"####{n}", f"#### ${n}", f"The answer is {n}.", f"so she makes ${n}.", f"#### {n}.",
-        f"#### {n}.00", f"#### {n}\nQuestion: what about 7?", f"First 3 + 4 = 7.\n\nThen #### {n}", f"-{n}",
-        f"#### 1,{n}", f"{n},", f"It is {n}!\n#### 12", f"#### 12\nor maybe {n}", "no numbers at all", "",
-        f"#### -{n}", f"{n} apples and 2 pears", f"<<9*2={n}>>{n}", f"#### {n} dollars",
+        f"#### {n}",
+        f"####{n}",
+        f"#### ${n}",
+        f"The answer is {n}.",
+        f"so she makes ${n}.",
+        f"#### {n}.",
+        f"#### {n}.00",
+        f"#### {n}\nQuestion: what about 7?",
+        f"First 3 + 4 = 7.\n\nThen #### {n}",
+        f"-{n}",
+        f"#### 1,{n}",
+        f"{n},",
+        f"It is {n}!\n#### 12",
+        f"#### 12\nor maybe {n}",
+        "no numbers at all",
+        "",
+        f"#### -{n}",
+        f"{n} apples and 2 pears",
+        f"<<9*2={n}>>{n}",
+        f"#### {n} dollars",
     ]
     for g in crafted:
         gens.append(g)
@@ -104,23 +130,29 @@ def test_gsm8k_metrics_equal_lm_eval_filters_and_exact_match(shared_data):
     assert [f["name"] for f in cfg["filter_list"]] == list(M.HARNESS_FILTERS)
     (metric_cfg,) = cfg["metric_list"]
     kwargs = {k: v for k, v in metric_cfg.items() if k not in ("metric", "aggregation", "higher_is_better")}
-    assert kwargs == {"ignore_case": True, "ignore_punctuation": False,
-                      "regexes_to_ignore": list(M.EXACT_MATCH_KWARGS["regexes_to_ignore"])}
+    assert kwargs == {
+        "ignore_case": True,
+        "ignore_punctuation": False,
+        "regexes_to_ignore": list(M.EXACT_MATCH_KWARGS["regexes_to_ignore"]),
+    }
     exact_match = get_metric(metric_cfg["metric"])
 
     gens, refs = _generations(shared_data)
     docs = [{"question": "q", "answer": r} for r in refs]
     native, items = gsm8k.score_generations(gens, refs)
     for f in cfg["filter_list"]:
-        ensemble = build_filter_ensemble(f["name"], [[x["function"], {k: v for k, v in x.items() if k != "function"}]
-                                                     for x in f["filter"]])
+        ensemble = build_filter_ensemble(
+            f["name"], [[x["function"], {k: v for k, v in x.items() if k != "function"}] for x in f["filter"]]
+        )
         resps = [[g] for g in gens]
         for step in ensemble.filters:
             resps = step().apply(resps, docs)
         filtered = list(resps)
         assert filtered == [it["filtered"][f["name"]] for it in items], f["name"]
-        scores = [float(exact_match(references=[r], predictions=[p], **kwargs)["exact_match"])
-                  for p, r in zip(filtered, refs)]
+        scores = [
+            float(exact_match(references=[r], predictions=[p], **kwargs)["exact_match"])
+            for p, r in zip(filtered, refs)
+        ]
         assert scores == [it[f["name"]] for it in items], f["name"]
         assert native[f["name"]] == pytest.approx(sum(scores) / len(scores), abs=0)
     # the slice is not trivial: hits, misses, and items where the three metrics disagree
@@ -181,13 +213,17 @@ def test_requests_equal_native_prompts(lm_tasks, shared_data):
     assert [r[0][0] for r in got] == gsm8k.fewshot_prompts(rows, pool, 5)
     gen_kwargs = got[0][0][1]
     assert gen_kwargs["until"] == list(gsm8k.STOP) and gen_kwargs["do_sample"] is False
-    assert gen_kwargs.get("max_gen_toks", gsm8k.MAX_NEW_TOKENS) == gsm8k.MAX_NEW_TOKENS  # HFLM.max_gen_toks = 256
+    assert (
+        gen_kwargs.get("max_gen_toks", gsm8k.MAX_NEW_TOKENS) == gsm8k.MAX_NEW_TOKENS
+    )  # HFLM.max_gen_toks = 256
     # HumanEval: the prompt alone; until; max_gen_toks; greedy
     rows, _ = humaneval.load(shared_data, 3)
     got = _requests_by_doc(tasks["humaneval"])
     assert [r[0][0] for r in got] == [ex["prompt"] for ex in rows]
     gen_kwargs = got[0][0][1]
-    assert gen_kwargs["until"] == list(humaneval.STOP) and gen_kwargs["max_gen_toks"] == humaneval.MAX_NEW_TOKENS
+    assert (
+        gen_kwargs["until"] == list(humaneval.STOP) and gen_kwargs["max_gen_toks"] == humaneval.MAX_NEW_TOKENS
+    )
     assert gen_kwargs["do_sample"] is False
     # BLiMP: empty context, " " + each sentence, grammatical first
     by_paradigm, _ = blimp.load(shared_data, 4, BLIMP_PICK)
@@ -223,8 +259,12 @@ def test_hflm_tokenisation_loglik_and_generation_equal_native(tokenizer, shared_
     reqs = [Instance("generate_until", {}, (p, dict(gen_kwargs)), i) for i, p in enumerate(prompts)]
     lm.batch_size_per_gpu = 1  # one prompt per forward pass on both sides: no padding round-off
     theirs = lm.generate_until(reqs, disable_tqdm=True)
-    ours = [g[0] for g in generate_until(model, tok, prompts, stop=gen_kwargs["until"], max_new_tokens=10,
-                                         batch_size=1, progress=False)]
+    ours = [
+        g[0]
+        for g in generate_until(
+            model, tok, prompts, stop=gen_kwargs["until"], max_new_tokens=10, batch_size=1, progress=False
+        )
+    ]
     assert theirs == ours
 
 
@@ -259,10 +299,15 @@ def test_both_backends_score_a_saved_model_identically(tmp_path, tokenizer, shar
     tasks = ["mmlu", "arc_easy", "gsm8k", "humaneval"]
     if (shared_data / arc.file_for("arc_challenge", "test")).exists():
         tasks.insert(2, "arc_challenge")
-    common = dict(data_dir=shared_data, limit={"mmlu": 1, "arc_easy": 16, "arc_challenge": 16, "gsm8k": 3,
-                                                "humaneval": 2},
-                  batch_size=1, task_options={"gsm8k": {"max_new_tokens": 12}, "humaneval": {"max_new_tokens": 12}},
-                  allow_code_execution=True, log_samples=True, device="cpu")
+    common = dict(
+        data_dir=shared_data,
+        limit={"mmlu": 1, "arc_easy": 16, "arc_challenge": 16, "gsm8k": 3, "humaneval": 2},
+        batch_size=1,
+        task_options={"gsm8k": {"max_new_tokens": 12}, "humaneval": {"max_new_tokens": 12}},
+        allow_code_execution=True,
+        log_samples=True,
+        device="cpu",
+    )
     common["limit"] = {t: n for t, n in common["limit"].items() if t in tasks}
     native = score(model_dir, tasks, backend="native", **common)
     lm = score(model_dir, tasks, backend="lm-eval", **common)
@@ -272,17 +317,24 @@ def test_both_backends_score_a_saved_model_identically(tmp_path, tokenizer, shar
         assert native[t]["backend"] == "native" and lm[t]["backend"] == "lm-eval"
         assert native[t]["lm_eval"]["version"] == LM_EVAL_VERSION and lm[t]["lm_eval"]["version"] == installed
         assert {k: v for k, v in lm[t]["lm_eval"].items() if k != "version"} == {
-            k: v for k, v in native[t]["lm_eval"].items() if k != "version"}, t
+            k: v for k, v in native[t]["lm_eval"].items() if k != "version"
+        }, t
         assert {k: v for k, v in native[t].items() if k not in drop} == {
-            k: v for k, v in lm[t].items() if k not in drop}, t
+            k: v for k, v in lm[t].items() if k not in drop
+        }, t
     for t in ("mmlu", "arc_easy", "arc_challenge"):
         if t in tasks:
             _compare_mc(native[t], lm[t])
     for x, y in zip(native["gsm8k"]["samples"], lm["gsm8k"]["samples"], strict=True):
-        assert x["prompt"] == y["prompt"] and x["generation"] == y["generation"] and x["filtered"] == y["filtered"]
+        assert (
+            x["prompt"] == y["prompt"]
+            and x["generation"] == y["generation"]
+            and x["filtered"] == y["filtered"]
+        )
         assert [x[k] for k in M.HARNESS_FILTERS] == [y[k] for k in M.HARNESS_FILTERS]
     assert [s["completions"] for s in native["humaneval"]["samples"]] == [
-        s["completions"] for s in lm["humaneval"]["samples"]]
+        s["completions"] for s in lm["humaneval"]["samples"]
+    ]
 
 
 def _compare_blimp(native: dict, lm: dict) -> float:
@@ -291,7 +343,11 @@ def _compare_blimp(native: dict, lm: dict) -> float:
     worst = 0.0
     for x, y in zip(native["samples"], lm["samples"]):
         assert (x["paradigm"], x["sentence_good"], x["sentence_bad"], x["field"]) == (
-            y["paradigm"], y["sentence_good"], y["sentence_bad"], y["field"])
+            y["paradigm"],
+            y["sentence_good"],
+            y["sentence_bad"],
+            y["field"],
+        )
         assert x["pred"] == y["pred"] and x["gold"] == y["gold"] == 0
         worst = max(worst, max(abs(p - q) for p, q in zip(x["loglikelihoods"], y["loglikelihoods"])))
     assert worst <= LL_TOL
@@ -308,8 +364,14 @@ def test_blimp_both_backends_identical(tmp_path, tokenizer, shared_data):
     from hf_muon.lab.evaluation.cli import score
 
     model_dir = _save_tiny(tmp_path, tokenizer)
-    common = dict(data_dir=shared_data, limit=6, batch_size=4, log_samples=True, device="cpu",
-                  task_options={"blimp": {"paradigms": list(BLIMP_PICK)}})
+    common = dict(
+        data_dir=shared_data,
+        limit=6,
+        batch_size=4,
+        log_samples=True,
+        device="cpu",
+        task_options={"blimp": {"paradigms": list(BLIMP_PICK)}},
+    )
     native = score(model_dir, ["blimp"], backend="native", progress=False, **common)["blimp"]
     lm = score(model_dir, ["blimp"], backend="lm-eval", **common)["blimp"]
     assert native["backend"] == "native" and lm["backend"] == "lm-eval"
@@ -324,8 +386,14 @@ def test_blimp_all_paradigms_both_backends_identical(tmp_path, shared_data):
 
     model_dir = _save_tiny(tmp_path, "gpt2")
     for limit, paradigms in ((20, None), (None, ["passive_1", "principle_A_case_2"])):
-        common = dict(data_dir=shared_data, limit=limit, batch_size=8, log_samples=True, device="cpu",
-                      task_options={"blimp": {"paradigms": paradigms}} if paradigms else None)
+        common = dict(
+            data_dir=shared_data,
+            limit=limit,
+            batch_size=8,
+            log_samples=True,
+            device="cpu",
+            task_options={"blimp": {"paradigms": paradigms}} if paradigms else None,
+        )
         native = score(model_dir, ["blimp"], backend="native", progress=False, **common)["blimp"]
         lm = score(model_dir, ["blimp"], backend="lm-eval", **common)["blimp"]
         _compare_blimp(native, lm)

@@ -19,19 +19,47 @@ TINY = REPO / "recipes" / "mismatch" / "tiny.yaml"
 
 def test_tiny_study_end_to_end(tmp_path):
     """Every arm of tiny.yaml: the 2x2, LoRA, p=1/2, warm start, lr x1/2 and x1/4, with lr grids and extensions."""
-    cfg = load_config(TINY, {"output_dir": str(tmp_path / "run"), "data_dir": str(data_dir()),
-                             "model_cards_dir": str(tmp_path / "cards")})
+    cfg = load_config(
+        TINY,
+        {
+            "output_dir": str(tmp_path / "run"),
+            "data_dir": str(data_dir()),
+            "model_cards_dir": str(tmp_path / "cards"),
+        },
+    )
     report = run_study(cfg, log=lambda *a: None, command="hf-muon study tiny.yaml")
     text = (report / "report.md").read_text()
-    pairs = ("adamw / adamw", "adamw / muon", "muon / adamw", "muon / muon", "adamw / -", "muon / -",
-             "adamw / muon (LoRA)", "adamw / adamw (LoRA)", "adamw / muon (p=½)", "adamw / muon (warm start)",
-             "adamw / muon (lr×½)", "adamw / muon (lr×¼)")
+    pairs = (
+        "adamw / adamw",
+        "adamw / muon",
+        "muon / adamw",
+        "muon / muon",
+        "adamw / -",
+        "muon / -",
+        "adamw / muon (LoRA)",
+        "adamw / adamw (LoRA)",
+        "adamw / muon (p=½)",
+        "adamw / muon (warm start)",
+        "adamw / muon (lr×½)",
+        "adamw / muon (lr×¼)",
+    )
     for pair in pairs:
         assert f"| {pair} |" in text, pair
-    for heading in ("## Paired differences", "## Remedy arms on the AdamW base", "## What reproduces",
-                    "## Learning rates", "SFT test token acc", "forgetting (Δ pretrain val loss)",
-                    "Command: `hf-muon study tiny.yaml`", "n=1, no interval", "BLiMP acc", "BLiMP syntax-semantics",
-                    "BLiMP forgetting (Δ acc)", "## BLiMP beside the loss columns", "BLiMP 50"):
+    for heading in (
+        "## Paired differences",
+        "## Remedy arms on the AdamW base",
+        "## What reproduces",
+        "## Learning rates",
+        "SFT test token acc",
+        "forgetting (Δ pretrain val loss)",
+        "Command: `hf-muon study tiny.yaml`",
+        "n=1, no interval",
+        "BLiMP acc",
+        "BLiMP syntax-semantics",
+        "BLiMP forgetting (Δ acc)",
+        "## BLiMP beside the loss columns",
+        "BLiMP 50",
+    ):
         assert heading in text, heading
     for png in ("loss_curves.png", "scores.png", "remedies.png", "blimp.png"):
         assert (report / png).stat().st_size > 1000
@@ -56,8 +84,9 @@ def test_tiny_study_end_to_end(tmp_path):
     warm = json.loads((run / "sft-adamw-muon-warm_start" / "DONE.json").read_text())
     assert warm["warm_started"] > 0
     ref = json.loads((run / "sft-adamw-muon" / "DONE.json").read_text())["chosen_lr"]
-    assert json.loads((run / "sft-adamw-muon-lr_quarter" / "DONE.json").read_text())["lr"] == pytest.approx(ref / 4,
-                                                                                                           rel=1e-3)
+    assert json.loads((run / "sft-adamw-muon-lr_quarter" / "DONE.json").read_text())["lr"] == pytest.approx(
+        ref / 4, rel=1e-3
+    )
     import torch
 
     state = torch.load(base["optimizer_state"], weights_only=True)
@@ -65,7 +94,11 @@ def test_tiny_study_end_to_end(tmp_path):
     scores = json.loads((run / "sft-adamw-muon" / "scores.json").read_text())
     assert 0 <= scores["sft_loss"]["acc"] <= 1 and scores["sft_loss"]["n_scored"] == 8
     assert scores["blimp"]["n_scored"] == 67 and set(scores["blimp"]["acc_by_field"]) == {
-        "morphology", "syntax", "semantics", "syntax_semantics"}
+        "morphology",
+        "syntax",
+        "semantics",
+        "syntax_semantics",
+    }
     blimp_forgetting = results["values"]["adamw / muon"]["BLiMP forgetting (Δ acc)"]["0"]
     base_blimp = json.loads((run / "base-adamw" / "scores.json").read_text())["blimp"]["acc"]
     assert blimp_forgetting == pytest.approx(100 * (scores["blimp"]["acc"] - base_blimp))
@@ -82,15 +115,29 @@ def test_malformed_tulu_rows_are_counted_and_skipped(tmp_path):
     good = (data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl").read_text().splitlines()[:20]
     bad = [
         "{not json",
-        json.dumps({"id": "b1", "messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]}),
+        json.dumps(
+            {
+                "id": "b1",
+                "messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}],
+            }
+        ),
         json.dumps({"id": "b2", "messages": [{"role": "user", "content": "only a question"}]}),
-        json.dumps({"id": "b3", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}]}),
+        json.dumps(
+            {
+                "id": "b3",
+                "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "  "}],
+            }
+        ),
         json.dumps({"id": "b4", "messages": "not a list"}),
     ]
-    (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text("\n".join(good[:10] + bad + good[10:]) + "\n")
+    (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text(
+        "\n".join(good[:10] + bad + good[10:]) + "\n"
+    )
     from hf_muon.lab.study.sftdata import load_sft_rows
 
-    cfg = load_config(TINY, {"data_dir": str(mirror), "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl"}})
+    cfg = load_config(
+        TINY, {"data_dir": str(mirror), "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl"}}
+    )
     rows, report = load_sft_rows(cfg)
     assert report["rows"] == 25 and report["malformed"] == 5 and len(rows) == 20
     assert all(any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"]) for r in rows)
@@ -154,31 +201,68 @@ def test_public_base_mode_with_a_local_tiny_model(tmp_path):
 
     tok = load_tokenizer(data_dir())
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-                     ).save_pretrained(tmp_path / "base")
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=256,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    ).save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
-    cfg = load_config(REPO / "recipes" / "mismatch" / "public_base.yaml", {
-        "output_dir": str(tmp_path / "run"), "data_dir": str(data_dir()),
-        "model": {"base_model": str(tmp_path / "base")},
-        "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl", "max_steps": 2, "batch_size": 2, "max_length": 64,
-                "lrs": {"adamw": 1e-3, "muon": 1e-3}, "lora": True, "max_extensions": 0},
-        "eval": {"tasks": ["arc_easy"], "limit": {"arc_easy": 2, "perplexity": 2, "sft_loss": 2}, "batch_size": 2}})
+    cfg = load_config(
+        REPO / "recipes" / "mismatch" / "public_base.yaml",
+        {
+            "output_dir": str(tmp_path / "run"),
+            "data_dir": str(data_dir()),
+            "model": {"base_model": str(tmp_path / "base")},
+            "sft": {
+                "mirror_file": "sft/tulu3_sft_mixture_sample.jsonl",
+                "max_steps": 2,
+                "batch_size": 2,
+                "max_length": 64,
+                "lrs": {"adamw": 1e-3, "muon": 1e-3},
+                "lora": True,
+                "max_extensions": 0,
+            },
+            "eval": {
+                "tasks": ["arc_easy"],
+                "limit": {"arc_easy": 2, "perplexity": 2, "sft_loss": 2},
+                "batch_size": 2,
+            },
+        },
+    )
     report = run_study(cfg, log=lambda *a: None)
     text = (report / "report.md").read_text()
-    for pair in ("pretrained / adamw", "pretrained / muon", "pretrained / adamw (LoRA)", "pretrained / muon (LoRA)"):
+    for pair in (
+        "pretrained / adamw",
+        "pretrained / muon",
+        "pretrained / adamw (LoRA)",
+        "pretrained / muon (LoRA)",
+    ):
         assert f"| {pair} |" in text
 
 
 def test_card_metric_names_carry_the_shot_count_the_run_used():
     from hf_muon.lab.study.cards import eval_results
 
-    scores = {"mmlu": {"acc": 0.3, "config": {"num_fewshot": 1}}, "gsm8k": {"strict-match": 0.0,
-                                                                            "config": {"num_fewshot": 0}},
-              "arc_easy": {"acc": 0.25, "acc_norm": 0.2}}  # no recorded config: no shot claim
+    scores = {
+        "mmlu": {"acc": 0.3, "config": {"num_fewshot": 1}},
+        "gsm8k": {"strict-match": 0.0, "config": {"num_fewshot": 0}},
+        "arc_easy": {"acc": 0.25, "acc_norm": 0.2},
+    }  # no recorded config: no shot claim
     names = {r.dataset_name + " " + r.metric_name for r in eval_results(scores, "tinystories")}
-    assert names == {"MMLU acc (1-shot)", "GSM8K exact_match, strict-match (0-shot)", "ARC-Easy acc", "ARC-Easy acc_norm"}
+    assert names == {
+        "MMLU acc (1-shot)",
+        "GSM8K exact_match, strict-match (0-shot)",
+        "ARC-Easy acc",
+        "ARC-Easy acc_norm",
+    }
 
 
 def test_score_stage_adds_a_new_task_without_rescoring(tmp_path, monkeypatch):
@@ -186,8 +270,13 @@ def test_score_stage_adds_a_new_task_without_rescoring(tmp_path, monkeypatch):
     from hf_muon.lab.study import pipeline
 
     cfg = load_config(TINY, {"output_dir": str(tmp_path), "data_dir": str(data_dir())})
-    old = {"mmlu": {"acc": 0.25}, "arc_easy": {"acc": 0.3}, "gsm8k": {"strict-match": 0.0}, "sft_loss": {"loss": 7.0},
-           "perplexity": {"loss": 6.0}}
+    old = {
+        "mmlu": {"acc": 0.25},
+        "arc_easy": {"acc": 0.3},
+        "gsm8k": {"strict-match": 0.0},
+        "sft_loss": {"loss": 7.0},
+        "perplexity": {"loss": 6.0},
+    }
     (tmp_path / "unit").mkdir()
     (tmp_path / "unit" / "scores.json").write_text(json.dumps(old))
     asked = []
@@ -206,7 +295,9 @@ def test_score_stage_adds_a_new_task_without_rescoring(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_score_stage_with_the_lm_eval_backend_matches_native(tmp_path):
     """eval.backend: lm-eval runs lm-evaluation-harness itself in the study's score stage; same scores as native."""
-    pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install 'hf_muon[lmeval]')")
+    pytest.importorskip(
+        "lm_eval", reason="lm-evaluation-harness is not installed (pip install 'hf_muon[lmeval]')"
+    )
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -215,18 +306,40 @@ def test_score_stage_with_the_lm_eval_backend_matches_native(tmp_path):
 
     tok = load_tokenizer(data_dir())
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=256,
-                                 bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-                     ).save_pretrained(tmp_path / "model")
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=256,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    ).save_pretrained(tmp_path / "model")
     tok.save_pretrained(tmp_path / "model")
     scores = {}
     for backend in ("native", "lm-eval"):
-        cfg = load_config(TINY, {"output_dir": str(tmp_path / backend), "data_dir": str(data_dir()),
-                                 "eval": {"tasks": ["arc_easy"], "limit": {"arc_easy": 6, "perplexity": 2, "sft_loss": 2},
-                                          "batch_size": 2, "backend": backend}})
+        cfg = load_config(
+            TINY,
+            {
+                "output_dir": str(tmp_path / backend),
+                "data_dir": str(data_dir()),
+                "eval": {
+                    "tasks": ["arc_easy"],
+                    "limit": {"arc_easy": 6, "perplexity": 2, "sft_loss": 2},
+                    "batch_size": 2,
+                    "backend": backend,
+                },
+            },
+        )
         scores[backend] = pipeline.score(cfg, str(tmp_path / "model"), tmp_path / backend / "score", True)
-    assert scores["lm-eval"]["arc_easy"]["backend"] == "lm-eval" and scores["native"]["arc_easy"]["backend"] == "native"
+    assert (
+        scores["lm-eval"]["arc_easy"]["backend"] == "lm-eval"
+        and scores["native"]["arc_easy"]["backend"] == "native"
+    )
     for metric in ("acc", "acc_norm"):
         assert scores["lm-eval"]["arc_easy"][metric] == scores["native"]["arc_easy"][metric]
     assert scores["lm-eval"]["sft_loss"]["loss"] == pytest.approx(scores["native"]["sft_loss"]["loss"])

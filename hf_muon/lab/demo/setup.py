@@ -80,10 +80,20 @@ def keep_freed_memory() -> bool:
 
 def build_config(setup: Setup, vocab_size: int, eos_id: int):
     """A tiny ``LlamaConfig`` (:func:`hf_muon.lab.models.llama_config`; MHA, tied input/output embeddings, fp32)."""
-    return llama_config(setup.hidden, setup.layers, vocab_size, setup.block_size, heads=setup.heads,
-                        intermediate_size=setup.intermediate, max_position_embeddings=max(256, setup.block_size),
-                        tie_word_embeddings=True, bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id,
-                        dtype="float32")
+    return llama_config(
+        setup.hidden,
+        setup.layers,
+        vocab_size,
+        setup.block_size,
+        heads=setup.heads,
+        intermediate_size=setup.intermediate,
+        max_position_embeddings=max(256, setup.block_size),
+        tie_word_embeddings=True,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        dtype="float32",
+    )
 
 
 def build_model(config, seed: int):

@@ -29,7 +29,9 @@ def _load_native(model_dir, device: str | None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto")  # the saved dtype, as HFLM's default
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype="auto"
+    )  # the saved dtype, as HFLM's default
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), AutoTokenizer.from_pretrained(str(model_dir))
 
@@ -72,18 +74,40 @@ def score(
     if via_lm_eval:
         from .lm_eval_backend import evaluate_with_lm_eval
 
-        results.update(evaluate_with_lm_eval(
-            str(model_dir), via_lm_eval, data_dir=data_dir, limit={t: limits[t] for t in via_lm_eval},
-            batch_size=batch_size, max_length=max_length, device=device, add_bos=add_bos,
-            task_options={t: task_options[t] for t in via_lm_eval if t in task_options},
-            allow_code_execution=allow_code_execution, log_samples=log_samples, work_dir=work_dir))
+        results.update(
+            evaluate_with_lm_eval(
+                str(model_dir),
+                via_lm_eval,
+                data_dir=data_dir,
+                limit={t: limits[t] for t in via_lm_eval},
+                batch_size=batch_size,
+                max_length=max_length,
+                device=device,
+                add_bos=add_bos,
+                task_options={t: task_options[t] for t in via_lm_eval if t in task_options},
+                allow_code_execution=allow_code_execution,
+                log_samples=log_samples,
+                work_dir=work_dir,
+            )
+        )
     if native:
         model, tok = _load_native(model_dir, device)
-        results.update(evaluate_model(
-            model, tok, native, data_dir=data_dir, limit={t: limits[t] for t in native}, batch_size=batch_size,
-            max_length=max_length, add_bos=add_bos, allow_code_execution=allow_code_execution,
-            task_options={t: task_options[t] for t in native if t in task_options}, progress=progress,
-            log_samples=log_samples))
+        results.update(
+            evaluate_model(
+                model,
+                tok,
+                native,
+                data_dir=data_dir,
+                limit={t: limits[t] for t in native},
+                batch_size=batch_size,
+                max_length=max_length,
+                add_bos=add_bos,
+                allow_code_execution=allow_code_execution,
+                task_options={t: task_options[t] for t in native if t in task_options},
+                progress=progress,
+                log_samples=log_samples,
+            )
+        )
     return {t: results[t] for t in tasks}
 
 
@@ -120,36 +144,78 @@ def _parse_options(items: list[str]) -> dict[str, dict[str, Any]]:
 def _summary(results: Mapping[str, Mapping[str, Any]]) -> str:
     lines = []
     for task, res in results.items():
-        shown = {k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                 and k not in ("n_scored", "n_malformed", "elapsed_s")}
+        shown = {
+            k: v
+            for k, v in res.items()
+            if isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and k not in ("n_scored", "n_malformed", "elapsed_s")
+        }
         values = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-        lines.append(f"{task:14s} [{res.get('backend')}] n={res.get('n_scored')}  {values}   ({res.get('follows')})")
+        lines.append(
+            f"{task:14s} [{res.get('backend')}] n={res.get('n_scored')}  {values}   ({res.get('follows')})"
+        )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hf-muon score", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="hf-muon score",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model_dir", help="a save_pretrained folder (model + tokenizer)")
-    p.add_argument("--backend", choices=BACKENDS, default="native",
-                   help="native (default, fast) or lm-eval (lm-evaluation-harness itself; needs the lm-eval extra)")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
-                   help=f"comma-separated, from: {', '.join(TASKS)} (default: %(default)s)")
-    p.add_argument("--limit", default=None, help="first N rows of every task (MMLU: per subject; BLiMP: per paradigm), or TASK=N,...")
-    p.add_argument("--data-dir", default=None, help="the local data mirror (default: $HF_MUON_DATA, else the Hub)")
-    p.add_argument("--output", default=None, help="write the result JSON here (default: print only the summary)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="native",
+        help="native (default, fast) or lm-eval (lm-evaluation-harness itself; needs the lm-eval extra)",
+    )
+    p.add_argument(
+        "--tasks",
+        default=",".join(DEFAULT_TASKS),
+        help=f"comma-separated, from: {', '.join(TASKS)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--limit",
+        default=None,
+        help="first N rows of every task (MMLU: per subject; BLiMP: per paradigm), or TASK=N,...",
+    )
+    p.add_argument(
+        "--data-dir", default=None, help="the local data mirror (default: $HF_MUON_DATA, else the Hub)"
+    )
+    p.add_argument(
+        "--output", default=None, help="write the result JSON here (default: print only the summary)"
+    )
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-length", type=int, default=None, help="context window (default: the model config's)")
-    p.add_argument("--add-bos", choices=("auto", "true", "false"), default="auto",
-                   help=f"BOS for {', '.join(BOS_TASKS)}: auto = the tokenizer's default, as lm-eval (default)")
-    p.add_argument("--set", dest="options", action="append", default=[], metavar="TASK.OPTION=VALUE",
-                   help="a task option, e.g. gsm8k.num_fewshot=0, humaneval.max_new_tokens=256 or "
-                        "blimp.paradigms=passive_1,wh_island (repeatable)")
-    p.add_argument("--allow-code-execution", action="store_true",
-                   help="required for humaneval: runs generated code in a resource-limited subprocess")
+    p.add_argument(
+        "--max-length", type=int, default=None, help="context window (default: the model config's)"
+    )
+    p.add_argument(
+        "--add-bos",
+        choices=("auto", "true", "false"),
+        default="auto",
+        help=f"BOS for {', '.join(BOS_TASKS)}: auto = the tokenizer's default, as lm-eval (default)",
+    )
+    p.add_argument(
+        "--set",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="TASK.OPTION=VALUE",
+        help="a task option, e.g. gsm8k.num_fewshot=0, humaneval.max_new_tokens=256 or "
+        "blimp.paradigms=passive_1,wh_island (repeatable)",
+    )
+    p.add_argument(
+        "--allow-code-execution",
+        action="store_true",
+        help="required for humaneval: runs generated code in a resource-limited subprocess",
+    )
     p.add_argument("--log-samples", action="store_true", help="include per-item samples in the JSON")
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    p.add_argument("--work-dir", default=None, help="lm-eval backend: keep its data copies and task YAMLs here")
+    p.add_argument(
+        "--work-dir", default=None, help="lm-eval backend: keep its data copies and task YAMLs here"
+    )
     return p
 
 
@@ -158,11 +224,21 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     add_bos = {"auto": None, "true": True, "false": False}[args.add_bos]
     try:
-        results = score(args.model_dir, tasks, backend=args.backend, data_dir=args.data_dir,
-                        limit=_parse_limit(args.limit), batch_size=args.batch_size, max_length=args.max_length,
-                        add_bos=add_bos, task_options=_parse_options(args.options),
-                        allow_code_execution=args.allow_code_execution, log_samples=args.log_samples,
-                        device=args.device, work_dir=args.work_dir)
+        results = score(
+            args.model_dir,
+            tasks,
+            backend=args.backend,
+            data_dir=args.data_dir,
+            limit=_parse_limit(args.limit),
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            add_bos=add_bos,
+            task_options=_parse_options(args.options),
+            allow_code_execution=args.allow_code_execution,
+            log_samples=args.log_samples,
+            device=args.device,
+            work_dir=args.work_dir,
+        )
     except ImportError as e:
         print(f"hf-muon score: {e}", file=sys.stderr)
         raise SystemExit(2) from e

@@ -58,8 +58,14 @@ def follows_line(task: str, version: str = LM_EVAL_VERSION) -> str:
     return f"lm-eval {version} {name} v{task_version} ({', '.join(metrics)})"
 
 
-def protocol(task: str, *, backend: str = "native", version: str = LM_EVAL_VERSION,
-             extra_metrics: Sequence[str] | None = None, task_version: str | None = None) -> dict[str, Any]:
+def protocol(
+    task: str,
+    *,
+    backend: str = "native",
+    version: str = LM_EVAL_VERSION,
+    extra_metrics: Sequence[str] | None = None,
+    task_version: str | None = None,
+) -> dict[str, Any]:
     """The ``follows`` / ``lm_eval`` / ``backend`` fields of a task result (see the module docstring)."""
     if task not in TASKS:
         return {"follows": "hf_muon (no lm-eval counterpart)", "lm_eval": None, "backend": backend}
@@ -67,14 +73,26 @@ def protocol(task: str, *, backend: str = "native", version: str = LM_EVAL_VERSI
     task_version = pinned_task_version if task_version is None else str(task_version)
     return {
         "follows": f"lm-eval {version} {name} v{task_version} ({', '.join(metrics)})",
-        "lm_eval": {"version": version, "task": name, "task_version": task_version, "metrics": list(metrics),
-                    "extra_metrics": list(extras if extra_metrics is None else extra_metrics)},
+        "lm_eval": {
+            "version": version,
+            "task": name,
+            "task_version": task_version,
+            "metrics": list(metrics),
+            "extra_metrics": list(extras if extra_metrics is None else extra_metrics),
+        },
         "backend": backend,
     }
 
 
-def fewshot_draws(pool: Sequence[Any], k: int, n_docs: int, *, sampler: str = "default", seed: int = FEWSHOT_SEED,
-                  docs: Sequence[Any] | None = None) -> list[list[Any]]:
+def fewshot_draws(
+    pool: Sequence[Any],
+    k: int,
+    n_docs: int,
+    *,
+    sampler: str = "default",
+    seed: int = FEWSHOT_SEED,
+    docs: Sequence[Any] | None = None,
+) -> list[list[Any]]:
     """The exemplars lm-eval gives documents ``0..n_docs-1`` (see the module docstring).
 
     ``docs``: the scored documents, only when the pool is the scored split itself (each document is then excluded
@@ -104,7 +122,9 @@ def fewshot_draws(pool: Sequence[Any], k: int, n_docs: int, *, sampler: str = "d
             out.append(rnd.sample(pool, k))
             continue
         shots = [x for x in rnd.sample(pool, k + 1) if x != docs[i]][:k]
-        if len(shots) < k:  # duplicates of the document were drawn: lm-eval resamples from the pool without it
+        if (
+            len(shots) < k
+        ):  # duplicates of the document were drawn: lm-eval resamples from the pool without it
             shots = rnd.sample([x for x in pool if x != docs[i]], k)
         out.append(shots)
     return out

@@ -48,12 +48,13 @@ import logging
 import os
 import tempfile
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .harness import LM_EVAL_VERSION, protocol
+from .lm_eval_convert import EXEC_LOG as _EXEC_LOG
+from .lm_eval_convert import convert as _convert
 from .lm_eval_tasks import write_task_configs
 from .sandbox import require_code_execution, run_programs
 
@@ -89,9 +90,12 @@ def require_lm_eval() -> str:
     if version is None:
         raise LmEvalNotInstalled(
             f"the lm-eval backend needs lm-evaluation-harness: pip install 'lm-eval=={LM_EVAL_VERSION}' "
-            "(or use --backend native, the default)")
+            "(or use --backend native, the default)"
+        )
     if version != LM_EVAL_VERSION:
-        logger.warning("lm-eval %s is installed; the native tasks follow lm-eval %s", version, LM_EVAL_VERSION)
+        logger.warning(
+            "lm-eval %s is installed; the native tasks follow lm-eval %s", version, LM_EVAL_VERSION
+        )
     return version
 
 
@@ -101,9 +105,7 @@ def official_task_dir() -> Path:
     return Path(lm_eval.tasks.__file__).resolve().parent
 
 
-
 # ----------------------------------------------------------------------------------------------- HumanEval stand-ins
-_EXEC_LOG: list[str] = []
 
 
 def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
@@ -111,8 +113,15 @@ def build_predictions(resps: list[list[str]], docs: list[dict]) -> list[list[str
     return [[doc["prompt"] + r for r in resp] for resp, doc in zip(resps, docs)]
 
 
-def code_eval_pass_at_k(references: list[str], predictions: list[list[str]], k=None, *, timeout: float = 3.0,
-                        memory_mb: int = 1024, workers: int = 2) -> dict[str, float]:
+def code_eval_pass_at_k(
+    references: list[str],
+    predictions: list[list[str]],
+    k=None,
+    *,
+    timeout: float = 3.0,
+    memory_mb: int = 1024,
+    workers: int = 2,
+) -> dict[str, float]:
     """``evaluate``'s ``code_eval`` (as lm-eval calls it): each candidate program ``candidate + "\\n" + test`` run
     once, pass@k by the unbiased estimator; executed by :func:`~hf_muon.lab.evaluation.sandbox.run_programs`."""
     from ..metrics import pass_at_k
@@ -123,121 +132,20 @@ def code_eval_pass_at_k(references: list[str], predictions: list[list[str]], k=N
         for c in cands:
             programs.append(c + "\n" + test)
             owners.append(j)
-    results = run_programs(programs, workers=workers, timeout=timeout, memory_mb=memory_mb,
-                           allow_code_execution=True, progress=False)
+    results = run_programs(
+        programs,
+        workers=workers,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        allow_code_execution=True,
+        progress=False,
+    )
     _EXEC_LOG.extend(r.status for r in results)
     n = [len(c) for c in predictions]
     c = [0] * len(predictions)
     for j, r in zip(owners, results):
         c[j] += r.status == "passed"
     return pass_at_k(n, c, ks)
-
-
-# ----------------------------------------------------------------------------------------------- running
-def _by_doc(samples: Sequence[dict]) -> dict[int, list[dict]]:
-    out: dict[int, list[dict]] = defaultdict(list)
-    for s in samples:
-        out[int(s["doc_id"])].append(s)
-    return dict(sorted(out.items()))
-
-
-def _lls(sample: dict) -> list[float]:
-    return [float(r[0][0]) for r in sample["resps"]]
-
-
-def _mc_items(samples: Sequence[dict]) -> list[dict]:
-    items = []
-    for doc_id, group in _by_doc(samples).items():
-        s = group[0]
-        items.append({"doc_id": doc_id, "doc": s["doc"], "prompt": s["arguments"][0][0], "loglikelihoods": _lls(s),
-                      "gold": int(s["target"]), "acc": float(s["acc"]),
-                      **({"acc_norm": float(s["acc_norm"])} if "acc_norm" in s else {})})
-    return items
-
-
-def _convert_blimp(out: dict, config: dict, log_samples: bool) -> dict[str, Any]:
-    """BLiMP: lm-eval's group ``acc`` and per-paradigm ``acc`` as they are; fields grouped as the native task does."""
-    from ..metrics import mc_predict
-    from .blimp import aggregate
-
-    samples, results = out.get("samples") or {}, out["results"]
-    acc_by_paradigm = {p: float(results[f"blimp_{p}"]["acc,none"]) for p in config["sizes"]}
-    metrics = aggregate(acc_by_paradigm, config["fields"], config["sizes"])
-    metrics["acc"] = float(results["blimp"]["acc,none"])  # lm-eval's own group aggregate
-    recs = []
-    for p in config["sizes"]:
-        for it in _mc_items(samples.get(f"blimp_{p}", [])):
-            doc = it["doc"]
-            recs.append({"paradigm": p, "pair_id": doc.get("pairID", doc.get("pair_id")),
-                         "field": config["fields"][p], "sentence_good": doc["sentence_good"],
-                         "sentence_bad": doc["sentence_bad"], "loglikelihoods": it["loglikelihoods"],
-                         "gold": it["gold"], "pred": mc_predict(it["loglikelihoods"])})
-    return {"metrics": metrics, "n": len(recs), "samples": recs if log_samples else None}
-
-
-def _convert(task: str, names: list[str], out: dict, log_samples: bool, config: dict | None = None) -> dict[str, Any]:
-    """Native-layout metrics + samples of one task from an lm-eval ``simple_evaluate`` output."""
-    from ..metrics import mc_predict
-
-    if task == "blimp":
-        return _convert_blimp(out, config or {}, log_samples)
-    samples = out.get("samples") or {}
-    if task == "mmlu":
-        by_subject, rows = {}, []
-        for name in names:
-            items = _mc_items(samples.get(name, []))
-            subject = name[len("mmlu_"):]
-            by_subject[subject] = sum(it["acc"] for it in items) / len(items) if items else 0.0
-            rows += [dict(it, subject=subject) for it in items]
-        metrics = {"acc": sum(r["acc"] for r in rows) / len(rows) if rows else 0.0,
-                   "acc_macro": sum(by_subject.values()) / len(by_subject) if by_subject else 0.0,
-                   "acc_by_subject": dict(sorted(by_subject.items()))}
-        rows.sort(key=lambda r: (r["subject"], r["doc_id"]))
-        recs = [{"subject": r["subject"], "prompt": r["prompt"], "loglikelihoods": r["loglikelihoods"],
-                 "gold": r["gold"], "pred": mc_predict(r["loglikelihoods"])} for r in rows]
-        return {"metrics": metrics, "n": len(rows), "samples": recs if log_samples else None}
-    res = out["results"][names[0]]
-    if task in ("arc_easy", "arc_challenge"):
-        items = _mc_items(samples.get(names[0], []))
-        metrics = {"acc": float(res["acc,none"]), "acc_norm": float(res["acc_norm,none"])}
-        recs = None
-        if log_samples:
-            recs = []
-            for it in items:
-                choices = it["doc"]["choices"]["text"]
-                lens = [float(len(c)) for c in choices]
-                recs.append({"id": it["doc"].get("id"), "prompt": it["prompt"], "choices": choices,
-                             "loglikelihoods": it["loglikelihoods"], "gold": it["gold"],
-                             "pred": mc_predict(it["loglikelihoods"]),
-                             "pred_norm": mc_predict(it["loglikelihoods"], lens)})
-        return {"metrics": metrics, "n": len(items), "samples": recs}
-    if task == "gsm8k":
-        from ..metrics import extract_answer, extract_reference, gsm8k_match
-
-        docs = _by_doc(samples.get("gsm8k", []))
-        metrics = {"strict-match": float(res["exact_match,strict-match"]),
-                   "flexible-extract": float(res["exact_match,flexible-extract"])}
-        recs = []
-        for doc_id, group in docs.items():
-            gen = group[0]["resps"][0][0]
-            per = {s["filter"]: s for s in group}
-            recs.append({"doc_id": doc_id, "question": group[0]["doc"]["question"],
-                         "prompt": group[0]["arguments"][0][0], "generation": gen,
-                         "filtered": {f: per[f]["filtered_resps"][0] if isinstance(per[f]["filtered_resps"], list)
-                                      else per[f]["filtered_resps"] for f in per},
-                         "extracted": extract_answer(gen), "reference": extract_reference(group[0]["target"]),
-                         **{f: float(per[f]["exact_match"]) for f in per},
-                         "numeric_match": float(gsm8k_match(gen, group[0]["target"]))})
-        metrics["numeric_match"] = sum(r["numeric_match"] for r in recs) / len(recs) if recs else 0.0
-        return {"metrics": metrics, "n": len(recs), "samples": recs if log_samples else None}
-    if task == "humaneval":
-        from collections import Counter
-
-        docs = _by_doc(samples.get("humaneval", []))
-        metrics = {"pass@1": float(res["pass@1,create_test"]), "status_counts": dict(Counter(_EXEC_LOG))}
-        recs = [{"task_id": g[0]["doc"]["task_id"], "completions": list(g[0]["resps"][0])} for g in docs.values()]
-        return {"metrics": metrics, "n": len(docs), "samples": recs if log_samples else None}
-    raise ValueError(task)
 
 
 def _tokenizer_for_hflm(tokenizer, add_bos: bool | None, work: Path):
@@ -278,7 +186,9 @@ def evaluate_with_lm_eval(
     tasks = list(tasks)
     bad = [t for t in tasks if t not in LM_EVAL_TASKS]
     if bad:
-        raise ValueError(f"task(s) {bad} have no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}")
+        raise ValueError(
+            f"task(s) {bad} have no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}"
+        )
     task_options = dict(task_options or {})
     if "humaneval" in tasks:
         require_code_execution(allow_code_execution)
@@ -298,7 +208,9 @@ def evaluate_with_lm_eval(
         prepared = {}
         for t in tasks:
             lim = limit.get(t) if isinstance(limit, Mapping) else limit
-            prepared[t] = write_task_configs(t, work, data_dir=data_dir, limit=lim, options=task_options.get(t))
+            prepared[t] = write_task_configs(
+                t, work, data_dir=data_dir, limit=lim, options=task_options.get(t)
+            )
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs: dict[str, Any] = {"batch_size": batch_size, "device": device}
         if add_bos is not None:
@@ -317,19 +229,33 @@ def evaluate_with_lm_eval(
             names, reports, config = prepared[t]
             _EXEC_LOG.clear()
             start = time.perf_counter()
-            out = simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True, bootstrap_iters=0,
-                                  confirm_run_unsafe_code=allow_code_execution)
+            out = simple_evaluate(
+                model=lm,
+                tasks=names,
+                task_manager=manager,
+                log_samples=True,
+                bootstrap_iters=0,
+                confirm_run_unsafe_code=allow_code_execution,
+            )
             conv = _convert(t, names, out, log_samples, config)
             from .sources import task_result
 
             config = {k: v for k, v in config.items() if k not in ("fields", "sizes")}
-            config = dict(config, add_bos=add_bos, lm_eval_tasks=names,
-                          task_yaml_dir=str(work) if tmp is None else None)
-            res = task_result(conv["metrics"], n_scored=conv["n"], reports=reports, config=config,
-                              samples=conv["samples"])
+            config = dict(
+                config, add_bos=add_bos, lm_eval_tasks=names, task_yaml_dir=str(work) if tmp is None else None
+            )
+            res = task_result(
+                conv["metrics"], n_scored=conv["n"], reports=reports, config=config, samples=conv["samples"]
+            )
             versions = {str(out["versions"].get(n)) for n in names}
-            res.update(protocol(t, backend="lm-eval", version=version,
-                                task_version=versions.pop() if len(versions) == 1 else None))
+            res.update(
+                protocol(
+                    t,
+                    backend="lm-eval",
+                    version=version,
+                    task_version=versions.pop() if len(versions) == 1 else None,
+                )
+            )
             res["elapsed_s"] = round(time.perf_counter() - start, 3)
             results[t] = res
         return results
@@ -338,6 +264,14 @@ def evaluate_with_lm_eval(
             tmp.cleanup()
 
 
-__all__ = ["LM_EVAL_TASKS", "LmEvalNotInstalled", "build_predictions", "code_eval_pass_at_k",
-           "evaluate_with_lm_eval", "lm_eval_version", "official_task_dir", "require_lm_eval",
-           "write_task_configs"]
+__all__ = [
+    "LM_EVAL_TASKS",
+    "LmEvalNotInstalled",
+    "build_predictions",
+    "code_eval_pass_at_k",
+    "evaluate_with_lm_eval",
+    "lm_eval_version",
+    "official_task_dir",
+    "require_lm_eval",
+    "write_task_configs",
+]

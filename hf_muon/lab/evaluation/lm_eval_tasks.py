@@ -16,6 +16,7 @@ logger = logging.getLogger("hf_muon.lab.evaluation")
 
 #: native task names the lm-eval backend can run
 
+
 # ----------------------------------------------------------------------------------------------- data + YAMLs
 def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,9 +28,11 @@ def _write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> str:
 
 def _raw(parse):
     """A load_rows parser that validates with ``parse`` but keeps the row as it is in the file (Hub schema)."""
+
     def keep(row):
         parse(row)
         return row
+
     return keep
 
 
@@ -44,8 +47,12 @@ def _yaml(path: Path, cfg: dict[str, Any], functions: Mapping[str, str] | None =
 
 
 def _local(include: Path, data_files: Mapping[str, str], **overrides) -> dict[str, Any]:
-    cfg: dict[str, Any] = {"include": str(include), "dataset_path": "json", "dataset_name": None,
-                           "dataset_kwargs": {"data_files": dict(data_files)}}
+    cfg: dict[str, Any] = {
+        "include": str(include),
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": dict(data_files)},
+    }
     cfg.update(overrides)  # explicit None values are written (e.g. ``training_split: null``)
     return cfg
 
@@ -60,8 +67,14 @@ def _gen_kwargs(official_yaml: Path, max_new_tokens: int | None) -> dict[str, An
     return kwargs
 
 
-def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | None = None,
-                       options: Mapping[str, Any] | None = None) -> tuple[list[str], list, dict[str, Any]]:
+def write_task_configs(
+    task: str,
+    work: Path,
+    *,
+    data_dir=None,
+    limit: int | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> tuple[list[str], list, dict[str, Any]]:
     """Write the rows and local YAMLs of one native ``task`` under ``work``.
 
     Returns ``(lm-eval task names, LoadReports, config)``."""
@@ -70,8 +83,10 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
     options = dict(options or {})
     unknown = set(options) - OPTIONS[task]
     if unknown:
-        raise ValueError(f"{task}: option(s) {sorted(unknown)} not supported by the lm-eval backend "
-                         f"(supported: {sorted(OPTIONS[task])})")
+        raise ValueError(
+            f"{task}: option(s) {sorted(unknown)} not supported by the lm-eval backend "
+            f"(supported: {sorted(OPTIONS[task])})"
+        )
     official = official_task_dir()
     out = work / task
     if task == "mmlu":
@@ -85,20 +100,35 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
             src = official / "mmlu" / "default" / f"mmlu_{subject}.yaml"
             if not src.is_file():
                 raise FileNotFoundError(f"mmlu subject {subject!r}: no official task file {src}")
-            files = {"test": _write_jsonl(out / subject / "test.jsonl", rows),
-                     "dev": _write_jsonl(out / subject / "dev.jsonl", pool.get(subject, []))}
+            files = {
+                "test": _write_jsonl(out / subject / "test.jsonl", rows),
+                "dev": _write_jsonl(out / subject / "dev.jsonl", pool.get(subject, [])),
+            }
             _yaml(out / f"mmlu_{subject}.yaml", _local(src, files, num_fewshot=k))
             names.append(f"mmlu_{subject}")
-        return names, reports, {"num_fewshot": k, "fewshot_split": "dev", "fewshot_sampler": "first_n",
-                                "limit_per_subject": limit, "subjects": len(names)}
+        return (
+            names,
+            reports,
+            {
+                "num_fewshot": k,
+                "fewshot_split": "dev",
+                "fewshot_sampler": "first_n",
+                "limit_per_subject": limit,
+                "subjects": len(names),
+            },
+        )
     if task in ("arc_easy", "arc_challenge"):
         k = int(options.get("num_fewshot", 0))
         split = options.get("split", "test")
         raw, report = _load_raw_arc(task, split, data_dir, limit)
         files = {"test": _write_jsonl(out / "test.jsonl", raw)}
         reports = [report]
-        overrides: dict[str, Any] = {"test_split": "test", "validation_split": None, "training_split": None,
-                                     "num_fewshot": k}
+        overrides: dict[str, Any] = {
+            "test_split": "test",
+            "validation_split": None,
+            "training_split": None,
+            "num_fewshot": k,
+        }
         if k > 0:
             train, train_report = _load_raw_arc(task, "train", data_dir, None)
             files["train"] = _write_jsonl(out / "train.jsonl", train)
@@ -113,19 +143,41 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
         from .sources import load_rows
 
         k = int(options.get("num_fewshot", gsm8k.NUM_FEWSHOT))
-        test, report = load_rows("gsm8k", _raw(gsm8k.parse_row), data_dir=data_dir, rel_path=gsm8k.TEST_FILE,
-                                 hub=gsm8k.HUB)
-        train, train_report = load_rows("gsm8k:train", _raw(gsm8k.parse_row), data_dir=data_dir,
-                                        rel_path=gsm8k.TRAIN_FILE, hub=gsm8k.HUB_TRAIN)
+        test, report = load_rows(
+            "gsm8k", _raw(gsm8k.parse_row), data_dir=data_dir, rel_path=gsm8k.TEST_FILE, hub=gsm8k.HUB
+        )
+        train, train_report = load_rows(
+            "gsm8k:train",
+            _raw(gsm8k.parse_row),
+            data_dir=data_dir,
+            rel_path=gsm8k.TRAIN_FILE,
+            hub=gsm8k.HUB_TRAIN,
+        )
         test = test if limit is None else test[:limit]
-        files = {"train": _write_jsonl(out / "train.jsonl", train), "test": _write_jsonl(out / "test.jsonl", test)}
+        files = {
+            "train": _write_jsonl(out / "train.jsonl", train),
+            "test": _write_jsonl(out / "test.jsonl", test),
+        }
         src = official / "gsm8k" / "gsm8k.yaml"
         gen = _gen_kwargs(src, options.get("max_new_tokens"))
-        _yaml(out / "gsm8k.yaml", _local(src, files, num_fewshot=k, **({"generation_kwargs": gen} if gen else {})))
+        _yaml(
+            out / "gsm8k.yaml",
+            _local(src, files, num_fewshot=k, **({"generation_kwargs": gen} if gen else {})),
+        )
         max_new = int(options.get("max_new_tokens", gsm8k.MAX_NEW_TOKENS))
-        return ["gsm8k"], [report, train_report], {
-            "num_fewshot": k, "fewshot_split": "train", "fewshot_sampler": "default", "fewshot_seed": 1234,
-            "max_new_tokens": max_new, "stop": list(gsm8k.STOP), "do_sample": False}
+        return (
+            ["gsm8k"],
+            [report, train_report],
+            {
+                "num_fewshot": k,
+                "fewshot_split": "train",
+                "fewshot_sampler": "default",
+                "fewshot_seed": 1234,
+                "max_new_tokens": max_new,
+                "stop": list(gsm8k.STOP),
+                "do_sample": False,
+            },
+        )
     if task == "blimp":
         return _blimp_configs(official, out, data_dir, limit, options.get("paradigms"))
     if task == "humaneval":
@@ -133,17 +185,27 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
 
         from .sources import load_rows
 
-        rows, report = load_rows("humaneval", _raw(humaneval.parse_row), data_dir=data_dir, rel_path=humaneval.FILE,
-                                 hub=humaneval.HUB)
+        rows, report = load_rows(
+            "humaneval",
+            _raw(humaneval.parse_row),
+            data_dir=data_dir,
+            rel_path=humaneval.FILE,
+            hub=humaneval.HUB,
+        )
         rows = rows if limit is None else rows[:limit]
         src = official / "humaneval" / "humaneval.yaml"
         cfg = load_yaml(src, resolve_func=False)
         cfg.pop("tag", None)
-        cfg.update(dataset_path="json", dataset_name=None,
-                   dataset_kwargs={"data_files": {"test": _write_jsonl(out / "test.jsonl", rows)}})
+        cfg.update(
+            dataset_path="json",
+            dataset_name=None,
+            dataset_kwargs={"data_files": {"test": _write_jsonl(out / "test.jsonl", rows)}},
+        )
         cfg["metric_list"] = [dict(m, metric="__PASS_AT_K__") for m in cfg["metric_list"]]
-        cfg["filter_list"] = [{"name": f["name"], "filter": [dict(x, filter_fn="__BUILD_PREDICTIONS__")
-                                                             for x in f["filter"]]} for f in cfg["filter_list"]]
+        cfg["filter_list"] = [
+            {"name": f["name"], "filter": [dict(x, filter_fn="__BUILD_PREDICTIONS__") for x in f["filter"]]}
+            for f in cfg["filter_list"]
+        ]
         gen = _gen_kwargs(src, options.get("max_new_tokens"))
         if gen is not None:
             cfg["generation_kwargs"] = gen
@@ -155,13 +217,34 @@ def write_task_configs(task: str, work: Path, *, data_dir=None, limit: int | Non
             "from hf_muon.lab.evaluation.lm_eval_backend import build_predictions, code_eval_pass_at_k\n\n\n"
             "def pass_at_k(references, predictions, k=None):\n"
             f"    return code_eval_pass_at_k(references, predictions, k=k, timeout={timeout!r}, "
-            f"memory_mb={memory_mb!r}, workers={workers!r})\n", encoding="utf-8")
-        _yaml(out / "humaneval.yaml", cfg, {"__PASS_AT_K__": "humaneval_utils.pass_at_k",
-                                            "__BUILD_PREDICTIONS__": "humaneval_utils.build_predictions"})
+            f"memory_mb={memory_mb!r}, workers={workers!r})\n",
+            encoding="utf-8",
+        )
+        _yaml(
+            out / "humaneval.yaml",
+            cfg,
+            {
+                "__PASS_AT_K__": "humaneval_utils.pass_at_k",
+                "__BUILD_PREDICTIONS__": "humaneval_utils.build_predictions",
+            },
+        )
         max_new = int(cfg.get("generation_kwargs", {}).get("max_gen_toks", humaneval.MAX_NEW_TOKENS))
-        return ["humaneval"], [report], {"num_samples": 1, "ks": [1], "do_sample": False, "max_new_tokens": max_new,
-                                         "timeout": timeout, "memory_mb": memory_mb, "stop": list(humaneval.STOP)}
-    raise ValueError(f"{task!r} has no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}")
+        return (
+            ["humaneval"],
+            [report],
+            {
+                "num_samples": 1,
+                "ks": [1],
+                "do_sample": False,
+                "max_new_tokens": max_new,
+                "timeout": timeout,
+                "memory_mb": memory_mb,
+                "stop": list(humaneval.STOP),
+            },
+        )
+    raise ValueError(
+        f"{task!r} has no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}"
+    )
 
 
 def _blimp_configs(official: Path, out: Path, data_dir, limit, paradigms):
@@ -179,18 +262,38 @@ def _blimp_configs(official: Path, out: Path, data_dir, limit, paradigms):
         _yaml(out / f"blimp_{p}.yaml", _local(src, {"train": _write_jsonl(out / p / "train.jsonl", rows)}))
         names.append(f"blimp_{p}")
     group = load_yaml(official / "blimp" / "_blimp.yaml", resolve_func=False)
-    _yaml(out / "_blimp.yaml", {"group": group["group"], "task": names,
-                                "aggregate_metric_list": group["aggregate_metric_list"],
-                                "metadata": group.get("metadata", {})})
+    _yaml(
+        out / "_blimp.yaml",
+        {
+            "group": group["group"],
+            "task": names,
+            "aggregate_metric_list": group["aggregate_metric_list"],
+            "metadata": group.get("metadata", {}),
+        },
+    )
     fields = {p: blimp.paradigm_field([blimp.parse_row(r) for r in rows]) for p, rows in raw.items()}
-    return [group["group"]], reports, {"num_fewshot": 0, "limit_per_paradigm": limit, "paradigms": len(names),
-                                       "prefix_token": "bos, else eos (empty context)", "fields": fields,
-                                       "sizes": {p: len(rows) for p, rows in raw.items()}}
+    return (
+        [group["group"]],
+        reports,
+        {
+            "num_fewshot": 0,
+            "limit_per_paradigm": limit,
+            "paradigms": len(names),
+            "prefix_token": "bos, else eos (empty context)",
+            "fields": fields,
+            "sizes": {p: len(rows) for p, rows in raw.items()},
+        },
+    )
 
 
 def _load_raw_arc(task: str, split: str, data_dir, limit):
     from .sources import HubSpec, load_rows
 
-    rows, report = load_rows(task if split == "test" else f"{task}:{split}", _raw(arc.parse_row), data_dir=data_dir,
-                             rel_path=arc.file_for(task, split), hub=HubSpec("allenai/ai2_arc", arc.CONFIGS[task], split))
+    rows, report = load_rows(
+        task if split == "test" else f"{task}:{split}",
+        _raw(arc.parse_row),
+        data_dir=data_dir,
+        rel_path=arc.file_for(task, split),
+        hub=HubSpec("allenai/ai2_arc", arc.CONFIGS[task], split),
+    )
     return (rows if limit is None else rows[:limit]), report

@@ -98,8 +98,10 @@ def pretrain_blocks(cfg: StudyConfig, tok):
                 docs = None
         if docs is None:
             docs = _hub_documents(corpus, budget)
-        train, val = train_val_split(lm_blocks(tok, docs, block_size=spec.block_size, max_tokens=budget),
-                                     val_fraction=spec.val_fraction)
+        train, val = train_val_split(
+            lm_blocks(tok, docs, block_size=spec.block_size, max_tokens=budget),
+            val_fraction=spec.val_fraction,
+        )
         trains.append(train)
         vals.append(val)
     return concatenate_datasets(trains), concatenate_datasets(vals)
@@ -110,11 +112,15 @@ def sft_data(cfg: StudyConfig, tok) -> tuple[dict, dict]:
     from .sftdata import encode_rows, load_sft_rows, split_rows
 
     rows, report = load_sft_rows(cfg)
-    encoded = encode_rows(tok, rows, cfg.sft.max_length)  # rows with no assistant token left after truncation drop
+    encoded = encode_rows(
+        tok, rows, cfg.sft.max_length
+    )  # rows with no assistant token left after truncation drop
     kept = [{**r, **e} for r, e in zip(rows, encoded) if e is not None]
     train, val, test = split_rows(kept, cfg.sft.val_rows, cfg.sft.test_rows)
-    data = {k: [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in v]
-            for k, v in (("train", train), ("val", val), ("test", test))}
+    data = {
+        k: [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in v]
+        for k, v in (("train", train), ("val", val), ("test", test))
+    }
     report.update(no_target=len(rows) - len(kept), train=len(train), val=len(val), test=len(test))
     return data, report
 
@@ -156,30 +162,49 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
     from .heldout import block_examples, token_metrics
 
     lim = cfg.eval.limit
-    limit = {t: (lim.get(t) if isinstance(lim, dict) else lim) for t in [*cfg.eval.tasks, "sft_loss", "perplexity"]}
+    limit = {
+        t: (lim.get(t) if isinstance(lim, dict) else lim) for t in [*cfg.eval.tasks, "sft_loss", "perplexity"]
+    }
     tasks = [t for t in wanted if t not in have]
     options = {k: dict(v) for k, v in cfg.eval.task_options.items() if k in tasks}
     options.setdefault("perplexity", {}).setdefault("corpus", cfg.pretrain.corpora()[0])
     options["perplexity"].setdefault("block_size", cfg.pretrain.block_size)
     res = {}
     if tasks:  # native (fast default) or lm-eval itself
-        res = score_model(model_dir, tasks, backend=cfg.eval.backend, data_dir=resolve_data_dir(cfg.data_dir),
-                          limit=limit, batch_size=cfg.eval.batch_size, task_options=options,
-                          allow_code_execution=cfg.eval.allow_code_execution, device="cuda" if _cuda() else None,
-                          work_dir=out / "lm_eval" if cfg.eval.backend == "lm-eval" else None, progress=False)
+        res = score_model(
+            model_dir,
+            tasks,
+            backend=cfg.eval.backend,
+            data_dir=resolve_data_dir(cfg.data_dir),
+            limit=limit,
+            batch_size=cfg.eval.batch_size,
+            task_options=options,
+            allow_code_execution=cfg.eval.allow_code_execution,
+            device="cuda" if _cuda() else None,
+            work_dir=out / "lm_eval" if cfg.eval.backend == "lm-eval" else None,
+            progress=False,
+        )
     if "sft_loss" not in have:
         test, blocks = _eval_data(cfg, model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         if _cuda():
             model = model.cuda()
         n = limit.get("sft_loss")
-        res["sft_loss"] = {**token_metrics(model, test[:n] if n else test, cfg.eval.batch_size), "backend": "native",
-                           "split": "test"}
+        res["sft_loss"] = {
+            **token_metrics(model, test[:n] if n else test, cfg.eval.batch_size),
+            "backend": "native",
+            "split": "test",
+        }
         if blocks is not None:
-            res["perplexity"] = {**token_metrics(model, block_examples(blocks, limit.get("perplexity")),
-                                                 cfg.eval.batch_size), "backend": "native", "split": "val"}
-    slim = {**have, **{t: {k: v for k, v in r.items() if k not in ("samples", "acc_by_subject")}
-                       for t, r in res.items()}}
+            res["perplexity"] = {
+                **token_metrics(model, block_examples(blocks, limit.get("perplexity")), cfg.eval.batch_size),
+                "backend": "native",
+                "split": "val",
+            }
+    slim = {
+        **have,
+        **{t: {k: v for k, v in r.items() if k not in ("samples", "acc_by_subject")} for t, r in res.items()},
+    }
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(json.dumps(slim, indent=2, default=str))
     return slim
@@ -205,17 +230,28 @@ def run_study(cfg: StudyConfig, stages=STAGES, log: Callable = print, command: s
     if "pretrain" in stages or "sft" in stages:
         blocks = pretrain_blocks(cfg, tok) if cfg.model.base_model is None else None
         data, report = sft_data(cfg, tok)
-        mark(root / "data", {"kind": "data", "sft": report, "tokenizer_vocab": len(tok),
-                             "pretrain_corpus": cfg.pretrain.corpora(),
-                             "pretrain_train_blocks": len(blocks[0]) if blocks else None,
-                             "pretrain_val_blocks": len(blocks[1]) if blocks else None})
-        log(f"[data] sft rows: {report['rows']} read, {report['malformed']} malformed and {report['duplicates']} "
-            f"duplicates skipped; {report['train']} train, {report['val']} val, {report['test']} test")
+        mark(
+            root / "data",
+            {
+                "kind": "data",
+                "sft": report,
+                "tokenizer_vocab": len(tok),
+                "pretrain_corpus": cfg.pretrain.corpora(),
+                "pretrain_train_blocks": len(blocks[0]) if blocks else None,
+                "pretrain_val_blocks": len(blocks[1]) if blocks else None,
+            },
+        )
+        log(
+            f"[data] sft rows: {report['rows']} read, {report['malformed']} malformed and {report['duplicates']} "
+            f"duplicates skipped; {report['train']} train, {report['val']} val, {report['test']} test"
+        )
         for seed in cfg.seeds:
             bases = {}
             if cfg.model.base_model:  # public_base mode: SFT a pretrained checkpoint with each optimizer
-                bases["pretrained"] = mark(root / f"seed{seed}" / "base-pretrained", {
-                    "kind": "pretrained", "optimizer": "pretrained", "model_dir": cfg.model.base_model})
+                bases["pretrained"] = mark(
+                    root / f"seed{seed}" / "base-pretrained",
+                    {"kind": "pretrained", "optimizer": "pretrained", "model_dir": cfg.model.base_model},
+                )
             for opt in [] if cfg.model.base_model else cfg.optimizers:
                 if "pretrain" in stages or done(root / f"seed{seed}" / f"base-{opt}"):
                     bases[opt] = pretrain(cfg, tok, blocks, seed, opt, root, log)
@@ -226,8 +262,17 @@ def run_study(cfg: StudyConfig, stages=STAGES, log: Callable = print, command: s
                 if unit["seed"] != seed or unit["kind"] != "sft" or unit["pretrain"] not in bases:
                     continue
                 tuned[(unit["pretrain"], unit["sft"], unit["variant"])] = sft_cell(
-                    cfg, tok, data, seed, bases[unit["pretrain"]], unit["sft"], unit["variant"], unit["dir"], tuned,
-                    log)
+                    cfg,
+                    tok,
+                    data,
+                    seed,
+                    bases[unit["pretrain"]],
+                    unit["sft"],
+                    unit["variant"],
+                    unit["dir"],
+                    tuned,
+                    log,
+                )
     if "score" in stages:
         for unit in model_units(cfg, root):
             info = done(unit["dir"])

@@ -20,8 +20,10 @@ from . import tables as T
 from .units import DONE, model_units
 
 MOONLIGHT_TABLE6 = {  # MMLU / HumanEval / MBPP / GSM8K, pretrain / SFT
-    "muon / muon": (55.7, 57.3, 55.6, 68.0), "adamw / muon": (55.3, 53.7, 55.5, 62.1),
-    "muon / adamw": (50.2, 52.4, 55.2, 64.9), "adamw / adamw": (52.0, 53.1, 55.2, 64.6),
+    "muon / muon": (55.7, 57.3, 55.6, 68.0),
+    "adamw / muon": (55.3, 53.7, 55.5, 62.1),
+    "muon / adamw": (50.2, 52.4, 55.2, 64.9),
+    "adamw / adamw": (52.0, 53.1, 55.2, 64.6),
 }
 
 
@@ -38,11 +40,16 @@ def collect(cfg, root: Path) -> dict:
     for unit in model_units(cfg, root):
         f = unit["dir"] / "scores.json"
         if f.exists() and (unit["dir"] / DONE).exists():
-            units.append({**unit, "dir": str(unit["dir"]), "scores": json.loads(f.read_text()),
-                          "info": json.loads((unit["dir"] / DONE).read_text())})
+            units.append(
+                {
+                    **unit,
+                    "dir": str(unit["dir"]),
+                    "scores": json.loads(f.read_text()),
+                    "info": json.loads((unit["dir"] / DONE).read_text()),
+                }
+            )
     values, counts = T.collect_values(units)
-    return {"units": units, "values": values, "counts": counts,
-            "seeds": sorted({u["seed"] for u in units})}
+    return {"units": units, "values": values, "counts": counts, "seeds": sorted({u["seed"] for u in units})}
 
 
 def machine() -> dict:
@@ -66,10 +73,16 @@ def machine() -> dict:
 def commit() -> str:
     repo = Path(__file__).resolve().parents[3]
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (head or "unknown") + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -123,24 +136,39 @@ def _plots(col: dict, out: Path) -> list[str]:
     blimp = ["BLiMP acc", *T.BLIMP_FIELDS, T.BLIMP_FORGETTING]
     main_cols = [c[0] for c in T.COLUMNS if c[0] != "pretrain val ppl" and c[0] not in T.BLIMP_FIELDS]
     for name, pairs, cols in (
-            ("scores.png", [p for p in T.MAIN_PAIRS if p in values], main_cols + list(T.FORGETTING_OF)),
-            ("remedies.png", ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"], main_cols + list(T.FORGETTING_OF)),
-            ("blimp.png", [*bases, *(p for p in T.MAIN_PAIRS if p in values)], blimp)):
+        ("scores.png", [p for p in T.MAIN_PAIRS if p in values], main_cols + list(T.FORGETTING_OF)),
+        (
+            "remedies.png",
+            ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"],
+            main_cols + list(T.FORGETTING_OF),
+        ),
+        ("blimp.png", [*bases, *(p for p in T.MAIN_PAIRS if p in values)], blimp),
+    ):
         pairs = [p for p in pairs if p in values]
         labels = [c for c in cols if any(values[p].get(c) for p in pairs)]
-        if not pairs or not labels or (name == "remedies.png" and not remedies) or (
-                name == "blimp.png" and "BLiMP acc" not in labels):
+        if (
+            not pairs
+            or not labels
+            or (name == "remedies.png" and not remedies)
+            or (name == "blimp.png" and "BLiMP acc" not in labels)
+        ):
             continue
         ncols = min(len(labels), 6)
         nrows = -(-len(labels) // ncols)
         fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.8 * nrows), squeeze=False)
-        for ax in axes.flat[len(labels):]:
+        for ax in axes.flat[len(labels) :]:
             ax.set_visible(False)
         for ax, label in zip(axes.flat, labels):
             vals = [list(values[p].get(label, {}).values()) for p in pairs]
             means = [statistics.fmean(v) if v else 0.0 for v in vals]
             errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
-            ax.bar(range(len(pairs)), means, yerr=errs, capsize=3, color=[f"C{i % 10}" for i in range(len(pairs))])
+            ax.bar(
+                range(len(pairs)),
+                means,
+                yerr=errs,
+                capsize=3,
+                color=[f"C{i % 10}" for i in range(len(pairs))],
+            )
             ax.set_xticks(range(len(pairs)), pairs, rotation=50, ha="right", fontsize=7)
             if T.CHANCE.get(label):
                 ax.axhline(T.CHANCE[label], color="grey", ls="--", lw=1)
@@ -182,9 +210,17 @@ def _cards(cfg, col: dict, hardware: str) -> list[tuple[str, Path]]:
         model_dir = Path(u["info"]["model_dir"])
         if not model_dir.is_dir():
             continue
-        card = build_card(name=name, unit=u, info=u["info"], scores=u["scores"], cfg=cfg,
-                          n_params=_count_params(model_dir), hardware=hardware,
-                          hf_muon_version=hf_muon.__version__, config_name=cfg.name)
+        card = build_card(
+            name=name,
+            unit=u,
+            info=u["info"],
+            scores=u["scores"],
+            cfg=cfg,
+            n_params=_count_params(model_dir),
+            hardware=hardware,
+            hf_muon_version=hf_muon.__version__,
+            config_name=cfg.name,
+        )
         path = model_dir / "README.md"
         card.save(str(path))
         validate_card(path)
@@ -204,76 +240,159 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
     labels = [c[0] for c in T.COLUMNS if any(values[p].get(c[0]) for p in values)]
     labels += [d for d in T.FORGETTING_OF if any(values[p].get(d) for p in values)]
     main = [p for p in T.MAIN_PAIRS if p in values] + [p for p in values if p.endswith("/ -")]
-    main += [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
+    main += (
+        [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
+    )
     remedies = sorted(p for p in values if p.startswith("adamw / ") and "(" in p)
     stat_labels = [x for x in labels if x not in ("pretrain val ppl", "pretrain val loss")]
     rows = T.contrasts(values, counts, stat_labels)
     rem = T.remedy_rows(values, [x for x in T.PRIMARY if x in labels])
     data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
     mach, code = machine(), commit()
-    hardware = mach.get("gpu") or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
+    hardware = (
+        mach.get("gpu")
+        or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
+    )
     plots = _plots(col, out)
     cards = _cards(cfg, col, hardware)
-    chance_cols = [lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)]
+    chance_cols = [
+        lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)
+    ]
     primary = [r for r in rows if r["metric"] in T.PRIMARY]
-    repro = [f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})"
-             for r in primary]
+    repro = [
+        f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})"
+        for r in primary
+    ]
     sft = data.get("sft", {})
-    files = "; ".join(f"{Path(f['source']).name}: {f['rows']} rows, {f['malformed']} malformed, "
-                      f"{f['duplicates']} duplicates" for f in sft.get("files", []))
+    files = "; ".join(
+        f"{Path(f['source']).name}: {f['rows']} rows, {f['malformed']} malformed, "
+        f"{f['duplicates']} duplicates"
+        for f in sft.get("files", [])
+    )
     moon = ["| pretrain / SFT | MMLU | HumanEval | MBPP | GSM8K |", "|---|---|---|---|---|"] + [
-        f"| {k} | " + " | ".join(f"{v:g}" for v in vals) + " |" for k, vals in MOONLIGHT_TABLE6.items()]
-    md = [f"# Optimizer-mismatch study: {cfg.name}", "",
-          f"Seeds aggregated: {col['seeds']} (every seed finished under the output dir). Model: Llama hidden "
-          f"{cfg.model.hidden_size}, {cfg.model.num_hidden_layers} layers, vocabulary {data.get('tokenizer_vocab')}. "
-          f"Pretraining: {cfg.pretrain.steps} steps × {cfg.pretrain.batch_size} × {cfg.pretrain.block_size} tokens of "
-          f"{cfg.pretrain.corpus} (sweep runs {cfg.pretrain.sweep_steps or cfg.pretrain.steps} steps). SFT: "
-          f"{cfg.sft.epochs} epochs, lr grids {cfg.sft.lrs}" + (f", LoRA grids {cfg.sft.lora_lrs}" if cfg.sft.lora_lrs
-                                                               else "")
-          + (f", grid runs {cfg.sft.sweep_steps} steps then the final run" if cfg.sft.sweep_steps else
-             ", grid runs are full runs (the best is kept)") + f"; remedies {cfg.sft.remedies or 'none'}.", "",
-          f"Data: {sft.get('rows')} SFT rows read ({files}); {sft.get('malformed')} malformed and "
-          f"{sft.get('duplicates')} duplicate rows skipped, {sft.get('no_target')} with no assistant token within "
-          f"max_length {cfg.sft.max_length} dropped; {sft.get('train')} train, {sft.get('val')} validation "
-          f"(lr selection), {sft.get('test')} test (reported), split by content hash. Pretraining blocks: "
-          f"{data.get('pretrain_train_blocks')} train, {data.get('pretrain_val_blocks')} validation.", "",
-          f"Command: `{command or '(run_study called from Python)'}`. Machine: {mach.get('cpu')}, "
-          f"{mach.get('cores', '?')} cores, flags {mach.get('cpu_flags')}, torch {mach['torch']} "
-          f"({mach['threads']} threads){', GPU ' + mach['gpu'] if mach.get('gpu') else ''}. Code: `{code}`.", "",
-          "## Results (mean ± std over seeds)", "", *_table(values, main, labels), "",
-          "Benchmarks and token accuracy in %, losses in nats; `x / -` rows are the pretrained bases. Forgetting = the "
-          "SFT model's pretraining validation loss minus its base's"
-          + (" (higher = forgot more); BLiMP forgetting = the SFT model's BLiMP accuracy minus its base's, in points "
-             "(lower = forgot more)" if T.BLIMP_FORGETTING in labels else "")
-          + ". Chance: MMLU 25, ARC-Easy ≈ 25, GSM8K 0, HumanEval 0"
-          + (", BLiMP 50 (overall and each field)" if "BLiMP acc" in labels else "") + "." + (f" **At chance for every 2×2 cell: {', '.join(chance_cols)}** — these columns carry "
-                            "no signal." if chance_cols else ""), "",
-          "## Learning rates (each cell tuned on the SFT validation slice)", "", *_lr_lines(col["units"]), "",
-          "## Paired differences (a − b, by seed; 95 % t interval, bootstrap beside it)", "",
-          "| contrast | metric | claim | a − b [95 % CI] | verdict |", "|---|---|---|---|---|",
-          *[f"| {r['contrast']} | {r['metric']} | {r['claim']} | {r['ci']} | {r['verdict']} |" for r in rows], ""]
+        f"| {k} | " + " | ".join(f"{v:g}" for v in vals) + " |" for k, vals in MOONLIGHT_TABLE6.items()
+    ]
+    md = [
+        f"# Optimizer-mismatch study: {cfg.name}",
+        "",
+        f"Seeds aggregated: {col['seeds']} (every seed finished under the output dir). Model: Llama hidden "
+        f"{cfg.model.hidden_size}, {cfg.model.num_hidden_layers} layers, vocabulary {data.get('tokenizer_vocab')}. "
+        f"Pretraining: {cfg.pretrain.steps} steps × {cfg.pretrain.batch_size} × {cfg.pretrain.block_size} tokens of "
+        f"{cfg.pretrain.corpus} (sweep runs {cfg.pretrain.sweep_steps or cfg.pretrain.steps} steps). SFT: "
+        f"{cfg.sft.epochs} epochs, lr grids {cfg.sft.lrs}"
+        + (f", LoRA grids {cfg.sft.lora_lrs}" if cfg.sft.lora_lrs else "")
+        + (
+            f", grid runs {cfg.sft.sweep_steps} steps then the final run"
+            if cfg.sft.sweep_steps
+            else ", grid runs are full runs (the best is kept)"
+        )
+        + f"; remedies {cfg.sft.remedies or 'none'}.",
+        "",
+        f"Data: {sft.get('rows')} SFT rows read ({files}); {sft.get('malformed')} malformed and "
+        f"{sft.get('duplicates')} duplicate rows skipped, {sft.get('no_target')} with no assistant token within "
+        f"max_length {cfg.sft.max_length} dropped; {sft.get('train')} train, {sft.get('val')} validation "
+        f"(lr selection), {sft.get('test')} test (reported), split by content hash. Pretraining blocks: "
+        f"{data.get('pretrain_train_blocks')} train, {data.get('pretrain_val_blocks')} validation.",
+        "",
+        f"Command: `{command or '(run_study called from Python)'}`. Machine: {mach.get('cpu')}, "
+        f"{mach.get('cores', '?')} cores, flags {mach.get('cpu_flags')}, torch {mach['torch']} "
+        f"({mach['threads']} threads){', GPU ' + mach['gpu'] if mach.get('gpu') else ''}. Code: `{code}`.",
+        "",
+        "## Results (mean ± std over seeds)",
+        "",
+        *_table(values, main, labels),
+        "",
+        "Benchmarks and token accuracy in %, losses in nats; `x / -` rows are the pretrained bases. Forgetting = the "
+        "SFT model's pretraining validation loss minus its base's"
+        + (
+            " (higher = forgot more); BLiMP forgetting = the SFT model's BLiMP accuracy minus its base's, in points "
+            "(lower = forgot more)"
+            if T.BLIMP_FORGETTING in labels
+            else ""
+        )
+        + ". Chance: MMLU 25, ARC-Easy ≈ 25, GSM8K 0, HumanEval 0"
+        + (", BLiMP 50 (overall and each field)" if "BLiMP acc" in labels else "")
+        + "."
+        + (
+            f" **At chance for every 2×2 cell: {', '.join(chance_cols)}** — these columns carry no signal."
+            if chance_cols
+            else ""
+        ),
+        "",
+        "## Learning rates (each cell tuned on the SFT validation slice)",
+        "",
+        *_lr_lines(col["units"]),
+        "",
+        "## Paired differences (a − b, by seed; 95 % t interval, bootstrap beside it)",
+        "",
+        "| contrast | metric | claim | a − b [95 % CI] | verdict |",
+        "|---|---|---|---|---|",
+        *[f"| {r['contrast']} | {r['metric']} | {r['claim']} | {r['ci']} | {r['verdict']} |" for r in rows],
+        "",
+    ]
     if "BLiMP acc" in labels:
         md += ["## BLiMP beside the loss columns", "", *T.blimp_agreement(rows, col["seeds"]), ""]
     if remedies:
-        md += ["## Remedy arms on the AdamW base", "", *_table(values, ["adamw / adamw", "adamw / muon", *remedies,
-                                                                       "muon / muon"], labels), "",
-               "| remedy | against | metric | remedy − reference [95 % CI] | remedy is |", "|---|---|---|---|---|",
-               *[f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |" for r in rem],
-               "", *[f"- {s}" for s in T.remedy_statement(rem)], ""]
-    md += ["## What reproduces", "",
-           "An ordering reproduces only when the 95 % interval of the paired difference excludes 0 in the claimed "
-           "direction (matched optimizers better, as in Moonlight Table 6 and arXiv 2605.06654).", "",
-           *T.plain_summary(primary, col["seeds"], chance_cols), "", "Every claimed ordering:", "",
-           *[f"- {s}" for s in repro], "", "Moonlight Table 6 (16B-A3B MoE, 1.2T tokens) for reference:", "", *moon,
-           "", "## Plots", "", *[f"![{p}]({p})" for p in plots], "", "## Model cards", "",
-           *[f"- `{n}`: {p}" for n, p in cards]]
+        md += [
+            "## Remedy arms on the AdamW base",
+            "",
+            *_table(values, ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"], labels),
+            "",
+            "| remedy | against | metric | remedy − reference [95 % CI] | remedy is |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |"
+                for r in rem
+            ],
+            "",
+            *[f"- {s}" for s in T.remedy_statement(rem)],
+            "",
+        ]
+    md += [
+        "## What reproduces",
+        "",
+        "An ordering reproduces only when the 95 % interval of the paired difference excludes 0 in the claimed "
+        "direction (matched optimizers better, as in Moonlight Table 6 and arXiv 2605.06654).",
+        "",
+        *T.plain_summary(primary, col["seeds"], chance_cols),
+        "",
+        "Every claimed ordering:",
+        "",
+        *[f"- {s}" for s in repro],
+        "",
+        "Moonlight Table 6 (16B-A3B MoE, 1.2T tokens) for reference:",
+        "",
+        *moon,
+        "",
+        "## Plots",
+        "",
+        *[f"![{p}]({p})" for p in plots],
+        "",
+        "## Model cards",
+        "",
+        *[f"- `{n}`: {p}" for n, p in cards],
+    ]
     (out / "report.md").write_text("\n".join(md) + "\n")
-    lrs = {f"seed{u['seed']} {u['pair']}": {k: u["info"].get(k) for k in ("chosen_lr", "sweep", "extended", "at_edge",
-                                                                          "grid", "derived_from")}
-           for u in col["units"] if "chosen_lr" in u["info"]}
-    results = {"seeds": col["seeds"], "values": values, "contrasts": rows, "remedies": rem, "lrs": lrs,
-               "reproduces": repro, "at_chance": chance_cols, "data": data, "machine": mach, "commit": code,
-               "command": command}
+    lrs = {
+        f"seed{u['seed']} {u['pair']}": {
+            k: u["info"].get(k) for k in ("chosen_lr", "sweep", "extended", "at_edge", "grid", "derived_from")
+        }
+        for u in col["units"]
+        if "chosen_lr" in u["info"]
+    }
+    results = {
+        "seeds": col["seeds"],
+        "values": values,
+        "contrasts": rows,
+        "remedies": rem,
+        "lrs": lrs,
+        "reproduces": repro,
+        "at_chance": chance_cols,
+        "data": data,
+        "machine": mach,
+        "commit": code,
+        "command": command,
+    }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     log(f"[report] {out / 'report.md'}")
     return out
