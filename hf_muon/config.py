@@ -396,7 +396,4 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m hf_muon.config: the README's --optim_args table
-    print(markdown_table())
-
 __all__ = ["GROUP_KNOBS", "KNOBS", "OPTIM_ARGS", "VARIANTS", "MuonConfig", "check", "check_variant", "markdown_table", "parse_text"]
