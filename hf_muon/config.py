@@ -42,12 +42,34 @@ _TRUE = {"1", "true", "yes", "on", "t", "y"}
 _FALSE = {"0", "false", "no", "off", "f", "n"}
 
 
-def knob(default, doc: str, kind: str, *, scope: str = "group", choices=None, lo=None, hi=None,
-         lo_open: bool = False, hi_open: bool = False, optional: bool = False, optim_arg: str | None | bool = True):
+def knob(
+    default,
+    doc: str,
+    kind: str,
+    *,
+    scope: str = "group",
+    choices=None,
+    lo=None,
+    hi=None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+    optim_arg: str | None | bool = True,
+):
     """A MuonConfig field: ``kind`` is float | int | bool | choice | text | regex | ns_steps | coefficients |
     betas; ``optim_arg`` is the ``--optim_args`` key (True: the field name; None: not an optim_args key)."""
-    meta = dict(doc=doc, kind=kind, scope=scope, choices=choices, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open,
-                optional=optional, optim_arg=optim_arg)
+    meta = dict(
+        doc=doc,
+        kind=kind,
+        scope=scope,
+        choices=choices,
+        lo=lo,
+        hi=hi,
+        lo_open=lo_open,
+        hi_open=hi_open,
+        optional=optional,
+        optim_arg=optim_arg,
+    )
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: default, metadata=meta)
     return field(default=default, metadata=meta)
@@ -58,83 +80,211 @@ class MuonConfig:
     """All hf_muon knobs; see the module docstring and each field's doc (``MuonConfig.doc(name)``)."""
 
     # ------------------------------------------------------------------ learning rates and decay
-    lr: float = knob(1e-3, "lr of every group that sets none (moonlight-scaled Muon groups take AdamW-sized lrs)",
-                     "float", lo=0.0, optim_arg=None)
-    adamw_lr: float | None = knob(None, "lr of AdamW groups that set none (default: lr)", "float", lo=0.0,
-                                  optional=True, optim_arg=None)
-    muon_lr: float | None = knob(None, "absolute lr of Muon groups that set none (default: lr)", "float", lo=0.0,
-                                 optional=True)
-    muon_lr_ratio: float | None = knob(None, "Muon lr = ratio × lr (not with muon_lr)", "float", lo=0.0,
-                                       optional=True)
-    weight_decay: float = knob(0.1, "decoupled decay W ← W(1 − lr·λ) (biases and norms get 0 via routing)", "float",
-                               lo=0.0, optim_arg=None)
+    lr: float = knob(
+        1e-3,
+        "lr of every group that sets none (moonlight-scaled Muon groups take AdamW-sized lrs)",
+        "float",
+        lo=0.0,
+        optim_arg=None,
+    )
+    adamw_lr: float | None = knob(
+        None, "lr of AdamW groups that set none (default: lr)", "float", lo=0.0, optional=True, optim_arg=None
+    )
+    muon_lr: float | None = knob(
+        None, "absolute lr of Muon groups that set none (default: lr)", "float", lo=0.0, optional=True
+    )
+    muon_lr_ratio: float | None = knob(
+        None, "Muon lr = ratio × lr (not with muon_lr)", "float", lo=0.0, optional=True
+    )
+    weight_decay: float = knob(
+        0.1,
+        "decoupled decay W ← W(1 − lr·λ) (biases and norms get 0 via routing)",
+        "float",
+        lo=0.0,
+        optim_arg=None,
+    )
     # ------------------------------------------------------------------ Muon rule
     momentum: float = knob(0.95, "Muon momentum μ (B ← μB + G)", "float", lo=0.0, hi=1.0, hi_open=True)
     nesterov: bool = knob(True, "Nesterov mix U = G + μB (else U = B)", "bool")
-    ns_steps: Any = knob(5, "Newton-Schulz iterations: an int, auto, or a depth schedule last<k>:<steps>[:<default>]",
-                         "ns_steps")
-    coefficients: Any = knob("polar_express", "Newton-Schulz coefficient schedule (Polar Express, Keller's quintic, custom)",
-                             "coefficients")
-    scale_mode: str = knob("moonlight", "update scale α: moonlight 0.2·√max(A,B), keller, mup, none", "choice",
-                           choices=SCALE_MODES)
-    ns_dtype: str = knob("auto", "NS compute dtype (auto: bf16 on CUDA and bf16-capable CPUs, else fp32)", "choice",
-                         choices=NS_DTYPES)
-    ns_method: str = knob("auto", "auto (Gram-space NS where its FLOPs ≤ 0.9× standard), newton_schulz, gram, svd (exact)",
-                          "choice", choices=METHODS)
-    kernels: str = knob("auto", "cast into the NS stack + weight write: auto (torch.compile'd on CPU for matrices of "
-                        "≥ 262,144 elements; eager where compiling fails), eager", "choice", choices=KERNEL_MODES)
-    momentum_dtype: str | None = knob(None, "None (the parameter's dtype) or float32 (fp32 buffers for bf16/fp16)",
-                                      "choice", choices=MOMENTUM_DTYPES, optional=True)
-    spectral_power: float = knob(0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0)
-    update_base: str = knob("momentum", "what is orthogonalized: momentum (Muon) or adam (m̂/(√v̂+ε))", "choice",
-                            choices=UPDATE_BASES)
-    auto_quantile: float = knob(0.5, "ns_steps=auto: σ-quantile of the normalised update to lift", "float",
-                                lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    auto_target: float = knob(0.5, "ns_steps=auto: value that quantile must reach", "float", lo=0.0, hi=1.0,
-                              lo_open=True)
+    ns_steps: Any = knob(
+        5,
+        "Newton-Schulz iterations: an int, auto, or a depth schedule last<k>:<steps>[:<default>]",
+        "ns_steps",
+    )
+    coefficients: Any = knob(
+        "polar_express",
+        "Newton-Schulz coefficient schedule (Polar Express, Keller's quintic, custom)",
+        "coefficients",
+    )
+    scale_mode: str = knob(
+        "moonlight",
+        "update scale α: moonlight 0.2·√max(A,B), keller, mup, none",
+        "choice",
+        choices=SCALE_MODES,
+    )
+    ns_dtype: str = knob(
+        "auto",
+        "NS compute dtype (auto: bf16 on CUDA and bf16-capable CPUs, else fp32)",
+        "choice",
+        choices=NS_DTYPES,
+    )
+    ns_method: str = knob(
+        "auto",
+        "auto (Gram-space NS where its FLOPs ≤ 0.9× standard), newton_schulz, gram, svd (exact)",
+        "choice",
+        choices=METHODS,
+    )
+    kernels: str = knob(
+        "auto",
+        "cast into the NS stack + weight write: auto (torch.compile'd on CPU for matrices of "
+        "≥ 262,144 elements; eager where compiling fails), eager",
+        "choice",
+        choices=KERNEL_MODES,
+    )
+    momentum_dtype: str | None = knob(
+        None,
+        "None (the parameter's dtype) or float32 (fp32 buffers for bf16/fp16)",
+        "choice",
+        choices=MOMENTUM_DTYPES,
+        optional=True,
+    )
+    spectral_power: float = knob(
+        0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0
+    )
+    update_base: str = knob(
+        "momentum",
+        "what is orthogonalized: momentum (Muon) or adam (m̂/(√v̂+ε))",
+        "choice",
+        choices=UPDATE_BASES,
+    )
+    auto_quantile: float = knob(
+        0.5,
+        "ns_steps=auto: σ-quantile of the normalised update to lift",
+        "float",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
+        hi_open=True,
+    )
+    auto_target: float = knob(
+        0.5, "ns_steps=auto: value that quantile must reach", "float", lo=0.0, hi=1.0, lo_open=True
+    )
     auto_every: int = knob(100, "ns_steps=auto: optimizer steps between re-estimates", "int", lo=1)
     auto_min: int = knob(1, "ns_steps=auto: fewest steps", "int", lo=0)
     auto_max: int = knob(15, "ns_steps=auto: most steps", "int", lo=0, hi=100)
-    variant: str = knob("muon", "update rule: muon, normuon (rows of O divided by an EMA of their mean square), "
-                        "adamuon (O of sign(U), divided element-wise by an EMA of O²); both RMS-matched",
-                        "choice", choices=VARIANTS)
-    variant_beta2: float = knob(0.95, "normuon/adamuon: EMA factor β2 of the second moment of O", "float",
-                                lo=0.0, hi=1.0, hi_open=True)
-    variant_eps: float = knob(1e-8, "normuon/adamuon: ε > 0 in O/(√v + ε) (0 would give 0/0 on a zero row)",
-                              "float", lo=0.0, lo_open=True)
-    cautious_wd: bool = knob(False, "Muon groups: decay only coordinates where the update O and the weight agree "
-                             "in sign (O·W ≥ 0)", "bool")
+    variant: str = knob(
+        "muon",
+        "update rule: muon, normuon (rows of O divided by an EMA of their mean square), "
+        "adamuon (O of sign(U), divided element-wise by an EMA of O²); both RMS-matched",
+        "choice",
+        choices=VARIANTS,
+    )
+    variant_beta2: float = knob(
+        0.95,
+        "normuon/adamuon: EMA factor β2 of the second moment of O",
+        "float",
+        lo=0.0,
+        hi=1.0,
+        hi_open=True,
+    )
+    variant_eps: float = knob(
+        1e-8,
+        "normuon/adamuon: ε > 0 in O/(√v + ε) (0 would give 0/0 on a zero row)",
+        "float",
+        lo=0.0,
+        lo_open=True,
+    )
+    cautious_wd: bool = knob(
+        False,
+        "Muon groups: decay only coordinates where the update O and the weight agree in sign (O·W ≥ 0)",
+        "bool",
+    )
     # ------------------------------------------------------------------ AdamW groups (and the adam base)
     betas: tuple = knob((0.9, 0.999), "Adam betas (β1, β2), each in [0, 1)", "betas", optim_arg=None)
     eps: float = knob(1e-8, "Adam ε", "float", lo=0.0, optim_arg=None)
-    fused: bool | None = knob(None, "AdamW groups on torch's fused kernel (None: wherever it applies)", "bool",
-                              optional=True, optim_arg="adamw_fused")
-    foreach: bool | None = knob(None, "AdamW groups' foreach path when not fused (as torch.optim.AdamW)", "bool",
-                                optional=True, optim_arg=None)
-    nonfinite: str = knob("error", "non-finite gradient: error (nothing is written) or skip (counted per group)",
-                          "choice", choices=NONFINITE_POLICIES)
+    fused: bool | None = knob(
+        None,
+        "AdamW groups on torch's fused kernel (None: wherever it applies)",
+        "bool",
+        optional=True,
+        optim_arg="adamw_fused",
+    )
+    foreach: bool | None = knob(
+        None,
+        "AdamW groups' foreach path when not fused (as torch.optim.AdamW)",
+        "bool",
+        optional=True,
+        optim_arg=None,
+    )
+    nonfinite: str = knob(
+        "error",
+        "non-finite gradient: error (nothing is written) or skip (counted per group)",
+        "choice",
+        choices=NONFINITE_POLICIES,
+    )
     # ------------------------------------------------------------------ the optimizer as a whole
     batched: bool = knob(True, "stack same-shape matrices into one NS call", "bool", scope="optimizer")
-    distributed: str = knob("auto", "auto: each matrix orthogonalized once by an owner rank; none: every rank alone",
-                            "choice", choices=DISTRIBUTED_MODES, scope="optimizer")
-    replica_check: bool = knob(True, "first step: check that ranks sharing Muon work hold the same gradients", "bool",
-                               scope="optimizer")
+    distributed: str = knob(
+        "auto",
+        "auto: each matrix orthogonalized once by an owner rank; none: every rank alone",
+        "choice",
+        choices=DISTRIBUTED_MODES,
+        scope="optimizer",
+    )
+    replica_check: bool = knob(
+        True,
+        "first step: check that ranks sharing Muon work hold the same gradients",
+        "bool",
+        scope="optimizer",
+    )
     # ------------------------------------------------------------------ routing
-    lora_policy: str = knob("both", "LoRA factors: both (A and B on Muon), b_only (B on Muon), adamw", "choice",
-                            choices=LORA_POLICIES, scope="routing")
-    moe_experts: str = knob("muon", "3-D MoE expert stacks: muon (per expert, as Moonlight/Kimi K2), or adamw",
-                            "choice", choices=MOE_POLICIES, scope="routing")
-    conv: str = knob("adamw", "conv weights: adamw, or muon (flattened to (out, in·k))", "choice",
-                     choices=CONV_POLICIES, scope="routing")
-    include: str | None = knob(None, "regex: force matching ≥2-D parameters onto Muon", "regex", optional=True,
-                               scope="routing")
-    exclude: str | None = knob(None, "regex: keep matching parameters on AdamW (wins over include)", "regex",
-                               optional=True, scope="routing")
-    split_fused: bool = knob(False, "orthogonalize fused QKV / gate_up blocks separately", "bool", scope="routing")
-    per_head: bool = knob(False, "orthogonalize q/k/v (and fused QKV) head by head (heads from the HF config)",
-                          "bool", scope="routing")
-    qk_clip: float = knob(0.0, "QK-Clip τ: after each step, scale q/k heads whose max logit exceeded τ (0 = off; "
-                          "needs the model)", "float", lo=0.0, scope="routing")
+    lora_policy: str = knob(
+        "both",
+        "LoRA factors: both (A and B on Muon), b_only (B on Muon), adamw",
+        "choice",
+        choices=LORA_POLICIES,
+        scope="routing",
+    )
+    moe_experts: str = knob(
+        "muon",
+        "3-D MoE expert stacks: muon (per expert, as Moonlight/Kimi K2), or adamw",
+        "choice",
+        choices=MOE_POLICIES,
+        scope="routing",
+    )
+    conv: str = knob(
+        "adamw",
+        "conv weights: adamw, or muon (flattened to (out, in·k))",
+        "choice",
+        choices=CONV_POLICIES,
+        scope="routing",
+    )
+    include: str | None = knob(
+        None, "regex: force matching ≥2-D parameters onto Muon", "regex", optional=True, scope="routing"
+    )
+    exclude: str | None = knob(
+        None,
+        "regex: keep matching parameters on AdamW (wins over include)",
+        "regex",
+        optional=True,
+        scope="routing",
+    )
+    split_fused: bool = knob(
+        False, "orthogonalize fused QKV / gate_up blocks separately", "bool", scope="routing"
+    )
+    per_head: bool = knob(
+        False,
+        "orthogonalize q/k/v (and fused QKV) head by head (heads from the HF config)",
+        "bool",
+        scope="routing",
+    )
+    qk_clip: float = knob(
+        0.0,
+        "QK-Clip τ: after each step, scale q/k heads whose max logit exceeded τ (0 = off; needs the model)",
+        "float",
+        lo=0.0,
+        scope="routing",
+    )
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -150,9 +300,7 @@ class MuonConfig:
     def from_dict(cls, data: dict | None, where: str = "MuonConfig") -> MuonConfig:
         """From a dict (a YAML mapping): unknown keys are errors listing the valid ones."""
         data = dict(data or {})
-        unknown = sorted(set(data) - set(KNOBS))
-        if unknown:
-            raise ValueError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(KNOBS))}")
+        reject_unknown(data, KNOBS, what=f"{where}: unknown key")
         return cls(**data)
 
     @classmethod
@@ -170,9 +318,7 @@ class MuonConfig:
         items = _split_optim_args(optim_args)
         values = dict(base)
         for key, raw in items.items():
-            if key not in OPTIM_ARGS:
-                raise ValueError(f"unknown optim_args key {key!r} for --optim muon; valid keys: "
-                                 f"{', '.join(sorted(OPTIM_ARGS))}")
+            reject_unknown([key], OPTIM_ARGS, what="unknown optim_args key", after=" for --optim muon")
             name = OPTIM_ARGS[key]
             values[name] = parse_text(name, str(raw), label=f"optim_args {key}")
         if values.get("muon_lr") is not None and values.get("muon_lr_ratio") is not None:
@@ -217,15 +363,35 @@ class MuonConfig:
 
 KNOBS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(MuonConfig)}
 # the per-group hyperparameters every param group carries (the lr knobs are resolved into "lr" per group kind)
-GROUP_KNOBS: tuple[str, ...] = tuple(n for n, f in KNOBS.items() if f.metadata["scope"] == "group"
-                                     and n not in ("adamw_lr", "muon_lr", "muon_lr_ratio"))
+GROUP_KNOBS: tuple[str, ...] = tuple(
+    n
+    for n, f in KNOBS.items()
+    if f.metadata["scope"] == "group" and n not in ("adamw_lr", "muon_lr", "muon_lr_ratio")
+)
 OPTIM_ARGS: dict[str, str] = {
     (f.name if f.metadata["optim_arg"] is True else f.metadata["optim_arg"]): f.name
-    for f in KNOBS.values() if f.metadata["optim_arg"]
+    for f in KNOBS.values()
+    if f.metadata["optim_arg"]
 }
 
 
 # ---------------------------------------------------------------------------------------- validation
+def reject_unknown(
+    keys,
+    valid,
+    *,
+    what: str = "unknown key",
+    after: str = "",
+    listing: str = "valid keys",
+    error: type[Exception] = ValueError,
+) -> None:
+    """The one unknown-key error: ``{what} 'key'{after}; {listing}: a, b, c`` for the first (sorted) key of ``keys``
+    not in ``valid``, which are listed sorted. Nothing happens when every key is valid."""
+    unknown = sorted(set(keys) - set(valid))
+    if unknown:
+        raise error(f"{what} {unknown[0]!r}{after}; {listing}: {', '.join(sorted(valid))}")
+
+
 def _range_text(m) -> str:
     lo = "-inf" if m["lo"] is None else m["lo"]
     hi = "inf" if m["hi"] is None else m["hi"]
@@ -255,8 +421,7 @@ def valid_text(name: str) -> str:
 
 def check(name: str, value, where: str = "") -> Any:
     """Validate (and normalise) one knob value; raises ``ValueError`` naming ``where`` + the key."""
-    if name not in KNOBS:
-        raise ValueError(f"{where}unknown key {name!r}; valid keys: {', '.join(sorted(KNOBS))}")
+    reject_unknown([name], KNOBS, what=f"{where}unknown key")
     m = KNOBS[name].metadata
     label = f"{where}{name}={value!r}"
     if value is None and m["optional"]:
@@ -275,12 +440,19 @@ def check(name: str, value, where: str = "") -> Any:
         if kind == "float" and type(value).__name__ == "Tensor" and value.numel() == 1:  # a tensor lr
             check(name, float(value), where)
             return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "int" and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (kind == "int" and not isinstance(value, int))
+        ):
             raise bad
         x = float(value)
         lo, hi = m["lo"], m["hi"]
-        if x != x or (lo is not None and (x <= lo if m["lo_open"] else x < lo)) or (
-                hi is not None and (x >= hi if m["hi_open"] else x > hi)):
+        if (
+            x != x
+            or (lo is not None and (x <= lo if m["lo_open"] else x < lo))
+            or (hi is not None and (x >= hi if m["hi_open"] else x > hi))
+        ):
             raise ValueError(f"{label} is out of range {_range_text(m)}")
         return value
     if kind == "betas":
@@ -307,7 +479,9 @@ def check(name: str, value, where: str = "") -> Any:
             raise ValueError(f"{where}{e}") from None
         if isinstance(spec, int) and not 0 <= spec <= 100:
             raise ValueError(f"{label} is out of range [0, 100]")
-        return spec if isinstance(spec, int) else value  # schedules are resolved per parameter by param_groups
+        return (
+            spec if isinstance(spec, int) else value
+        )  # schedules are resolved per parameter by param_groups
     if kind == "coefficients":
         from .ns.coefficients import schedule
 
@@ -322,8 +496,10 @@ def check(name: str, value, where: str = "") -> Any:
 def check_variant(variant: str, update_base: str, spectral_power: float, where: str = "") -> None:
     """normuon / adamuon transform the *orthogonalized momentum*: refuse them on other bases."""
     if variant != "muon" and (update_base != "momentum" or spectral_power):
-        raise ValueError(f"{where}variant={variant!r} needs update_base='momentum' and spectral_power=0 (got "
-                         f"{update_base!r}, {spectral_power})")
+        raise ValueError(
+            f"{where}variant={variant!r} needs update_base='momentum' and spectral_power=0 (got "
+            f"{update_base!r}, {spectral_power})"
+        )
 
 
 def parse_text(name: str, text: str, label: str | None = None) -> Any:
@@ -396,4 +572,15 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["GROUP_KNOBS", "KNOBS", "OPTIM_ARGS", "VARIANTS", "MuonConfig", "check", "check_variant", "markdown_table", "parse_text"]
+__all__ = [
+    "GROUP_KNOBS",
+    "KNOBS",
+    "OPTIM_ARGS",
+    "VARIANTS",
+    "MuonConfig",
+    "check",
+    "check_variant",
+    "markdown_table",
+    "parse_text",
+    "reject_unknown",
+]

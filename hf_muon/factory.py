@@ -13,18 +13,26 @@ from .model.groups import param_groups
 from .optim.muon import Muon
 
 
-def create_optimizer(model, config: MuonConfig | dict | None = None, *, backend=None, process_group=None,
-                     **knobs) -> Muon:
+def create_optimizer(
+    model, config: MuonConfig | dict | None = None, *, backend=None, process_group=None, routes=None, **knobs
+) -> Muon:
     """Route ``model`` and build :class:`Muon` from ``config`` (a MuonConfig or a dict) and/or its fields.
 
     ``lr`` is the base lr; ``muon_lr`` / ``muon_lr_ratio`` / ``adamw_lr`` set it per kind. The model-level knobs
     ``per_head`` (head splits, through the routes) and ``qk_clip`` (the post-step hook, which needs the model's
-    attention modules) are handled here too.
+    attention modules) are handled here too. ``routes``: ``route(model, config)`` when the caller already has them
+    (the model is then routed once).
     """
     if isinstance(config, dict):
         config = MuonConfig.from_dict(config)
     config = (config or MuonConfig()).replace(**knobs) if knobs else (config or MuonConfig())
-    return Muon(param_groups(model, config), config=config, backend=backend, process_group=process_group, model=model)
+    return Muon(
+        param_groups(model, config, routes=routes),
+        config=config,
+        backend=backend,
+        process_group=process_group,
+        model=model,
+    )
 
 
 __all__ = ["create_optimizer"]

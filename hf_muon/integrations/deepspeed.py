@@ -191,7 +191,7 @@ def ds_scale(shape) -> float:
 def plan(model, config: MuonConfig) -> tuple[list, list[dict]]:
     """hf_muon's routes of ``model`` and DeepSpeed ``MuonWithAuxAdam`` param groups that realize them."""
     with layer_shapes(model):
-        routes = route(model, **config.routing_kwargs())
+        routes = route(model, config)
         shapes = {id(r.param): tuple(r.param.shape) for r in routes}
     buckets: dict[tuple, dict] = {}
     muon_lr, adamw_lr = config.muon_lr_for(), config.adamw_lr if config.adamw_lr is not None else config.lr
@@ -337,7 +337,7 @@ def install_check() -> None:
         config = _PENDING.get("config")
         if table is None and config is not None and kwargs.get("model") is not None:
             with layer_shapes(kwargs["model"]):
-                table = _table(route(kwargs["model"], **config.routing_kwargs()))
+                table = _table(route(kwargs["model"], config))
         result = original(*args, **kwargs)
         if table is not None:
             engine = result[0]

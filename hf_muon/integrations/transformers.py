@@ -238,13 +238,9 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
     check_launch(
         getattr(args, "world_size", 1), config.distributed
     )  # torchrun without DDP: stop with the fix
-    opt = create_optimizer(model, config)
-    announce(
-        route(model, **config.routing_kwargs()),
-        getattr(args, "output_dir", None),
-        main_process=main,
-        layout=layout,
-    )
+    routes = route(model, config)  # once: the optimizer's groups and the announced table are the same routes
+    opt = create_optimizer(model, config, routes=routes)
+    announce(routes, getattr(args, "output_dir", None), main_process=main, layout=layout)
     return opt
 
 

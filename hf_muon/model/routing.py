@@ -28,6 +28,8 @@ own name in ``named_parameters()``), not by name patterns:
 * ``qk_clip=τ`` does not change routing: the report marks the q/k weights QK-Clip will scale (both on Muon),
   and models it cannot serve (MLA, q/k norms) are refused here, before any training.
 
+The knobs come from one :class:`hf_muon.MuonConfig`; what is read from the model once is in
+:mod:`hf_muon.model.facts`, the per-parameter rules (one small predicate each) in :mod:`hf_muon.model.rules`.
 :func:`hf_muon.param_groups` (:mod:`hf_muon.model.groups`) turns the routes into optimizer groups.
 Nothing here imports ``peft`` or ``transformers``: their layer types are looked up only when the user's code
 has already imported them (a PEFT adapter or a GPT-2 ``Conv1D`` cannot exist otherwise).
@@ -36,132 +38,24 @@ has already imported them (a PEFT adapter or a GPT-2 ``Conv1D`` cannot exist oth
 from __future__ import annotations
 
 import re
-import sys
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass
 
-import torch
 from torch import nn
 
-from ..config import KNOBS, check
-from ..ns.blocks import Split
+from ..config import MuonConfig, reject_unknown
 from ..ns.tensors import FLAT_PARAM_HINT
+from .facts import (
+    conv1d_types,
+    embedding_reasons,
+    flat_param_error,
+    lora_roles,
+    num_experts,
+    router_prefixes,
+)
 from .fused import detect
 from .heads import attention_sites, head_split, refuse_mla
-from .usage import output_blocks, use_of
-
-
-@dataclass
-class Route:
-    name: str
-    param: torch.Tensor
-    kind: str  # "muon" | "adamw" | "frozen"
-    reason: str
-    decay: bool = True
-    transposed: bool = False
-    experts: bool = False
-    split: Split | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.param.shape)
-
-
-def _conv1d_types() -> tuple[type, ...]:
-    if "transformers" not in sys.modules:  # GPT-2's Conv1D cannot exist unless transformers was imported
-        return ()
-    try:
-        from transformers.pytorch_utils import Conv1D
-
-        return (Conv1D,)
-    except Exception:  # pragma: no cover - transformers is a dependency
-        return ()
-
-
-def _lora_roles(model: nn.Module) -> dict[int, str]:
-    """id(param) -> 'lora_A' | 'lora_B' | 'lora_embedding_A' | ... for PEFT adapter parameters."""
-    roles: dict[int, str] = {}
-    if "peft" not in sys.modules:  # a PEFT adapter cannot exist unless peft was imported
-        return roles
-    try:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-    except Exception:
-        return roles
-    for mod in model.modules():
-        if not isinstance(mod, BaseTunerLayer):
-            continue
-        stacked = type(mod).__name__ == "ParamWrapper"
-        for attr in getattr(mod, "adapter_layer_names", ()):
-            sub = getattr(mod, attr, None)
-            if sub is None:
-                continue
-            params = sub.parameters() if isinstance(sub, nn.Module) else ()
-            for p in params:
-                roles[id(p)] = ("stacked_" if stacked else "") + attr
-    return roles
-
-
-def _flat_param_error(model: nn.Module) -> str | None:
-    for name, p in model.named_parameters():
-        # torch's FlatParameter reports type name "Parameter" (metaclass); it carries `_is_flat_param`.
-        if getattr(p, "_is_flat_param", False) or type(p).__name__ == "FlatParameter" or "_flat_param" in name:
-            return f"{name!r} is an FSDP v1 FlatParameter"
-        if hasattr(p, "ds_id") or hasattr(p, "ds_numel"):
-            return f"{name!r} is a DeepSpeed ZeRO partitioned parameter"
-    return None
-
-
-def _is_norm(mod: nn.Module) -> bool:
-    return isinstance(mod, (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.BatchNorm1d, nn.BatchNorm2d)) or "norm" in type(
-        mod
-    ).__name__.lower()
-
-
-def _num_experts(config) -> int | None:
-    for key in ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts"):
-        v = getattr(config, key, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return None
-
-
-def _is_router_class(mod: nn.Module) -> bool:
-    cls = type(mod).__name__.lower()
-    return "router" in cls or "gating" in cls or cls.endswith("gate")
-
-
-def _router_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """Module paths of router modules: every weight inside one (jetmoe ``router.layer``, longcat
-    ``router.classifier``, zaya ``router_mlp.*``) scores experts, whatever its own leaf is called."""
-    return tuple(f"{n}." for n, m in model.named_modules() if n and _is_router_class(m))
-
-
-def _owners(model: nn.Module) -> dict[int, list[nn.Module]]:
-    """id(param) -> the distinct modules that hold it (two or more: a tied weight)."""
-    out: dict[int, list[nn.Module]] = {}
-    for mod in model.modules():
-        for p in mod.parameters(recurse=False):
-            users = out.setdefault(id(p), [])
-            if all(u is not mod for u in users):
-                users.append(mod)
-    return out
-
-
-def _is_router(mod_name: str, mod: nn.Module, n_experts: int | None, routers: tuple[str, ...] = ()) -> bool:
-    if _is_router_class(mod) or (routers and f"{mod_name}.".startswith(routers)):
-        return True
-    last = mod_name.rsplit(".", 1)[-1]
-    return (
-        isinstance(mod, nn.Linear)
-        and n_experts is not None
-        and mod.out_features == n_experts
-        and last in ("gate", "router", "gating", "wg")
-    )
-
-
-def _is_experts(mod: nn.Module, p: torch.Tensor) -> bool:
-    return p.ndim == 3 and (hasattr(mod, "is_transposed") or "expert" in type(mod).__name__.lower())
+from .rules import ModelFacts, Route, Site, route_one
+from .usage import output_blocks
 
 
 def _compile(patterns) -> list[re.Pattern]:
@@ -178,150 +72,102 @@ def _compile(patterns) -> list[re.Pattern]:
     return out
 
 
-def route(
-    model: nn.Module,
-    *,
-    lora_policy: str | None = None,
-    moe_experts: str | None = None,
-    conv: str | None = None,
-    include: Iterable[str] | str | None = None,
-    exclude: Iterable[str] | str | None = None,
-    split_fused: bool | None = None,
-    per_head: bool | None = None,
-    qk_clip: float | None = None,
-) -> list[Route]:
-    """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``). A knob left at
-    ``None`` takes its :class:`hf_muon.MuonConfig` default."""
-    d = {k: f.default for k, f in KNOBS.items()}
-    lora_policy = d["lora_policy"] if lora_policy is None else lora_policy
-    moe_experts = d["moe_experts"] if moe_experts is None else moe_experts
-    conv = d["conv"] if conv is None else conv
-    split_fused = d["split_fused"] if split_fused is None else split_fused
-    per_head = d["per_head"] if per_head is None else per_head
-    qk_clip = d["qk_clip"] if qk_clip is None else qk_clip
-    for key, val in (("lora_policy", lora_policy), ("moe_experts", moe_experts), ("conv", conv),
-                     ("split_fused", split_fused), ("per_head", per_head), ("qk_clip", qk_clip)):
-        check(key, val)
-    flat = _flat_param_error(model)
+def routing_config(config: MuonConfig | None = None, **knobs) -> MuonConfig:
+    """``config`` (default :class:`hf_muon.MuonConfig`) with the routing knobs given as keyword arguments (None:
+    not given) applied and validated; anything but a routing knob is a ``TypeError``, as a wrong keyword is."""
+    cfg = config or MuonConfig()
+    routing = cfg.routing_kwargs()
+    reject_unknown(
+        knobs,
+        routing,
+        what="route() got an unexpected keyword argument",
+        listing="routing knobs",
+        error=TypeError,
+    )
+    given = {
+        k: list(v) if k in ("include", "exclude") and not isinstance(v, (str, list, tuple)) else v
+        for k, v in knobs.items()
+        if v is not None
+    }
+    for key in ("include", "exclude"):
+        _compile(given.get(key))  # the routing-regex message, before MuonConfig's own check
+    return cfg.replace(**given) if given else cfg
+
+
+def route(model: nn.Module, config: MuonConfig | None = None, **knobs) -> list[Route]:
+    """Decide a route for every parameter of ``model`` (frozen ones reported as ``"frozen"``). The routing knobs
+    (``lora_policy``, ``moe_experts``, ``conv``, ``include``, ``exclude``, ``split_fused``, ``per_head``,
+    ``qk_clip``) come from ``config`` (default :class:`hf_muon.MuonConfig`), overridden by keyword arguments."""
+    cfg = routing_config(config, **knobs)
+    flat = flat_param_error(model)
     if flat:
         raise ValueError(f"cannot route {flat}. {FLAT_PARAM_HINT}")
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if per_head:
-        refuse_mla(getattr(base, "config", None), "per_head")
-    embeddings: dict[int, str] = {}
-    for getter, label in (("get_input_embeddings", "input embedding"), ("get_output_embeddings", "output embedding")):
-        try:
-            mod = getattr(model, getter)()
-        except (AttributeError, NotImplementedError):
-            mod = None
-        for p in mod.parameters() if isinstance(mod, nn.Module) else ():
-            if p.ndim >= 2:
-                prev = embeddings.get(id(p))
-                embeddings[id(p)] = label if prev in (None, label) else "input and output embedding (tied)"
-    owners = _owners(model)
-    # a weight tied to an embedding stays on AdamW whichever module registered it first; weights shared across
-    # depth between hidden layers (zamba's shared block) are hidden matrices and routed as such
-    for pid, users in owners.items():
-        if len(users) > 1 and any(isinstance(u, nn.Embedding) for u in users):
-            embeddings.setdefault(pid, "tied to an embedding")
-    for tgt, src in (getattr(base, "all_tied_weights_keys", None) or {}).items():
-        try:
-            ids = [id(base.get_parameter(n)) for n in (tgt, src)]
-        except (AttributeError, KeyError):
-            continue
-        if any(i in embeddings for i in ids) or any(isinstance(u, nn.Embedding) for i in ids
-                                                    for u in owners.get(i, ())):
-            for i in ids:
-                embeddings.setdefault(i, "tied weight")
-    core = getattr(base, getattr(base, "base_model_prefix", "") or "", None)
-    core_ids = {id(p) for p in core.parameters()} if isinstance(core, nn.Module) and core is not base else None
-    lora = _lora_roles(model)
-    n_experts = _num_experts(getattr(base, "config", None))
-    conv1d = _conv1d_types()
-    inc, exc = _compile(include), _compile(exclude)
-    routers = _router_prefixes(model)
-
+    ctx = _read_model(model, cfg)
     routes: list[Route] = []
+    for site in _sites(model):
+        r = route_one(ctx, site)
+        if (cfg.split_fused or cfg.per_head) and r.kind == "muon":
+            _split(ctx, model, site, r)
+        routes.append(r)
+    if cfg.qk_clip:
+        _mark_qk_clip(model, routes, cfg.qk_clip)
+    if not hasattr(model, "get_output_embeddings"):
+        _warn_plain_head(model, routes, ctx.exclude)
+    return routes
+
+
+def _sites(model: nn.Module):
+    """Every parameter once, at the first module that registers it."""
     seen: set[int] = set()
     for mod_name, mod in model.named_modules():
         for pname, p in mod.named_parameters(recurse=False):
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
-            name = f"{mod_name}.{pname}" if mod_name else pname
-            decay = p.ndim >= 2 and not _is_norm(mod)
-            r = Route(name, p, "adamw", "", decay=decay)
-            if not p.requires_grad:
-                r.kind, r.reason = "frozen", "requires_grad=False (not optimized)"
-            elif any(x.search(name) for x in exc):
-                r.reason = "excluded by pattern"
-            elif any(x.search(name) for x in inc):
-                if p.ndim < 2:
-                    raise ValueError(f"include pattern matched {name!r} of shape {tuple(p.shape)}: Muon needs ≥2-D weights")
-                r.kind, r.reason = "muon", "included by pattern"
-                r.transposed = isinstance(mod, conv1d) if conv1d else False
-                r.experts = _is_experts(mod, p)
-                if r.experts:
-                    r.transposed = bool(getattr(mod, "is_transposed", False))
-            elif id(p) in embeddings:
-                r.reason = embeddings[id(p)]
-            elif "modules_to_save" in name:
-                r.reason = "PEFT modules_to_save copy"
-            elif id(p) in lora:
-                role = lora[id(p)]
-                wants = (lora_policy == "both" and role in ("lora_A", "lora_B")) or (
-                    lora_policy == "b_only" and role == "lora_B"
-                )
-                if wants and p.ndim == 2:
-                    r.kind, r.reason = "muon", f"LoRA {role} (policy {lora_policy})"
-                else:
-                    r.reason = f"LoRA {role} (policy {lora_policy})" if not role.startswith("stacked_") else (
-                        "LoRA on stacked MoE experts (ParamWrapper): kept on AdamW"
-                    )
-            elif p.ndim < 2:
-                r.reason = f"norm {pname}" if _is_norm(mod) else ("bias" if pname.endswith("bias") else f"{p.ndim}-D parameter")
-            elif isinstance(mod, nn.Embedding):
-                r.reason = "embedding"
-            elif core_ids is not None and id(p) not in core_ids:
-                r.reason = "head outside the backbone"
-            elif _is_router(mod_name, mod, n_experts, routers) and not _is_experts(mod, p):
-                r.reason = "MoE router"
-            elif _is_experts(mod, p):
-                if moe_experts == "muon" and "bias" not in pname:
-                    r.kind, r.experts = "muon", True
-                    r.transposed, how = _expert_orientation(mod, pname)
-                    r.reason = "MoE experts, per expert" + (" (transposed)" if r.transposed else "") + how
-                else:
-                    r.reason = "MoE experts (moe_experts='adamw')"
-            elif pname == "weight" and p.ndim == 2 and isinstance(mod, nn.Linear):
-                r.kind, r.reason = "muon", "nn.Linear weight"
-            elif pname == "weight" and p.ndim == 2 and conv1d and isinstance(mod, conv1d):
-                r.kind, r.reason, r.transposed = "muon", "Conv1D weight (in, out)", True
-            elif pname == "weight" and p.ndim >= 3 and isinstance(mod, nn.modules.conv._ConvNd):
-                if conv == "muon":
-                    r.kind, r.reason = "muon", "conv weight, flattened to (out, in·k)"
-                else:
-                    r.reason = "conv weight (conv='adamw')"
-            else:
-                _route_by_use(r, mod, pname, p)
-            if (split_fused or per_head) and r.kind == "muon":
-                config = getattr(base, "config", None)
-                r.split, note = head_split(name, p, config, transposed=r.transposed, experts=r.experts) \
-                    if per_head else (None, "")
-                if r.split is None and split_fused:
-                    r.split, note = detect(name, mod, p, config, transposed=r.transposed, experts=r.experts,
-                                           blocks=_output_blocks(model, mod_name, mod, pname))
-                if r.split is not None:
-                    r.reason += f"; split {r.split.describe()}"
-                elif note:
-                    r.reason += f"; {note}"
-            routes.append(r)
-    if qk_clip:
-        _mark_qk_clip(model, routes, qk_clip)
-    if not hasattr(model, "get_output_embeddings"):
-        _warn_plain_head(model, routes, exc)
-    return routes
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield Site(mod_name, mod, pname, p)
+
+
+def _read_model(model: nn.Module, cfg: MuonConfig) -> ModelFacts:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hf_config = getattr(base, "config", None)
+    if cfg.per_head:
+        refuse_mla(hf_config, "per_head")
+    core = getattr(base, getattr(base, "base_model_prefix", "") or "", None)
+    core_ids = (
+        {id(p) for p in core.parameters()} if isinstance(core, nn.Module) and core is not base else None
+    )
+    return ModelFacts(
+        cfg=cfg,
+        embeddings=embedding_reasons(model, base),
+        core_ids=core_ids,
+        lora=lora_roles(model),
+        n_experts=num_experts(hf_config),
+        conv1d=conv1d_types(),
+        include=_compile(cfg.include),
+        exclude=_compile(cfg.exclude),
+        routers=router_prefixes(model),
+        hf_config=hf_config,
+    )
+
+
+def _split(ctx: ModelFacts, model: nn.Module, s: Site, r: Route) -> None:
+    """Block splits of a Muon weight: per head (``per_head``) first, else the fused blocks (``split_fused``)."""
+    note = ""
+    if ctx.cfg.per_head:
+        r.split, note = head_split(r.name, s.p, ctx.hf_config, transposed=r.transposed, experts=r.experts)
+    if r.split is None and ctx.cfg.split_fused:
+        r.split, note = detect(
+            r.name,
+            s.mod,
+            s.p,
+            ctx.hf_config,
+            transposed=r.transposed,
+            experts=r.experts,
+            blocks=_output_blocks(model, s.mod_name, s.mod, s.pname),
+        )
+    if r.split is not None:
+        r.reason += f"; split {r.split.describe()}"
+    elif note:
+        r.reason += f"; {note}"
 
 
 def _warn_plain_head(model: nn.Module, routes: list[Route], exc: list) -> None:
@@ -335,29 +181,13 @@ def _warn_plain_head(model: nn.Module, routes: list[Route], exc: list) -> None:
     r = by_name.get(f"{last}.weight" if last else "")
     if r is None or r.kind != "muon" or r.reason == "included by pattern":
         return
-    warnings.warn(f"hf_muon: {r.name!r} {r.shape} is the last nn.Linear of a model without HF metadata "
-                  "(get_output_embeddings), likely its output head; it is routed to Muon. Output heads usually "
-                  f"belong on AdamW: pass exclude={'^' + re.escape(last) + '[.]'!r} to keep it there.",
-                  UserWarning, stacklevel=3)
-
-
-def _expert_orientation(mod: nn.Module, pname: str) -> tuple[bool, str]:
-    """An expert stack's orientation: the module's ``is_transposed`` flag, else how its code multiplies by it."""
-    if hasattr(mod, "is_transposed"):
-        return bool(mod.is_transposed), ""
-    use = use_of(mod, pname, 3)
-    return (use.transposed, f" (read from {use.how})") if use is not None else (False, "")
-
-
-def _route_by_use(r: Route, mod: nn.Module, pname: str, p: torch.Tensor) -> None:
-    """A ≥2-D parameter that is no Linear/Conv1D/expert weight: Muon when the module's code multiplies by it as a
-    matrix (XLNet's einsum projections, RecurrentGemma's per-head gate blocks), else AdamW, saying so."""
-    use = use_of(mod, pname, p.ndim)
-    if use is None or (p.ndim > 3 and use.stacked):
-        r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight (its module does not multiply by it)"
-        return
-    r.kind, r.transposed, r.experts = "muon", use.transposed, use.stacked and p.ndim == 3
-    r.reason = f"matrix product in {use.how}" + (", one matrix per leading index" if r.experts else "")
+    warnings.warn(
+        f"hf_muon: {r.name!r} {r.shape} is the last nn.Linear of a model without HF metadata "
+        "(get_output_embeddings), likely its output head; it is routed to Muon. Output heads usually "
+        f"belong on AdamW: pass exclude={'^' + re.escape(last) + '[.]'!r} to keep it there.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _output_blocks(model: nn.Module, mod_name: str, mod: nn.Module, pname: str):
