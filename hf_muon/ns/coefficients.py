@@ -20,15 +20,10 @@ Presets
     ``max |1 − p(x)|`` on the current interval ``[ℓ, u]``, the next interval ``[1 − t, 1 + t]``) started from
     ℓ = 1e-2 instead of 1e-3, computed here by a linear program on a fine grid
     (:mod:`hf_muon.lab.research.minimax`; a test recomputes it). Its error bound after 4 steps is 0.0125 on
-    [1e-2, 1] (Polar Express ℓ = 1e-3: 0.546 after 4 steps, 0.113 after 5), so 4 steps of it beat 5 Polar
-    Express steps where the normalised σ_min ≥ 1e-2 (a tiny Llama's momenta: distance to the exact polar factor
-    0.01 vs 0.09), but lift smaller singular values less: on the momenta of the benchmark models
-    (``llama-7.4M``, ``gpt2-small``: many σ below 1e-2) the distance is 0.71 vs 0.39 (mean), so it is an option,
-    not the default (``benchmarks/bench_ns_defaults.py``; final validation loss was within seed noise all the
-    same). No 4-step ladder closes that gap there, whatever the start: on the exact σ's (the scalar map), from
-    an oracle ``σ/σ_max`` start, the best greedy ladder of 4 steps (ℓ from 1e-4 to 1e-2) reaches 0.53 on
-    llama-7.4M and 0.64 on gpt2-small against the default's 0.39 and 0.50 (those momenta have stable rank
-    1.2–3.4: a few σ dominate, the rest lie far below 1e-2). Same safety factor and normalisation as
+    [1e-2, 1] (Polar Express ℓ = 1e-3: 0.546 after 4 steps, 0.113 after 5): 4 steps of it beat 5 Polar Express
+    steps where the normalised σ_min ≥ 1e-2, but lift smaller singular values less, which real momenta have
+    (many σ below 1e-2), so it is an option, not the default (``benchmarks/bench_ns_defaults.py``; the
+    measurements are in the docs, *Measurements behind the defaults*). Same safety factor and normalisation as
     ``"polar_express"``.
 a custom list
     Any sequence of ``(a, b, c)`` triples; shorter than ``steps`` means "repeat the last".
