@@ -9,6 +9,10 @@ rare ones over it (:func:`risky`) have their state copied, their rule run first 
 result either raises, after restoring every state it touched, before any counter, state or weight of the step
 is written (``nonfinite="error"``), or drops the parameter from the step with its state restored and counts it
 in ``nonfinite_skipped`` (``nonfinite="skip"``): the gradient screen's contract.
+
+Sharded (DTensor) parameters: each rank checks its own shards, so the verdicts are agreed over the mesh (the
+screen's agreement, one ``all_reduce`` per mesh dim) before any rank raises or drops one; every rank of the mesh
+holds the same risky list (the sizes are agreed), so all take it. Cost: only in steps with a risky parameter.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import math
 
 import torch
 
+from ..ns.tensors import is_dtensor
 from .rules import RULES
-from .screen import Work, param_label
+from .screen import Work, agree_flags, param_label
 from .state import momentum_dtype
 
 STAGES = {"momentum": "momentum (B ← μB + G and the Nesterov mix G + μB)",
@@ -49,8 +54,19 @@ def _restore(st: dict, saved: dict) -> None:
 
 
 def _finite(direction: torch.Tensor, st: dict) -> bool:
+    """This rank's verdict (its local shards of a DTensor's direction and state)."""
     tensors = [direction] + [v for v in st.values() if isinstance(v, torch.Tensor) and v.is_floating_point()]
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
+    return all(bool(torch.isfinite(t.to_local() if is_dtensor(t) else t).all()) for t in tensors)
+
+
+def _verdicts(directions: list, states: list, params: list) -> list[bool]:
+    """Finite or not, per parameter; for DTensor parameters agreed over their mesh (all ranks take it)."""
+    ok = [_finite(d, st) for d, st in zip(directions, states)]
+    mesh = next((p.device_mesh for p in params if is_dtensor(p)), None)
+    if mesh is None:
+        return ok
+    bad = agree_flags(torch.tensor([float(not f) for f in ok], device=params[0].to_local().device), mesh)
+    return [not b for b in bad.tolist()]
 
 
 def early_directions(state: dict, work: list[Work]) -> dict[int, torch.Tensor]:
@@ -71,8 +87,9 @@ def early_directions(state: dict, work: list[Work]) -> dict[int, torch.Tensor]:
         touched += zip(states, saved)
         directions = RULES[g["update_base"]](g, states, params, grads, tag=None)
         drop = set()
-        for k, p, st, sv, d in zip(idx, params, states, saved, directions):
-            if _finite(d, st):
+        for k, p, st, sv, d, fine in zip(idx, params, states, saved, directions,
+                                         _verdicts(directions, states, params)):
+            if fine:
                 out[id(p)] = d
                 continue
             if g["nonfinite"] == "error":

@@ -184,8 +184,8 @@ class Muon(torch.optim.Optimizer):
             stats.start_ns(jobs[0].tensor.device)
         try:
             results = self.orthogonalize(jobs)
-        except NonFiniteInput:
-            raise self._nonfinite_input(work, jobs, spans) from None
+        except NonFiniteInput as e:  # distributed backends raise it on every rank, naming the job (``e.job``)
+            raise self._nonfinite_input(work, jobs, spans, getattr(e, "job", None)) from None
         if stats is not None:
             stats.stop_ns(jobs[0].tensor.device)
         for w, (start, n) in zip(work, spans):
@@ -197,19 +197,25 @@ class Muon(torch.optim.Optimizer):
             if stats is not None:
                 stats.add_muon(w.group, ortho, scales)
 
-    def _nonfinite_input(self, work: list, jobs: list[Job], spans: list) -> FloatingPointError:
+    def _nonfinite_input(self, work: list, jobs: list[Job], spans: list, job: int | None = None) -> FloatingPointError:
         """The error for a direction that reached orthogonalization non-finite (its state was already non-finite
-        before this step, e.g. loaded so): names the first such parameter. No weight has been written."""
+        before this step, e.g. loaded so): names the first such parameter (``job``: the one the ranks agreed on,
+        the same on every rank; else found here). No weight has been written."""
+        if job is None:
+            job = next((k for k, jb in enumerate(jobs) if not bool(torch.isfinite(
+                jb.tensor.to_local() if hasattr(jb.tensor, "to_local") else jb.tensor).all())), None)
+            where = ""
+        else:
+            where = " on at least one rank"
         for w, (start, n) in zip(work, spans):
             for j in range(n):
-                t = jobs[start + j].tensor
-                if not bool(torch.isfinite(t.to_local() if hasattr(t, "to_local") else t).all()):
+                if start + j == job:
                     p = w.params[j]
                     i = next(k for k, q in enumerate(w.group["params"]) if q is p)
                     return FloatingPointError(
                         f"non-finite direction at orthogonalize for {param_label(w.group, w.index, i, p)} at optimizer "
                         f"step {w.group['step']}: its optimizer state ({', '.join(sorted(self.state[p]))}) holds NaN "
-                        "or ±inf from before this step; no weight was written. Reset that state (or load a finite "
+                        f"or ±inf from before this step{where}; no weight was written. Reset that state (or load a finite "
                         "checkpoint).")
         return FloatingPointError("non-finite direction at orthogonalize; no weight was written")
 

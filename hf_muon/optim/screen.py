@@ -39,7 +39,7 @@ class Work:
     size: list = field(default_factory=list)  # ‖gradient‖₂ per parameter (≥ max |g|; inf: huge), from the screen
 
 
-def _agree(flags: torch.Tensor, mesh) -> torch.Tensor:
+def agree_flags(flags: torch.Tensor, mesh) -> torch.Tensor:
     """Element-wise max of per-parameter flags over the ranks sharing sharded params."""
     if mesh is not None:
         import torch.distributed as dist
@@ -78,12 +78,12 @@ def _magnitudes(work: Work) -> list[float]:
     norms = torch.stack([_size(g).to(torch.float32) for g in local])
     flags = (~norms.isfinite()).to(torch.float32)
     if mesh is not None:
-        both = _agree(torch.stack([flags, torch.where(flags > 0, 0.0, norms)]), mesh)
+        both = agree_flags(torch.stack([flags, torch.where(flags > 0, 0.0, norms)]), mesh)
         flags, norms = both[0], both[1]
     if not bool(flags.any()):
         return norms.tolist()
     exact = torch.tensor([float(bool(f) and not bool(torch.isfinite(g).all())) for f, g in zip(flags, local)])
-    exact = _agree(exact.to(flags.device), mesh) if mesh is not None else exact
+    exact = agree_flags(exact.to(flags.device), mesh) if mesh is not None else exact
     return [math.nan if e else (math.inf if f else n) for e, f, n in zip(exact.tolist(), flags.tolist(),
                                                                         norms.tolist())]
 
@@ -111,4 +111,4 @@ def screen(param_groups: list[dict]) -> list[Work]:
     return out
 
 
-__all__ = ["FLAT_PARAM_HINT", "Work", "param_label", "screen"]
+__all__ = ["FLAT_PARAM_HINT", "Work", "agree_flags", "param_label", "screen"]

@@ -15,11 +15,13 @@ def env(**extra):
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", **extra)
 
 
-def torchrun(world, *args, script=SCRIPT, timeout=240, check=True):
-    """``torchrun --nproc_per_node world script args``; asserts success unless ``check=False``."""
+def torchrun(world, *args, script=SCRIPT, timeout=240, check=True, extra_env=None):
+    """``torchrun --nproc_per_node world script args`` (``extra_env``: more environment variables); asserts success
+    unless ``check=False``."""
     cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", str(world), "--master_port", str(free_port()),
            str(script), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=REPO, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), cwd=REPO,
+                          timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stderr[-4000:]
     return proc

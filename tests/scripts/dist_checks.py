@@ -16,6 +16,13 @@ rank waiting in a collective alone): the faulthandler timer turns a hang into a 
   ``distributed="none"``.
 * ``strided``: FSDP2 + TP style placements (``_StridedShard(0)``, ``Shard(0)``) and (``Shard(0)``,
   ``Shard(1)``) on a 1×2 mesh: one step equals the one-process result.
+* ``nonfinite-<layout>-<where>-<mode>`` (``ONLY=nonfinite``: all 16): two Muon matrices ``w0`` (owned by rank 0)
+  and ``w1`` (owned by rank 1), plain (``ddp``: the replicated backend) or ``Shard(0)`` DTensors (``fsdp``: the
+  sharded backend); after one finite step, ``w1``'s momentum gets an inf on rank 1 (``owner``), rank 0
+  (``other``), or both (``all``); the next step under ``nonfinite`` error / skip must raise the same error on
+  both ranks with no weight written on either (recorded: error, message, ``written``).
+* ``guard-<mode>``: a bf16 ``Shard(0)`` matrix whose gradient overflows the Nesterov mix in rank 0's shard only
+  (the in-step guard's path): both ranks raise (error) or both skip and count it (skip), nothing written.
 """
 
 import json
@@ -93,21 +100,75 @@ def scenario(name, rank, mesh):
             opt.step()
             out[label] = float((p.detach().full_tensor() - ref.detach()).abs().max())
         return out
+    elif name.startswith("nonfinite-"):
+        return nonfinite(*name.split("-")[1:], rank=rank, mesh=mesh)
+    elif name.startswith("guard-"):
+        return guard(name.split("-")[1], mesh)
     return {"ok": True}
+
+
+NONFINITE = [f"nonfinite-{lay}-{where}-{mode}" for lay in ("ddp", "fsdp") for where in ("owner", "other", "all")
+             for mode in ("error", "skip")] + ["guard-error", "guard-skip"]
+
+
+def outcome(opt, params, before, local=lambda t: t.to_local()):
+    """One step: the error (if any), which weights were written, the skip counter."""
+    out = {}
+    try:
+        opt.step()
+    except FloatingPointError as e:
+        out = {"error": type(e).__name__, "message": str(e)}
+    out["written"] = [not torch.equal(local(a), local(p.detach())) for a, p in zip(before, params)]
+    out["skipped"] = opt.param_groups[0]["nonfinite_skipped"]
+    return out
+
+
+def guard(mode, mesh):
+    """Rank 0's rows of the gradient overflow bf16's Nesterov mix; rank 1's do not."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    p = torch.nn.Parameter(distribute_tensor(torch.randn(8, 8, generator=torch.Generator().manual_seed(5))
+                                             .to(torch.bfloat16), mesh, [Shard(0)]))
+    opt = hf_muon.Muon([{"params": [p], "param_names": ["w0"]}], lr=0.1, ns_dtype="float32", nonfinite=mode)
+    opt.backend.bind(opt)
+    grad = torch.ones(8, 8, dtype=torch.bfloat16)
+    grad[:4] = 2e38
+    p.grad = distribute_tensor(grad, mesh, [Shard(0)])
+    return outcome(opt, [p], [p.detach().clone()])
+
+
+def nonfinite(layout, where, mode, rank, mesh):
+    """Non-finite momentum in ``w1`` (owned by rank 1) on some ranks: every rank must raise, none may write."""
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    g = torch.Generator().manual_seed(3)
+    fulls = [torch.randn(8, 8, generator=g) for _ in range(2)]
+    grads = [torch.randn(8, 8, generator=g) for _ in range(2)]
+    wrap = (lambda t: t) if layout == "ddp" else (lambda t: distribute_tensor(t, mesh, [Shard(0)]))
+    params = [torch.nn.Parameter(wrap(t.clone())) for t in fulls]
+    opt = step_once(params, [wrap(t.clone()) for t in grads], nonfinite=mode)
+    buf = opt.state[params[1]]["momentum_buffer"]
+    if where == "all" or rank == (1 if where == "owner" else 0):
+        (buf.to_local() if layout == "fsdp" else buf)[0, 0] = float("inf")
+    before = [p.detach().clone() for p in params]
+    for p, t in zip(params, grads):
+        p.grad = wrap(t.clone())
+    return outcome(opt, params, before, (lambda t: t) if layout == "ddp" else (lambda t: t.to_local()))
 
 
 def main():
     import faulthandler
 
     faulthandler.enable()
-    faulthandler.dump_traceback_later(90, exit=True, file=sys.stderr)
+    faulthandler.dump_traceback_later(int(os.environ.get("HANG_AFTER", "90")), exit=True, file=sys.stderr)
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     mesh = dist.device_mesh.init_device_mesh("cpu", (2,))
     seen = {}
     names = ("partial", "local_shape", "mismatch", "dtype", "diverged", "clones", "unchecked", "independent", "strided")
-    for name in os.environ.get("ONLY", ",".join(names)).split(","):
+    only = os.environ.get("ONLY", ",".join(names))
+    for name in NONFINITE if only == "nonfinite" else only.split(","):
         try:
             seen[name] = {"result": scenario(name, rank, mesh)}
         except Exception as e:  # every rank must get here for every scenario

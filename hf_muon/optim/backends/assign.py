@@ -2,9 +2,9 @@
 
 Costs come from the one FLOP formula (:func:`hf_muon.ns.cost.ns_flops`). Owners are chosen by LPT (longest
 processing time first): jobs sorted by cost, each given to the currently least-loaded rank (ties: lowest
-rank). LPT is within 4/3 of the optimal makespan, and every rank computes the same assignment from the same
-job list, so no communication is needed to agree on it. Naive round-robin ignores that an MLP matrix costs
-~2.7× an attention matrix in a Llama, and loads ranks unevenly.
+rank). LPT is within 4/3 of the optimal makespan (Graham 1969), and every rank computes the same assignment
+from the same job list, so no communication is needed to agree on it. Why not round-robin: matrices of one
+model differ in cost (MLP vs attention), so counting matrices loads ranks unevenly.
 """
 
 from __future__ import annotations

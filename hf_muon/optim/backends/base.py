@@ -10,6 +10,11 @@ variant plugs in by deciding *where* each job runs, not how.
 across ranks, :mod:`.agree`) and written into every job before it runs, the first-step agreement on the job list,
 and the optional ``bind(optimizer)`` (parameter names for error messages, ``config.replica_check``, the dtype
 decision in ``optimizer.state_dict()`` under :data:`STATE_KEY`).
+
+A matrix that reaches orthogonalization holding NaN/±inf (its state was non-finite before the step) is found
+only on the rank that orthogonalizes it. Backends that communicate therefore never raise from their own share
+(:func:`run_local`: zeros stand in, every collective of the step is still taken) and agree the verdict before
+returning anything: every rank of the group raises the same :class:`NonFiniteJob`, and no rank writes a weight.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+import torch.distributed as dist
 
-from ...ns.batching import Job
-from ...ns.newton_schulz import cpu_has_fast_bf16, resolve_dtype
+from ...ns.batching import Job, run_jobs
+from ...ns.newton_schulz import NonFiniteInput, cpu_has_fast_bf16, resolve_dtype
 from ..jobs import is_dtensor
 from .agree import agree, signature
 
@@ -53,6 +59,39 @@ class Backend(Protocol):
     comm_stats: CommStats
 
     def orthogonalize(self, jobs: list[Job]) -> list[torch.Tensor]: ...
+
+
+class NonFiniteJob(NonFiniteInput):
+    """Job ``job`` of the step's list reached orthogonalization holding NaN/±inf, on this rank or (agreed across
+    the group) on another; raised on every rank of the group, before any result is returned."""
+
+    def __init__(self, job: int, shape: tuple):
+        super().__init__(job, shape)
+        self.job = job
+
+
+def run_local(jobs: list[Job], ids: list[int], batched: bool = True) -> tuple[list[torch.Tensor], int | None]:
+    """``run_jobs`` on this rank's share (``ids``: the jobs' indices in the step's list). A matrix holding NaN/±inf
+    does not raise here: zeros stand in for the results, so this rank still takes every collective of the step,
+    and the index of the first such job is returned for the agreement (:func:`agree_failed`)."""
+    try:
+        return run_jobs(jobs, batched=batched), None
+    except NonFiniteInput:  # the failure path only: find which job (one isfinite per owned matrix)
+        k = next((k for k, j in enumerate(jobs) if not bool(torch.isfinite(j.tensor).all())), 0)
+        return [torch.zeros(j.tensor.shape, dtype=j.config.dtype, device=j.tensor.device) for j in jobs], ids[k]
+
+
+def first_failed(*failed: int | None) -> int | None:
+    return min((f for f in failed if f is not None), default=None)
+
+
+def agree_failed(failed: int | None, n: int, group, device) -> int | None:
+    """The lowest non-finite job index over the ranks of ``group`` (None: no rank failed). Cost: one int64
+    ``all_reduce`` (MIN) over ``group``."""
+    t = torch.tensor([n if failed is None else failed], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN, group=group)
+    agreed = int(t.item())
+    return None if agreed >= n else agreed
 
 
 def local_tensor(t: torch.Tensor) -> torch.Tensor:
@@ -170,4 +209,5 @@ class BackendBase:
         return [f"Muon matrix #{i} of this step" for i in range(len(jobs))]
 
 
-__all__ = ["STATE_KEY", "Backend", "BackendBase", "CommStats", "compute_dtype", "local_tensor", "pin_dtypes"]
+__all__ = ["STATE_KEY", "Backend", "BackendBase", "CommStats", "NonFiniteJob", "agree_failed", "compute_dtype",
+           "first_failed", "local_tensor", "pin_dtypes", "run_local"]

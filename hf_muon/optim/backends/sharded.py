@@ -17,6 +17,12 @@ builds) are exchanged group by group, in one order on every rank. Before the fir
 its layouts and all ranks agree on the job list (:mod:`.agree`): an unsupported placement or a mismatch raises
 on every rank at once, naming the parameter, never a hang. Plain (non-DTensor) jobs of the same optimizer go to
 ``plain`` (the replicated or the local backend).
+
+A matrix holding NaN/±inf is seen by the rank that orthogonalizes it (its owner, or the rank holding it whole);
+that rank still takes every exchange (zeros stand in), and before anything is returned the ranks agree on it
+(:func:`.base.agree_failed`: one int64 ``all_reduce`` per step with DTensor jobs; the exchange groups need not
+span the check group, so their own collectives cannot carry the verdict): every rank raises the same
+:class:`.base.NonFiniteJob`, no weight is written.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ...ns.batching import Job, run_jobs
+from ...ns.batching import Job
+from ...ns.newton_schulz import NonFiniteInput
 from ..jobs import is_dtensor
 from .assign import assign_owners, ns_cost
-from .base import BackendBase, compute_dtype
+from .base import BackendBase, NonFiniteJob, agree_failed, compute_dtype, first_failed, run_local
 from .layout import LayoutError, assembled_shape, classify, describe, gather_group, pieces, place, take
 from .replicated import ReplicatedBackend
 
@@ -69,6 +76,7 @@ class ShardedBackend(BackendBase):
         self.plain = plain if plain is not None else ReplicatedBackend(None, batched, replica_check)
         self.plain.comm_stats = self.comm_stats  # one record of this optimizer's traffic
         self._plans: dict = {}
+        self._failed: int | None = None
 
     @property
     def replica_check(self):
@@ -112,13 +120,35 @@ class ShardedBackend(BackendBase):
         out: list = [None] * len(jobs)
         dt = [i for i, j in enumerate(jobs) if is_dtensor(j.tensor)]
         plain = [i for i, j in enumerate(jobs) if not is_dtensor(j.tensor)]
+        self._failed = None  # this rank's first non-finite job (index into the dt list), set by _run_dtensors
+        failed = None
         if dt:
             for i, r in zip(dt, self._run_dtensors([jobs[i] for i in dt])):
                 out[i] = r
+            failed = None if self._failed is None else dt[self._failed]
         if plain:
-            for i, r in zip(plain, self.plain.run([jobs[i] for i in plain])):
+            sub = [jobs[i] for i in plain]
+            try:
+                res = self.plain.run(sub)
+            except NonFiniteJob as e:  # agreed by the replicated backend over its group: every rank is here
+                raise NonFiniteJob(plain[e.job], tuple(jobs[plain[e.job]].tensor.shape)) from None
+            except NonFiniteInput:  # the local backend (distributed="none"): fold into the DTensor agreement
+                if not dt:
+                    raise
+                res, f = run_local(sub, plain, self.batched)
+                failed = first_failed(failed, f)
+            for i, r in zip(plain, res):
                 out[i] = r
+        if dt:
+            bad = agree_failed(failed, len(jobs), self.check_group(jobs), jobs[dt[0]].tensor.to_local().device)
+            if bad is not None:
+                raise NonFiniteJob(bad, tuple(jobs[bad].tensor.shape))
         return out
+
+    def _local(self, jobs: list[Job], ids: list[int]):
+        res, failed = run_local(jobs, ids, self.batched)
+        self._failed = first_failed(self._failed, failed)
+        return res
 
     def _run_dtensors(self, jobs: list[Job]):
         from torch.distributed.tensor import DTensor
@@ -132,7 +162,7 @@ class ShardedBackend(BackendBase):
                 raise LayoutError(f"{self.names(jobs)[len(layouts)]}: {e}") from None
         here = [i for i, lay in enumerate(layouts) if not lay.gather]
         if here:
-            res = run_jobs([Job(jobs[i].tensor.to_local(), jobs[i].config) for i in here], batched=self.batched)
+            res = self._local([Job(jobs[i].tensor.to_local(), jobs[i].config) for i in here], here)
             for i, r in zip(here, res):
                 t = jobs[i].tensor
                 self.comm_stats.ns_flops += ns_cost(r.shape, jobs[i].config.steps)
@@ -185,7 +215,7 @@ class ShardedBackend(BackendBase):
             for s in range(world):
                 for i, chunk in zip(mine, _split(got[s], [plan[i][s].numel for i in mine])):
                     place(full[i], plan[i][s], chunk)
-            result = run_jobs([Job(full[i], jobs[i].config) for i in mine], batched=self.batched)
+            result = self._local([Job(full[i], jobs[i].config) for i in mine], mine)
             # 2) each rank's piece of each result back from the owner
             back = _all_to_all([[take(r, plan[i][d]) for r, i in zip(result, mine)] for d in range(world)],
                                [sum(plan[i][me].numel for i in by_owner[s]) for s in range(world)], dtype, device,
