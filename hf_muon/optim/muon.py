@@ -202,8 +202,8 @@ class Muon(torch.optim.Optimizer):
         before this step, e.g. loaded so): names the first such parameter (``job``: the one the ranks agreed on,
         the same on every rank; else found here). No weight has been written."""
         if job is None:
-            job = next((k for k, jb in enumerate(jobs) if not bool(torch.isfinite(
-                jb.tensor.to_local() if hasattr(jb.tensor, "to_local") else jb.tensor).all())), None)
+            local = [jb.tensor.to_local() if hasattr(jb.tensor, "to_local") else jb.tensor for jb in jobs]
+            job = next((k for k, t in enumerate(local) if not bool(torch.isfinite(t).all())), None)
             where = ""
         else:
             where = " on at least one rank"

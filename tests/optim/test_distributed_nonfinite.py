@@ -24,8 +24,13 @@ LAYOUTS, WHERE, MODES = ("ddp", "fsdp"), ("owner", "other", "all"), ("error", "s
 def seen(tmp_path_factory):
     out = tmp_path_factory.mktemp("nonfinite")
     # a hang becomes a failure with every rank's stack after 30 s (faulthandler), not a stuck test
-    torchrun(2, out, script=REPO / "tests" / "scripts" / "dist_checks.py", timeout=120,
-             extra_env={"ONLY": "nonfinite", "HANG_AFTER": "30"})
+    torchrun(
+        2,
+        out,
+        script=REPO / "tests" / "scripts" / "dist_checks.py",
+        timeout=120,
+        extra_env={"ONLY": "nonfinite", "HANG_AFTER": "30"},
+    )
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
@@ -53,7 +58,11 @@ def test_an_overflow_in_one_ranks_shard_is_refused_or_skipped_on_every_rank(seen
     r0, r1 = (s[f"guard-{mode}"]["result"] for s in seen)
     assert r0 == r1 and r0["written"] == [False]
     if mode == "error":
-        assert r0["error"] == "FloatingPointError" and "non-finite momentum" in r0["message"] and "'w0'" in r0["message"]
+        assert (
+            r0["error"] == "FloatingPointError"
+            and "non-finite momentum" in r0["message"]
+            and "'w0'" in r0["message"]
+        )
         assert r0["skipped"] == 0
     else:
         assert "error" not in r0 and r0["skipped"] == 1

@@ -78,7 +78,8 @@ def run_local(jobs: list[Job], ids: list[int], batched: bool = True) -> tuple[li
         return run_jobs(jobs, batched=batched), None
     except NonFiniteInput:  # the failure path only: find which job (one isfinite per owned matrix)
         k = next((k for k, j in enumerate(jobs) if not bool(torch.isfinite(j.tensor).all())), 0)
-        return [torch.zeros(j.tensor.shape, dtype=j.config.dtype, device=j.tensor.device) for j in jobs], ids[k]
+        zeros = [torch.zeros(j.tensor.shape, dtype=j.config.dtype, device=j.tensor.device) for j in jobs]
+        return zeros, ids[k]
 
 
 def first_failed(*failed: int | None) -> int | None:
