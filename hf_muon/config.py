@@ -19,15 +19,15 @@ are not ``--optim_args`` keys.
 from __future__ import annotations
 
 import dataclasses
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .ns.coefficients import PRESETS
+from . import knobs
+from .knobs import knob, reject_unknown, split_optim_args
 from .ns.kernels import KERNEL_MODES
 from .ns.newton_schulz import METHODS, NS_DTYPES
 from .ns.scaling import SCALE_MODES
-from .ns.schedule import DepthSchedule, parse_schedule
+from .ns.schedule import DepthSchedule
 
 NONFINITE_POLICIES = ("error", "skip")
 DISTRIBUTED_MODES = ("auto", "none")
@@ -37,42 +37,6 @@ VARIANTS = ("muon", "normuon", "adamuon")
 LORA_POLICIES = ("adamw", "b_only", "both")
 MOE_POLICIES = ("adamw", "muon")
 CONV_POLICIES = ("adamw", "muon")
-
-_TRUE = {"1", "true", "yes", "on", "t", "y"}
-_FALSE = {"0", "false", "no", "off", "f", "n"}
-
-
-def knob(
-    default,
-    doc: str,
-    kind: str,
-    *,
-    scope: str = "group",
-    choices=None,
-    lo=None,
-    hi=None,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    optional: bool = False,
-    optim_arg: str | None | bool = True,
-):
-    """A MuonConfig field: ``kind`` is float | int | bool | choice | text | regex | ns_steps | coefficients |
-    betas; ``optim_arg`` is the ``--optim_args`` key (True: the field name; None: not an optim_args key)."""
-    meta = dict(
-        doc=doc,
-        kind=kind,
-        scope=scope,
-        choices=choices,
-        lo=lo,
-        hi=hi,
-        lo_open=lo_open,
-        hi_open=hi_open,
-        optional=optional,
-        optim_arg=optim_arg,
-    )
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: default, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass
@@ -315,7 +279,7 @@ class MuonConfig:
         """From transformers' ``optim_args`` (``{key: str}`` or the raw ``"k=v,k=v"``), over ``base`` values
         (``lr``/``weight_decay``/``betas``/``eps`` from ``TrainingArguments``). Values cannot contain commas
         (transformers splits on them): custom coefficients are ``a:b:c`` triples joined by ``;``."""
-        items = _split_optim_args(optim_args)
+        items = split_optim_args(optim_args)
         values = dict(base)
         for key, raw in items.items():
             reject_unknown([key], OPTIM_ARGS, what="unknown optim_args key", after=" for --optim muon")
@@ -376,121 +340,15 @@ OPTIM_ARGS: dict[str, str] = {
 
 
 # ---------------------------------------------------------------------------------------- validation
-def reject_unknown(
-    keys,
-    valid,
-    *,
-    what: str = "unknown key",
-    after: str = "",
-    listing: str = "valid keys",
-    error: type[Exception] = ValueError,
-) -> None:
-    """The one unknown-key error: ``{what} 'key'{after}; {listing}: a, b, c`` for the first (sorted) key of ``keys``
-    not in ``valid``, which are listed sorted. Nothing happens when every key is valid."""
-    unknown = sorted(set(keys) - set(valid))
-    if unknown:
-        raise error(f"{what} {unknown[0]!r}{after}; {listing}: {', '.join(sorted(valid))}")
-
-
-def _range_text(m) -> str:
-    lo = "-inf" if m["lo"] is None else m["lo"]
-    hi = "inf" if m["hi"] is None else m["hi"]
-    return f"{'(' if m['lo_open'] else '['}{lo}, {hi}{')' if m['hi_open'] or m['hi'] is None else ']'}"
-
-
 def valid_text(name: str) -> str:
     """Human-readable valid values of a knob (for errors and the README table)."""
-    m = KNOBS[name].metadata
-    kind = m["kind"]
-    if kind == "choice":
-        text = ", ".join(map(str, m["choices"]))
-    elif kind in ("float", "int"):
-        text = f"{kind} in {_range_text(m)}"
-    elif kind == "bool":
-        text = "true, false"
-    elif kind == "ns_steps":
-        text = "an int in [0, 100], auto, last<k>:<steps>[:<default>]"
-    elif kind == "coefficients":
-        text = f"{', '.join(PRESETS)}, or a:b:c triples joined by ;"
-    elif kind == "betas":
-        text = "two floats in [0, 1)"
-    else:
-        text = "a regular expression"
-    return text + (", none" if m["optional"] else "")
+    return knobs.valid_text(KNOBS[name].metadata)
 
 
 def check(name: str, value, where: str = "") -> Any:
     """Validate (and normalise) one knob value; raises ``ValueError`` naming ``where`` + the key."""
     reject_unknown([name], KNOBS, what=f"{where}unknown key")
-    m = KNOBS[name].metadata
-    label = f"{where}{name}={value!r}"
-    if value is None and m["optional"]:
-        return None
-    kind = m["kind"]
-    bad = ValueError(f"{label} is not valid; valid: {valid_text(name)}")
-    if kind == "choice":
-        if value not in m["choices"]:
-            raise bad
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if kind in ("float", "int"):
-        if kind == "float" and type(value).__name__ == "Tensor" and value.numel() == 1:  # a tensor lr
-            check(name, float(value), where)
-            return value
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or (kind == "int" and not isinstance(value, int))
-        ):
-            raise bad
-        x = float(value)
-        lo, hi = m["lo"], m["hi"]
-        if (
-            x != x
-            or (lo is not None and (x <= lo if m["lo_open"] else x < lo))
-            or (hi is not None and (x >= hi if m["hi_open"] else x > hi))
-        ):
-            raise ValueError(f"{label} is out of range {_range_text(m)}")
-        return value
-    if kind == "betas":
-        try:
-            b = tuple(float(x) for x in value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if len(b) != 2 or not all(0.0 <= x < 1.0 for x in b):
-            raise bad
-        return b
-    if kind == "regex":
-        if not isinstance(value, (str, list, tuple)):
-            raise bad
-        for pat in [value] if isinstance(value, str) else value:
-            try:
-                re.compile(pat)
-            except re.error as e:
-                raise ValueError(f"{where}invalid routing regex {pat!r} for {name}: {e}") from None
-        return value
-    if kind == "ns_steps":
-        try:
-            spec = parse_schedule(value)
-        except ValueError as e:
-            raise ValueError(f"{where}{e}") from None
-        if isinstance(spec, int) and not 0 <= spec <= 100:
-            raise ValueError(f"{label} is out of range [0, 100]")
-        return (
-            spec if isinstance(spec, int) else value
-        )  # schedules are resolved per parameter by param_groups
-    if kind == "coefficients":
-        from .ns.coefficients import schedule
-
-        try:
-            schedule(value, 1)
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"{where}{name}: {e}") from None
-        return value
-    raise AssertionError(kind)  # pragma: no cover
+    return knobs.check_value(name, KNOBS[name].metadata, value, where)
 
 
 def check_variant(variant: str, update_base: str, spectral_power: float, where: str = "") -> None:
@@ -504,62 +362,7 @@ def check_variant(variant: str, update_base: str, spectral_power: float, where: 
 
 def parse_text(name: str, text: str, label: str | None = None) -> Any:
     """A knob's value from a string (``--optim_args``), then :func:`check`."""
-    m = KNOBS[name].metadata
-    label = label or name
-    kind = m["kind"]
-    if m["optional"] and text.lower() in ("none", "null", ""):
-        return None
-    try:
-        if kind == "bool":
-            s = text.lower()
-            if s not in _TRUE | _FALSE:
-                raise ValueError(f"{label}={text!r} is not a boolean; valid values: true, false")
-            return s in _TRUE
-        if kind in ("float", "int"):
-            try:
-                value = (float if kind == "float" else int)(text)
-            except ValueError:
-                raise ValueError(f"{label}={text!r} is not a valid {kind}") from None
-            return check(name, value)
-        if kind == "coefficients":
-            if text in PRESETS or text in ("polar-express", "polarexpress"):
-                return text
-            try:
-                steps = [[float(x) for x in part.split(":")] for part in text.split(";") if part]
-            except ValueError:
-                steps = []
-            if not steps or any(len(t) != 3 for t in steps):
-                raise ValueError(f"{label}={text!r} is not valid; valid values: {valid_text(name)}")
-            return steps
-        if kind == "ns_steps":
-            out = check(name, text)
-            if isinstance(out, dict):  # a {regex: steps} map cannot be written in optim_args
-                raise ValueError
-            return out
-        return check(name, text)
-    except ValueError as e:
-        msg = str(e)
-        if msg.startswith(label):
-            raise
-        if "out of range" in msg:
-            raise ValueError(f"{label}={text!r} is out of range{msg.split('out of range', 1)[1]}") from None
-        raise ValueError(f"{label}={text!r} is not valid; valid values: {valid_text(name)}") from None
-
-
-def _split_optim_args(optim_args) -> dict:
-    if optim_args is None:
-        return {}
-    if isinstance(optim_args, dict):
-        return optim_args
-    items = {}
-    for item in str(optim_args).replace(" ", "").split(","):
-        if not item:
-            continue
-        if item.count("=") != 1:
-            raise ValueError(f"optim_args item {item!r} must look like key=value")
-        k, v = item.split("=")
-        items[k] = v
-    return items
+    return knobs.parse_value(name, KNOBS[name].metadata, text, label)
 
 
 def markdown_table() -> str:

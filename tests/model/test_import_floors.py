@@ -1,5 +1,6 @@
-"""The plugin's floors (issue 28): ns → config → model → optim; no module imports a higher floor (function-level
-imports included), read statically from the sources."""
+"""The plugin's floors (issue 28): ns → config (knobs, config) → model → optim → adapters (factory, integrations,
+diagnostics, run, cli) → the lab; no module imports a higher floor (function-level imports included), read
+statically from the sources."""
 
 import ast
 from pathlib import Path
@@ -7,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[2] / "hf_muon"
-FLOORS = {"ns": 0, "config": 1, "model": 2, "optim": 3}
+FLOORS = {"ns": 0, "knobs": 1, "config": 1, "model": 2, "optim": 3}
+FLOORS.update(dict.fromkeys(("factory", "integrations", "diagnostics", "run", "cli"), 4), lab=5)
 
 
 def _floor(module: str) -> int | None:
@@ -28,8 +30,11 @@ def _imports(path: Path) -> list[str]:
     return out
 
 
-FILES = [p for floor in ("ns", "model", "optim") for p in sorted((PKG / floor).rglob("*.py"))] + [
-    PKG / "config.py"
+FILES = [
+    p for p in sorted(PKG.rglob("*.py")) if p.relative_to(PKG).parts[0] != "lab" and p.name != "__init__.py"
+]
+FILES += [
+    p for p in sorted(PKG.rglob("__init__.py")) if p.parent != PKG and p.relative_to(PKG).parts[0] != "lab"
 ]
 
 
