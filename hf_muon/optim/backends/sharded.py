@@ -19,10 +19,12 @@ on every rank at once, naming the parameter, never a hang. Plain (non-DTensor) j
 ``plain`` (the replicated or the local backend).
 
 A matrix holding NaN/±inf is seen by the rank that orthogonalizes it (its owner, or the rank holding it whole);
-that rank still takes every exchange (zeros stand in), and before anything is returned the ranks agree on it
-(:func:`.base.agree_failed`: one int64 ``all_reduce`` per step with DTensor jobs; the exchange groups need not
-span the check group, so their own collectives cannot carry the verdict): every rank raises the same
-:class:`.base.NonFiniteJob`, no weight is written.
+that rank still takes every exchange (zeros stand in), and before anything is returned the ranks agree on it:
+every rank raises the same :class:`.base.NonFiniteJob`, no weight is written. Cost: when the step's DTensor jobs
+form one exchange over every rank (FSDP2 on one mesh), one more element per rank in each returning
+``all_to_all`` and one host read of those flags per step (the ``all_reduce`` naming the job only on failure);
+otherwise (HSDP replicas, several meshes, experts held whole, a local plain backend) one int64 ``all_reduce``
+per step (:func:`.base.agree_failed`).
 """
 
 from __future__ import annotations
@@ -51,9 +53,15 @@ def _experts(t) -> int | None:
     return t.to_local().shape[0] if t.ndim == 3 else None
 
 
-def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dtype, device, pg, stats):
+def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dtype, device, pg, stats,
+                flag: float | None = None):
     """One ``all_to_all_single``: ``send_chunks[r]`` (flattened, cast to ``dtype``) go to rank r; returns the
-    received flat pieces, one per source rank."""
+    received flat pieces, one per source rank. ``flag``: one more element to every rank (this rank's verdict);
+    then returns (pieces, the flags received, one per source rank)."""
+    if flag is not None:
+        mark = torch.full((1,), flag, dtype=dtype, device=device)
+        send_chunks = [chunks + [mark] for chunks in send_chunks]
+        recv_sizes = [n + 1 for n in recv_sizes]
     flat = [c.reshape(-1).to(dtype) for chunks in send_chunks for c in chunks]
     send = torch.cat(flat or [torch.empty(0, dtype=dtype, device=device)])
     send_sizes = [sum(c.numel() for c in chunks) for chunks in send_chunks]
@@ -61,7 +69,10 @@ def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dt
     dist.all_to_all_single(recv, send, output_split_sizes=recv_sizes, input_split_sizes=send_sizes, group=pg)
     if stats is not None:
         stats.add((send.numel() - send_sizes[dist.get_rank(pg)]) * send.element_size())
-    return list(torch.split(recv, recv_sizes))
+    got = list(torch.split(recv, recv_sizes))
+    if flag is None:
+        return got
+    return [g[:-1] for g in got], torch.stack([g[-1] for g in got])
 
 
 def _split(flat: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
@@ -121,6 +132,7 @@ class ShardedBackend(BackendBase):
         dt = [i for i, j in enumerate(jobs) if is_dtensor(j.tensor)]
         plain = [i for i, j in enumerate(jobs) if not is_dtensor(j.tensor)]
         self._failed = None  # this rank's first non-finite job (index into the dt list), set by _run_dtensors
+        self._flags = None  # the verdicts every rank sent with the exchange, when it spans every rank (folded)
         failed = None
         if dt:
             for i, r in zip(dt, self._run_dtensors([jobs[i] for i in dt])):
@@ -139,7 +151,8 @@ class ShardedBackend(BackendBase):
                 failed = first_failed(failed, f)
             for i, r in zip(plain, res):
                 out[i] = r
-        if dt:
+        folded = self._flags is not None and not (plain and not isinstance(self.plain, ReplicatedBackend))
+        if dt and (not folded or bool(torch.cat(self._flags).any())):  # folded: the all_reduce on failure only
             bad = agree_failed(failed, len(jobs), self.check_group(jobs), jobs[dt[0]].tensor.to_local().device)
             if bad is not None:
                 raise NonFiniteJob(bad, tuple(jobs[bad].tensor.shape))
@@ -173,6 +186,9 @@ class ShardedBackend(BackendBase):
                 pg, ranks, coord_of = gather_group(lay)
                 groups.setdefault(tuple(sorted(ranks)), (pg, ranks, []))[2].append((i, coord_of))
         loads: dict = {}  # global rank -> NS FLOPs owned so far in this step
+        # one exchange over every rank: the verdicts ride on its returning all_to_alls (one element per rank)
+        fold = len(groups) == 1 and len(next(iter(groups))) == dist.get_world_size()
+        self._flags = [] if fold else None
         for key in sorted(groups):
             self._exchange(jobs, *groups[key], layouts, out, loads)
         return out
@@ -219,7 +235,10 @@ class ShardedBackend(BackendBase):
             # 2) each rank's piece of each result back from the owner
             back = _all_to_all([[take(r, plan[i][d]) for r, i in zip(result, mine)] for d in range(world)],
                                [sum(plan[i][me].numel for i in by_owner[s]) for s in range(world)], dtype, device,
-                               pg, self.comm_stats)
+                               pg, self.comm_stats, None if self._flags is None else float(self._failed is not None))
+            if self._flags is not None:
+                back, flags = back
+                self._flags.append(flags)
             for s in range(world):
                 for i, chunk in zip(by_owner[s], _split(back[s], [plan[i][me].numel for i in by_owner[s]])):
                     t = jobs[i].tensor
