@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from ..config import KNOBS, MuonConfig, check_variant
+from ..config import KNOBS, MuonConfig, check_variant, reject_unknown
 from ..ns import kernels
 from ..ns.batching import Job
 from ..ns.newton_schulz import NonFiniteInput
@@ -73,9 +73,7 @@ class Muon(torch.optim.Optimizer):
                  backend=None, process_group=None, model=None, **knobs):
         if lr is not None:
             knobs["lr"] = lr
-        unknown = sorted(set(knobs) - set(KNOBS))
-        if unknown:
-            raise TypeError(f"Muon got an unknown keyword {unknown[0]!r}; valid: {', '.join(sorted(KNOBS))}")
+        reject_unknown(knobs, KNOBS, what="Muon got an unknown keyword", listing="valid", error=TypeError)
         routing = [k for k in knobs if KNOBS[k].metadata["scope"] == "routing"]
         if routing:
             raise ValueError(f"{routing[0]} is a routing knob: pass it to hf_muon.param_groups(model, ...) or "
@@ -215,8 +213,8 @@ class Muon(torch.optim.Optimizer):
                     return FloatingPointError(
                         f"non-finite direction at orthogonalize for {param_label(w.group, w.index, i, p)} at optimizer "
                         f"step {w.group['step']}: its optimizer state ({', '.join(sorted(self.state[p]))}) holds NaN "
-                        f"or ±inf from before this step{where}; no weight was written. Reset that state (or load a finite "
-                        "checkpoint).")
+                        f"or ±inf from before this step{where}; no weight was written (this step's state updates were "
+                        "applied). Reset that state (or load a finite checkpoint).")
         return FloatingPointError("non-finite direction at orthogonalize; no weight was written")
 
     # ------------------------------------------------------------------ introspection

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import torch
 
+from ..ns.tensors import is_dtensor
+from .screen import param_label
+
 MOMENTUM = "momentum_buffer"
 INT_KEYS = ("ns_steps",)
 
@@ -92,6 +95,25 @@ def _param_order(param_groups: list[dict]) -> list[tuple[dict, torch.Tensor]]:
     return [(g, p) for g in param_groups for p in g["params"]]
 
 
+def _where(param_groups: list[dict], p: torch.Tensor) -> str:
+    for gi, g in enumerate(param_groups):
+        for i, q in enumerate(g["params"]):
+            if q is p:
+                return param_label(g, gi, i, p)
+    return f"shape {tuple(p.shape)}"  # pragma: no cover
+
+
+def check_finite(param_groups: list[dict], p: torch.Tensor, key: str, value: torch.Tensor) -> None:
+    """Refuse a saved state tensor holding NaN/±inf: every later step of that parameter would be refused, so
+    it is named at load time (one pass over the state, at load only)."""
+    local = value.to_local() if is_dtensor(value) else value
+    if local.is_floating_point() and not bool(torch.isfinite(local).all()):
+        raise ValueError(
+            f"load_state_dict: state {key!r} of {_where(param_groups, p)} holds NaN or ±inf; nothing was loaded. "
+            "Load an earlier checkpoint, or drop that parameter's state to restart its moments."
+        )
+
+
 def install(optimizer: torch.optim.Optimizer) -> None:
     """Keep the state policy through ``load_state_dict`` (see the module docstring)."""
     pending: dict = {}
@@ -103,6 +125,7 @@ def install(optimizer: torch.optim.Optimizer) -> None:
         for pid, (group, p) in zip(saved_ids, _param_order(opt.param_groups)):
             for key, value in (state.get(pid) or {}).items():
                 if isinstance(value, torch.Tensor):
+                    check_finite(opt.param_groups, p, key, value)
                     dtype = policy_dtype(group, key, p, value)
                     if dtype is not None and dtype != p.dtype:
                         pending[(id(p), key)] = (p, value, dtype)

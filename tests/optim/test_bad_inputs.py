@@ -79,6 +79,16 @@ def _state_inf():
     opt.step()
 
 
+def _load_inf_state():
+    p = _w(16, 32)
+    opt = _muon([p])
+    p.grad = torch.randn(16, 32)
+    opt.step()
+    saved = opt.state_dict()
+    saved["state"][0]["momentum_buffer"][0, 0] = float("nan")
+    _muon([_w(16, 32)]).load_state_dict(saved)
+
+
 def _plain_head():
     hf_muon.route(nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)))
 
@@ -218,7 +228,8 @@ CASES = {
         "gradient of 1e30 under update_base='adam' (G² overflows fp32)",
         lambda: _step(lambda s: torch.full(s, 1e30), update_base="adam"),
     ),
-    "state_nonfinite_momentum": ("a momentum buffer holding inf (e.g. a broken checkpoint)", _state_inf),
+    "state_nonfinite_momentum": ("a momentum buffer set to inf by hand in optimizer.state", _state_inf),
+    "load_nonfinite_state": ("load_state_dict of a checkpoint whose momentum holds NaN", _load_inf_state),
     "route_include_1d": (
         "param_groups(model, include='bias')",
         lambda: hf_muon.route(nn.Linear(4, 4), include="bias"),
@@ -258,8 +269,11 @@ def table() -> str:
         "Every row is tried by the test suite: `" + TEST + "[<id>]` runs the input and checks that it gets "
         "exactly the error, warning or counted skip shown here (`tests/optim/test_bad_inputs.py`; the table is "
         "regenerated from it with `python tests/optim/test_bad_inputs.py > docs/bad_inputs.md`). A refused "
-        "optimizer step writes nothing: no weight, no state, no counter. Skips are counted per param group in "
-        "`nonfinite_skipped`.",
+        "optimizer step writes nothing: no weight, no state, no counter — except where the state itself was "
+        "already non-finite before the step (only reachable by editing `optimizer.state` by hand, since "
+        "`load_state_dict` refuses such a checkpoint): then no weight is written but that step's state updates "
+        "are. Under DDP and FSDP2 every rank raises the same error before any rank writes a weight. Skips are "
+        "counted per param group in `nonfinite_skipped`.",
         "",
         "| id | bad input | gets | exact text |",
         "|---|---|---|---|",

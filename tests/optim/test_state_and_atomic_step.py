@@ -1,12 +1,14 @@
 """The state dtype policy through load_state_dict, the atomic step (a failed step changes nothing), and group
 hyperparameter validation."""
 
+import copy
 import subprocess
 import sys
 
 import pytest
 import torch
 from conftest import REPO, tiny_llama, weights_only_resume
+from torch import nn
 
 import hf_muon
 from hf_muon import Muon
@@ -171,3 +173,24 @@ def test_plugin_imports_no_lab_or_optional_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("key", ["momentum_buffer", "exp_avg_sq"])
+def test_a_checkpoint_with_nonfinite_state_is_refused_and_nothing_is_loaded(key):
+    """A non-finite saved moment would make every later step of its parameter fail: load_state_dict names it
+    and leaves the optimizer as it was."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Linear(16, 4))
+    opt = hf_muon.create_optimizer(model, lr=1e-2)
+    model(torch.randn(3, 8)).sum().backward()
+    opt.step()
+    saved = copy.deepcopy(opt.state_dict())
+    pid = next(i for i, st in saved["state"].items() if key in st)
+    saved["state"][pid][key].view(-1)[0] = float("inf")
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(ValueError, match=f"state '{key}' of .* holds NaN or ±inf; nothing was loaded"):
+        opt.load_state_dict(saved)
+    after = opt.state_dict()
+    for i, st in before["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(after["state"][i][k])), (i, k)
