@@ -109,11 +109,11 @@ def test_pinned_dtypes_and_backend_switches():
 
 
 def test_hsdp_recipe_configures_accelerate_for_fsdp2_on_a_2d_mesh():
-    """What accelerate's launcher hands the workers from recipes/accelerate/hsdp.yaml (no process started)."""
+    """What accelerate's launcher hands the workers from the packaged hsdp.yaml (hf_muon/configs; no process started)."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_multi_gpu_env
 
-    args = launch_command_parser().parse_args(["--config_file", str(REPO / "recipes/accelerate/hsdp.yaml"), "x.py"])
+    args = launch_command_parser().parse_args(["--config_file", str(REPO / "hf_muon/configs/hsdp.yaml"), "x.py"])
     args, _, _ = _validate_launch_command(args)
     e = prepare_multi_gpu_env(args)
     assert e["ACCELERATE_USE_FSDP"] == "true" and e["FSDP_VERSION"] == "2"
