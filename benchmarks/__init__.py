@@ -10,7 +10,8 @@ Parts, in the order a run uses them::
     timing.py       the one timing protocol: warmup, interleaved A/B/A/B rounds, medians
     stepping.py     optimizer.step() on fixed gradients (bench_step, bench_scaling)
     ns_floor.py     Newton-Schulz throughput against the bare matmul floor (bench_step)
-    training.py     data and training loop of bench_convergence
+    training.py     the convergence benchmarks' settings over the lab's data and loop
+                    (hf_muon.lab.research: text_blocks, fit)
     cli.py          flags, start-up, the run record, publish / regenerate
     reports/        one report per benchmark, written from its results JSON alone
 

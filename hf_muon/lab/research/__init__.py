@@ -4,12 +4,14 @@
 
 * :mod:`.config`: :func:`load_config`, a YAML file merged over a recipe's defaults (:func:`merge_config`:
   unknown keys are errors that name the key path, ``train.stpes``, and list the valid ones).
-* :mod:`.data`: :func:`prepare_data`, real text from the local mirror (:mod:`hf_muon.lab.data`) cut into
+* :mod:`.data`: :func:`text_blocks` (the one data preparation the recipes, the benchmarks and the tests share),
+  :func:`batch_order`, and :func:`prepare_data`, real text from the local mirror (:mod:`hf_muon.lab.data`) cut into
   blocks, with the GPT-2 ids *re-indexed* to the ``vocab_size − 1`` most frequent ids of the training split
   plus one "other" id (:func:`hf_muon.lab.data.compact_vocab`).
 * models: :func:`build_llama` / :func:`build_gpt2` / :func:`param_counts` live in :mod:`hf_muon.lab.models`.
 * :mod:`.optim`: :func:`build_optimizer`, the ``optimizer`` section through :func:`hf_muon.create_optimizer`.
-* :mod:`.train`: :func:`train`, a plain loop (random shuffled blocks, warmup → constant → linear decay,
+* :mod:`.train`: :func:`fit`, the one training loop (recipes and benchmarks; :class:`History` keeps what ran),
+  :func:`lr_factor` / :func:`cosine_factor`, and :func:`train`, the recipes' loop over :func:`fit` (random shuffled blocks, warmup → constant → linear decay,
   optional grad clipping, periodic validation, a ``tqdm`` bar, a per-step hook, divergence detection), and
   :func:`evaluate`, the lab's validation loss (mean NLL per scored token).
 * :mod:`.store`: :class:`RunStore`, one JSON per training run; a finished run whose stored spec equals the
@@ -49,7 +51,7 @@ from .cost import (
     time_estimate,
     train_flops,
 )
-from .data import LMData, prepare_data
+from .data import LMData, batch_order, prepare_data, text_blocks
 from .optim import build_optimizer, muon_params
 from .recipe import Recipe, parse_args, set_threads, start_recipe
 from .report import (
@@ -65,7 +67,7 @@ from .report import (
 )
 from .stats import best_lr, fit_power_law, lr_grid
 from .store import RunStore
-from .train import evaluate, lr_factor, progress, train
+from .train import History, cosine_factor, evaluate, fit, lr_factor, progress, train
 
 __all__ = [
     "AUTO_KEYS",
@@ -76,20 +78,24 @@ __all__ = [
     "REPO_DIR",
     "Recipe",
     "TRAIN_DEFAULTS",
+    "History",
     "LMData",
     "RunStore",
+    "batch_order",
     "best_lr",
     "build_gpt2",
     "build_llama",
     "build_optimizer",
     "command_line",
     "compact_vocab",
+    "cosine_factor",
     "current_ns_steps",
     "describe_environment",
     "describe_estimate",
     "environment",
     "estimate_minutes",
     "evaluate",
+    "fit",
     "fit_power_law",
     "fmt",
     "load_config",
@@ -109,6 +115,7 @@ __all__ = [
     "prepare_data",
     "set_threads",
     "start_recipe",
+    "text_blocks",
     "train",
     "time_estimate",
     "train_flops",
