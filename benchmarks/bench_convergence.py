@@ -98,20 +98,49 @@ class Size:
     max_tokens: int | None  # cap on tokenized text (None: the whole corpus file)
 
 
-FULL = Size(hidden=128, layers=4, intermediate=344, heads=4, vocab_keep=4096, block=128, batch=8, steps=400,
-            eval_every=25, val_blocks=48, eval_batch=16, max_tokens=None)
-TINY = Size(hidden=32, layers=2, intermediate=86, heads=4, vocab_keep=256, block=32, batch=4, steps=30,
-            eval_every=10, val_blocks=8, eval_batch=8, max_tokens=20_000)
+FULL = Size(
+    hidden=128,
+    layers=4,
+    intermediate=344,
+    heads=4,
+    vocab_keep=4096,
+    block=128,
+    batch=8,
+    steps=400,
+    eval_every=25,
+    val_blocks=48,
+    eval_batch=16,
+    max_tokens=None,
+)
+TINY = Size(
+    hidden=32,
+    layers=2,
+    intermediate=86,
+    heads=4,
+    vocab_keep=256,
+    block=32,
+    batch=4,
+    steps=30,
+    eval_every=10,
+    val_blocks=8,
+    eval_batch=8,
+    max_tokens=20_000,
+)
 
 
 def parse_args(argv: list[str] | None = None):
-    ap = cli.standard_parser(__doc__, REPORT.NAME, plots="the PNGs",
-                             tiny_help="hidden-32 2-layer model, 30 steps, 1 thread (smoke test, < 60 s); no RESULTS.md")
+    ap = cli.standard_parser(
+        __doc__,
+        REPORT.NAME,
+        plots="the PNGs",
+        tiny_help="hidden-32 2-layer model, 30 steps, 1 thread (smoke test, < 60 s); no RESULTS.md",
+    )
     ap.add_argument("--data", default=None, help="data mirror (default $HF_MUON_DATA, else ../shared/data)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per run (default 400, tiny 30)")
     ap.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default 25, tiny 10)")
-    ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS),
-                    help="lr grid for AdamW and hf_muon (default: %(default)s)")
+    ap.add_argument(
+        "--lrs", type=float, nargs="+", default=list(LRS), help="lr grid for AdamW and hf_muon (default: %(default)s)"
+    )
     return ap.parse_args(argv)
 
 
@@ -123,50 +152,97 @@ def measure(args, load: dict, device) -> None:
     eval_every = args.eval_every or size.eval_every
     lrs = tuple(sorted(args.lrs))
     started = t0 = time.time()
-    data = prepare_data(str(resolve_data_dir(args.data, required=True)), block=size.block, batch=size.batch,
-                        steps=steps, vocab_keep=size.vocab_keep, val_blocks=size.val_blocks, max_tokens=size.max_tokens)
-    print(f"data: {data.info['train_blocks']} train / {data.info['val_blocks']} val blocks of {size.block}, "
-          f"vocab {data.vocab} ({100 * data.info['other_fraction_train']:.2f}% 'other'), "
-          f"{data.info['epochs']:.2f} passes; {time.time() - t0:.1f} s", flush=True)
+    data = prepare_data(
+        str(resolve_data_dir(args.data, required=True)),
+        block=size.block,
+        batch=size.batch,
+        steps=steps,
+        vocab_keep=size.vocab_keep,
+        val_blocks=size.val_blocks,
+        max_tokens=size.max_tokens,
+    )
+    print(
+        f"data: {data.info['train_blocks']} train / {data.info['val_blocks']} val blocks of {size.block}, "
+        f"vocab {data.vocab} ({100 * data.info['other_fraction_train']:.2f}% 'other'), "
+        f"{data.info['epochs']:.2f} passes; {time.time() - t0:.1f} s",
+        flush=True,
+    )
     base = convergence_llama(size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab)
     n_params = sum(p.numel() for p in base.parameters())
     model_name = f"Llama h{size.hidden} L{size.layers} i{size.intermediate}"
     ns_dtype = peers.ns_auto_dtype(device)
     specs = [RunSpec(f"AdamW lr {lr:g}", "adamw", lr, peers.adamw(), "torch.optim.AdamW") for lr in lrs]
-    specs.append(RunSpec("torch.optim.Muon (defaults) + AdamW", "torch_muon", TORCH_MUON_LR, peers.torch_muon(),
-                         "torch.optim.Muon defaults (adjust_lr_fn=None) on hf_muon's Muon set; torch AdamW lr 1e-3 "
-                         "on the rest"))
-    specs += [RunSpec(f"hf_muon lr {lr:g}", "hf_muon", lr, peers.hf_muon_optimizer(coefficients="polar_express"),
-                      f"polar_express, moonlight scale, NS {ns_dtype}") for lr in lrs]
-    print(f"model: {model_name}, {n_params:,} params; {steps} steps of {size.batch}×{size.block} tokens; "
-          f"{len(specs) + 1} runs", flush=True)
+    specs.append(
+        RunSpec(
+            "torch.optim.Muon (defaults) + AdamW",
+            "torch_muon",
+            TORCH_MUON_LR,
+            peers.torch_muon(),
+            "torch.optim.Muon defaults (adjust_lr_fn=None) on hf_muon's Muon set; torch AdamW lr 1e-3 on the rest",
+        )
+    )
+    specs += [
+        RunSpec(
+            f"hf_muon lr {lr:g}",
+            "hf_muon",
+            lr,
+            peers.hf_muon_optimizer(coefficients="polar_express"),
+            f"polar_express, moonlight scale, NS {ns_dtype}",
+        )
+        for lr in lrs
+    ]
+    print(
+        f"model: {model_name}, {n_params:,} params; {steps} steps of {size.batch}×{size.block} tokens; "
+        f"{len(specs) + 1} runs",
+        flush=True,
+    )
     runs: list[dict] = []
 
     def run(spec: RunSpec) -> None:
         r = train_run(spec, base, data, steps=steps, eval_every=eval_every, eval_batch=size.eval_batch, device=device)
         runs.append(r)
-        print(f"  {spec.name:<40} final val {fmt_loss(r['final_val_loss'])}  train {r['train_seconds']:6.1f} s  "
-              f"step {fmt_ms(r['step_ms_median'])} ms  {r['status']}", flush=True)
+        print(
+            f"  {spec.name:<40} final val {fmt_loss(r['final_val_loss'])}  train {r['train_seconds']:6.1f} s  "
+            f"step {fmt_ms(r['step_ms_median'])} ms  {r['status']}",
+            flush=True,
+        )
 
     for spec in specs:
         run(spec)
     best_hf = REPORT.best_of(runs, "hf_muon")
     keller_lr = best_hf["lr"] if best_hf is not None else lrs[0]
-    run(RunSpec(f"hf_muon keller lr {keller_lr:g}", "hf_muon_keller", keller_lr,
-                peers.hf_muon_optimizer(coefficients="keller"),
-                f"coefficients=keller at hf_muon's best lr, NS {ns_dtype}"))
+    run(
+        RunSpec(
+            f"hf_muon keller lr {keller_lr:g}",
+            "hf_muon_keller",
+            keller_lr,
+            peers.hf_muon_optimizer(coefficients="keller"),
+            f"coefficients=keller at hf_muon's best lr, NS {ns_dtype}",
+        )
+    )
 
     summary, targets = REPORT.summarize(runs, steps, lrs, args.tiny)
     result = cli.begin(args, "convergence", load, {"model": MODEL_SEED, "data_order": DATA_SEED})
     result.update(
         config={
-            **asdict(size), "model": model_name, "params": n_params, "steps": steps, "eval_every": eval_every,
+            **asdict(size),
+            "model": model_name,
+            "params": n_params,
+            "steps": steps,
+            "eval_every": eval_every,
             "warmup_steps": warmup_steps(steps),
             "schedule": f"linear warmup {WARMUP_FRACTION:g} of steps, cosine to {MIN_LR_RATIO:g}× peak",
-            "min_lr_ratio": MIN_LR_RATIO, "clip_norm": CLIP_NORM, "weight_decay": WEIGHT_DECAY, "lrs": list(lrs),
-            "hf_muon_ns_dtype": ns_dtype, "model_config": base.config.to_diff_dict(),
+            "min_lr_ratio": MIN_LR_RATIO,
+            "clip_norm": CLIP_NORM,
+            "weight_decay": WEIGHT_DECAY,
+            "lrs": list(lrs),
+            "hf_muon_ns_dtype": ns_dtype,
+            "model_config": base.config.to_diff_dict(),
         },
-        data=data.info, runs=runs, summary=summary, targets=targets,
+        data=data.info,
+        runs=runs,
+        summary=summary,
+        targets=targets,
     )
     cli.finish(result, started, any(contended(r.get("other_cores")) for r in runs))
     result["plots"] = cli.draw_plots(args, lambda folder: REPORT.plots(result, folder))

@@ -127,8 +127,9 @@ def _in_layout(args, layout: str, world: int, init_dir: str):
         from transformers import AutoModelForCausalLM
         from transformers.distributed import DistributedConfig
 
-        return AutoModelForCausalLM.from_pretrained(init_dir, distributed_config=DistributedConfig(tp_size=world),
-                                                    dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(
+            init_dir, distributed_config=DistributedConfig(tp_size=world), dtype=torch.float32
+        )
     model = MODELS[args.model].build(args.tiny)
     if layout == "ddp":
         return torch.nn.parallel.DistributedDataParallel(model)
@@ -181,11 +182,13 @@ def worker(args) -> None:
         stats = getattr(opt, "comm_stats", None)
         flops = [None] * world
         dist.all_gather_object(flops, stats.ns_flops / max(stats.steps, 1) if stats else 0.0)
-        records[name] = {"layout_bytes_per_step": counter.bytes["layout"] / args.steps,
-                         "optimizer_bytes_per_step": counter.bytes["optimizer"] / args.steps,
-                         "ns_flops_per_rank": flops,
-                         "muon_params": sum(r.param.numel() for r in hf_muon.route(inner) if r.kind == "muon"),
-                         "params": sum(p.numel() for p in inner.parameters())}
+        records[name] = {
+            "layout_bytes_per_step": counter.bytes["layout"] / args.steps,
+            "optimizer_bytes_per_step": counter.bytes["optimizer"] / args.steps,
+            "ns_flops_per_rank": flops,
+            "muon_params": sum(r.param.numel() for r in hf_muon.route(inner) if r.kind == "muon"),
+            "params": sum(p.numel() for p in inner.parameters()),
+        }
         del model, opt
     if rank == 0:
         Path(args.result).write_text(json.dumps({"world": world, "layout": layout, "runs": records}))
@@ -195,11 +198,29 @@ def worker(args) -> None:
 def _launch(args, model: str, layout: str, world: int, batch: str, optimizers: str, port: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         res = Path(d) / "r.json"
-        cmd = [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(world), "--master_port",
-               str(port), __file__, "--worker", "--model", model, "--layout", layout, "--optimizers", optimizers,
-               "--batch", batch,
-               "--steps", str(args.steps), "--result", str(res), "--init-dir", str(Path(d) / "init")] + (
-            ["--tiny"] if args.tiny else [])
+        cmd = [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node",
+            str(world),
+            "--master_port",
+            str(port),
+            __file__,
+            "--worker",
+            "--model",
+            model,
+            "--layout",
+            layout,
+            "--optimizers",
+            optimizers,
+            "--batch",
+            batch,
+            "--steps",
+            str(args.steps),
+            "--result",
+            str(res),
+            "--init-dir",
+            str(Path(d) / "init"),
+        ] + (["--tiny"] if args.tiny else [])
         env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if proc.returncode != 0:
@@ -214,14 +235,17 @@ def balance() -> dict[str, dict]:
     for name, shape in BALANCE_SHAPES.items():
         costs = [ns_cost(s, NS_STEPS) for s in llama_matrix_shapes(*shape)]
         for w in BALANCE_WORLDS:
-            out[f"{name}@{w}"] = {"lpt": imbalance(costs, assign_owners(costs, w), w),
-                                  "round_robin": imbalance(costs, round_robin(costs, w), w)}
+            out[f"{name}@{w}"] = {
+                "lpt": imbalance(costs, assign_owners(costs, w), w),
+                "round_robin": imbalance(costs, round_robin(costs, w), w),
+            }
     return out
 
 
 def parse_args(argv: list[str] | None = None):
-    ap = cli.standard_parser(__doc__, REPORT.NAME, tiny_help="the tiny Llama, fp32 NS, each layout at its fewest "
-                                                             "ranks (smoke test)")
+    ap = cli.standard_parser(
+        __doc__, REPORT.NAME, tiny_help="the tiny Llama, fp32 NS, each layout at its fewest ranks (smoke test)"
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--layout", help=argparse.SUPPRESS)
@@ -248,11 +272,15 @@ def measure(args, load: dict, device) -> None:
             world, _, batch = rest.partition(":")
             got = _launch(args, name, layout, int(world), batch or BATCH, optimizers, port)
             port += 1
-            comm.append({"model": label, "layout": layout, "world": int(world), "batch": batch or BATCH,
-                         "runs": got["runs"]})
+            comm.append(
+                {"model": label, "layout": layout, "world": int(world), "batch": batch or BATCH, "runs": got["runs"]}
+            )
             for opt, r in got["runs"].items():
-                print(f"{label} {spec} {opt}: layout {r['layout_bytes_per_step'] / REPORT.MIB:.2f} MiB/step, "
-                      f"optimizer {r['optimizer_bytes_per_step'] / REPORT.MIB:.2f} MiB/step", flush=True)
+                print(
+                    f"{label} {spec} {opt}: layout {r['layout_bytes_per_step'] / REPORT.MIB:.2f} MiB/step, "
+                    f"optimizer {r['optimizer_bytes_per_step'] / REPORT.MIB:.2f} MiB/step",
+                    flush=True,
+                )
     data = cli.begin(args, "distributed", load, {"torch": MODEL_SEED})
     data.update(steps=args.steps, comm=comm, balance=balance())
     cli.finish(data, started, False)  # bytes, not times: other processes cannot change them

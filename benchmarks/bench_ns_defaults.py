@@ -71,16 +71,20 @@ SETTINGS = {
     "aol, 4 steps polar_express_1e-2": ({"steps": 4, "coefficients": "polar_express_1e-2"}, True),
 }
 # name: (hf_muon knobs, the run it is paired with)
-RUNS = {"default": ({}, None),
-        "4 steps polar_express_1e-2": (LADDER, "default"),
-        "gram, 4 steps polar_express_1e-2": ({**LADDER, "ns_method": "gram"}, "default"),
-        # what avx2-only CPUs run: the fp32 default (auto: Gram on the rectangular matrices) against standard NS
-        "ns_dtype=float32, ns_method=newton_schulz": ({"ns_dtype": "float32", "ns_method": "newton_schulz"}, None),
-        "ns_dtype=float32 (auto)": ({"ns_dtype": "float32"}, "ns_dtype=float32, ns_method=newton_schulz")}
+RUNS = {
+    "default": ({}, None),
+    "4 steps polar_express_1e-2": (LADDER, "default"),
+    "gram, 4 steps polar_express_1e-2": ({**LADDER, "ns_method": "gram"}, "default"),
+    # what avx2-only CPUs run: the fp32 default (auto: Gram on the rectangular matrices) against standard NS
+    "ns_dtype=float32, ns_method=newton_schulz": ({"ns_dtype": "float32", "ns_method": "newton_schulz"}, None),
+    "ns_dtype=float32 (auto)": ({"ns_dtype": "float32"}, "ns_dtype=float32, ns_method=newton_schulz"),
+}
 # --wide: llama-7.4M's matrix shapes (256×256, 256×688) in bench_convergence's harness
 WIDE = dataclasses.replace(FULL, hidden=256, intermediate=688)
-WIDE_RUNS = {"ns_method=newton_schulz": ({"ns_method": "newton_schulz"}, None),
-             "default (auto: Gram on 256×688)": ({}, "ns_method=newton_schulz")}
+WIDE_RUNS = {
+    "ns_method=newton_schulz": ({"ns_method": "newton_schulz"}, None),
+    "default (auto: Gram on 256×688)": ({}, "ns_method=newton_schulz"),
+}
 GPT2_BLOCKS = (".h.0.", ".h.5.", ".h.11.")
 BOUND_ELLS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the 4-step ladders the bound tries (ℓ = 1e-3: Polar Express's)
 
@@ -88,8 +92,11 @@ BOUND_ELLS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the 4-step ladders the bound trie
 def parse_args(argv: list[str] | None = None):
     ap = cli.standard_parser(__doc__, REPORT.NAME, tiny_help="tiny models, 30 steps, two seeds (smoke test)")
     ap.add_argument("--data", default=None, help="data mirror (default $HF_MUON_DATA, else ../shared/data)")
-    ap.add_argument("--wide", action="store_true",
-                    help="convergence only, at llama-7.4M's shapes: the default (Gram on 256×688) vs standard NS")
+    ap.add_argument(
+        "--wide",
+        action="store_true",
+        help="convergence only, at llama-7.4M's shapes: the default (Gram on 256×688) vs standard NS",
+    )
     return ap.parse_args(argv)
 
 
@@ -108,7 +115,11 @@ def momenta(model_name: str, data, steps: int, tiny: bool) -> list[torch.Tensor]
     out = []
     for name, p in model.named_parameters():
         buf = opt.state.get(p, {}).get("momentum_buffer")
-        if buf is not None and buf.ndim == 2 and (model_name != "gpt2-small" or tiny or any(b in "." + name for b in GPT2_BLOCKS)):
+        if (
+            buf is not None
+            and buf.ndim == 2
+            and (model_name != "gpt2-small" or tiny or any(b in "." + name for b in GPT2_BLOCKS))
+        ):
             out.append(buf.detach().clone())
     return out
 
@@ -138,9 +149,18 @@ def quality(mats: list[torch.Tensor]) -> dict:
                 smax.append(s.max().item())
                 orth.append(torch.linalg.matrix_norm(O @ O.mT - torch.eye(O.size(0)), ord=2).item())
                 errs.append((torch.linalg.matrix_norm(O - ref) / torch.linalg.matrix_norm(ref)).item())
-            out[f"{name} | {dtype}"] = {"setting": name, "dtype": dtype, "sigma_min": min(smin), "sigma_max": max(smax),
-                                        "orth_max": max(orth), "err_mean": sum(errs) / len(errs), "err_max": max(errs),
-                                        "err_each": errs, "sigma_min_each": smin, "sigma_max_each": smax}
+            out[f"{name} | {dtype}"] = {
+                "setting": name,
+                "dtype": dtype,
+                "sigma_min": min(smin),
+                "sigma_max": max(smax),
+                "orth_max": max(orth),
+                "err_mean": sum(errs) / len(errs),
+                "err_max": max(errs),
+                "err_each": errs,
+                "sigma_min_each": smin,
+                "sigma_max_each": smax,
+            }
     return out
 
 
@@ -161,16 +181,22 @@ def bound(mats: list[torch.Tensor]) -> dict:
         return {"mean": float(np.mean(d)), "max": max(d)}
 
     frobenius, oracle = (lambda s: s / np.sqrt((s * s).sum())), (lambda s: s / s.max())
-    rows = {"Frobenius start, 5 steps polar_express (the default)": dist(frobenius, "polar_express", 5),
-            "oracle σ_max start, 5 steps polar_express": dist(oracle, "polar_express", 5)}
+    rows = {
+        "Frobenius start, 5 steps polar_express (the default)": dist(frobenius, "polar_express", 5),
+        "oracle σ_max start, 5 steps polar_express": dist(oracle, "polar_express", 5),
+    }
     ladders = {}
     for ell in BOUND_ELLS:  # custom triples carry no safety factor: the oracle start is exactly ≤ 1
         ladders[ell] = dist(oracle, [t for t, _ in ladder(ell, 4)], 4)
         rows[f"oracle σ_max start, 4 steps of the ℓ={ell:g} ladder"] = ladders[ell]
     best = min(ladders, key=lambda e: ladders[e]["mean"])
     ranks = sorted(float((s * s).sum() / s.max() ** 2) for s in sigmas)
-    return {"rows": rows, "best_4": {"ell": best, **ladders[best]}, "default": rows[next(iter(rows))],
-            "stable_rank": {"min": ranks[0], "median": ranks[len(ranks) // 2], "max": ranks[-1]}}
+    return {
+        "rows": rows,
+        "best_4": {"ell": best, **ladders[best]},
+        "default": rows[next(iter(rows))],
+        "stable_rank": {"min": ranks[0], "median": ranks[len(ranks) // 2], "max": ranks[-1]},
+    }
 
 
 def measure(args, load: dict, device) -> None:
@@ -180,35 +206,74 @@ def measure(args, load: dict, device) -> None:
     run_set, report = (WIDE_RUNS, WIDE_REPORT) if args.wide else (RUNS, REPORT)
     seeds = SEEDS[:2] if args.tiny else SEEDS
     started = time.time()
-    data = prepare_data(str(resolve_data_dir(args.data, required=True)), block=size.block, batch=size.batch,
-                        steps=size.steps, vocab_keep=size.vocab_keep, val_blocks=size.val_blocks,
-                        max_tokens=size.max_tokens)
-    result = cli.begin(args, report.NAME, load, {"model": [MODEL_SEED + s for s in seeds],
-                                                 "data_order": [DATA_SEED + s for s in seeds]})
+    data = prepare_data(
+        str(resolve_data_dir(args.data, required=True)),
+        block=size.block,
+        batch=size.batch,
+        steps=size.steps,
+        vocab_keep=size.vocab_keep,
+        val_blocks=size.val_blocks,
+        max_tokens=size.max_tokens,
+    )
+    result = cli.begin(
+        args,
+        report.NAME,
+        load,
+        {"model": [MODEL_SEED + s for s in seeds], "data_order": [DATA_SEED + s for s in seeds]},
+    )
     result["quality"] = {}
     for model_name, steps in () if args.wide else (("llama-7.4M", 20), ("gpt2-small", 6)):
         t0 = time.time()
         mats = momenta(model_name, data, 3 if args.tiny else steps, args.tiny)
-        result["quality"][model_name] = {"matrices": len(mats), "train_steps": steps,
-                                         "shapes": sorted({"x".join(map(str, m.shape)) for m in mats}),
-                                         "rows": quality(mats), "bound": bound(mats)}
+        result["quality"][model_name] = {
+            "matrices": len(mats),
+            "train_steps": steps,
+            "shapes": sorted({"x".join(map(str, m.shape)) for m in mats}),
+            "rows": quality(mats),
+            "bound": bound(mats),
+        }
         print(f"quality {model_name}: {len(mats)} matrices, {time.time() - t0:.0f} s", flush=True)
-    bases = {s: convergence_llama(size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab,
-                                  seed=MODEL_SEED + s) for s in seeds}
+    bases = {
+        s: convergence_llama(
+            size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab, seed=MODEL_SEED + s
+        )
+        for s in seeds
+    }
     orders = {s: batch_order(len(data.train), size.steps, size.batch, DATA_SEED + s) for s in seeds}
     runs = []
     for seed in seeds:  # seed-major: every setting of a seed back to back, so machine drift hits all alike
         for name, (knobs, _) in run_set.items():
-            spec = RunSpec(f"{name} seed {seed}", name, MUON_LR, peers.hf_muon_optimizer(**knobs), str(knobs or "defaults"))
-            r = train_run(spec, bases[seed], dataclasses.replace(data, order=orders[seed]), steps=size.steps,
-                          eval_every=size.eval_every, eval_batch=size.eval_batch, device=device)
+            spec = RunSpec(
+                f"{name} seed {seed}", name, MUON_LR, peers.hf_muon_optimizer(**knobs), str(knobs or "defaults")
+            )
+            r = train_run(
+                spec,
+                bases[seed],
+                dataclasses.replace(data, order=orders[seed]),
+                steps=size.steps,
+                eval_every=size.eval_every,
+                eval_batch=size.eval_batch,
+                device=device,
+            )
             r["seed"] = seed
             runs.append(r)
-            print(f"  [{time.time() - started:5.0f} s] {spec.name:<40} final val {r['final_val_loss']:.4f}  "
-                  f"step {r['step_ms_median']:.1f} ms", flush=True)
-    result.update(config={"model": f"Llama h{size.hidden} L{size.layers} i{size.intermediate}", "steps": size.steps,
-                          "lr": MUON_LR, "seeds": list(seeds), "runs": {k: {"knobs": v, "paired_with": b} for k, (v, b) in run_set.items()},
-                          "ns_dtype": peers.ns_auto_dtype(device)}, runs=runs, data=data.info)
+            print(
+                f"  [{time.time() - started:5.0f} s] {spec.name:<40} final val {r['final_val_loss']:.4f}  "
+                f"step {r['step_ms_median']:.1f} ms",
+                flush=True,
+            )
+    result.update(
+        config={
+            "model": f"Llama h{size.hidden} L{size.layers} i{size.intermediate}",
+            "steps": size.steps,
+            "lr": MUON_LR,
+            "seeds": list(seeds),
+            "runs": {k: {"knobs": v, "paired_with": b} for k, (v, b) in run_set.items()},
+            "ns_dtype": peers.ns_auto_dtype(device),
+        },
+        runs=runs,
+        data=data.info,
+    )
     result["summary"] = report.summarize(result)
     result["targets"] = report.targets(result)
     cli.finish(result, started, any(contended(r.get("other_cores")) for r in runs))

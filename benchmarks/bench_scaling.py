@@ -60,11 +60,15 @@ def run_size(size: LlamaSize, *, warmup: int, repeats: int | None, device, tiny:
     info = case.summary()
     flops = sum(ns_flops(tuple(p.shape), NS_STEPS) for p in case.muon)
     reps = repeats or size.repeats
-    print(f"== {size.name}: {info['params']:,} params, {info['muon_params']:,} in {info['muon_tensors']} Muon "
-          f"matrices; warmup {warmup}, {reps} timed steps", flush=True)
+    print(
+        f"== {size.name}: {info['params']:,} params, {info['muon_params']:,} in {info['muon_tensors']} Muon "
+        f"matrices; warmup {warmup}, {reps} timed steps",
+        flush=True,
+    )
     lineup = [step_peer(name, device) for name in LINEUP.values()]
-    records = time_peers(case, lineup, tiny=tiny, device=device, warmup=warmup, repeats=reps, slow_s=SLOW_STEP_S,
-                         ns_time=True)
+    records = time_peers(
+        case, lineup, tiny=tiny, device=device, warmup=warmup, repeats=reps, slow_s=SLOW_STEP_S, ns_time=True
+    )
     add_ratios(records, base=LINEUP["adamw"])
     adamw, adamw_fused, hf = records
     if hf.get("ns_ms"):
@@ -89,8 +93,12 @@ def run_size(size: LlamaSize, *, warmup: int, repeats: int | None, device, tiny:
 
 
 def parse_args(argv: list[str] | None = None):
-    ap = cli.standard_parser(__doc__, REPORT.NAME, plots="scaling.png",
-                             tiny_help="four very small sizes, 1 thread, 1 warmup + 2 timed steps (smoke test, < 30 s)")
+    ap = cli.standard_parser(
+        __doc__,
+        REPORT.NAME,
+        plots="scaling.png",
+        tiny_help="four very small sizes, 1 thread, 1 warmup + 2 timed steps (smoke test, < 30 s)",
+    )
     cli.add_timing_args(ap, "size")
     return ap.parse_args(argv)
 

@@ -36,16 +36,50 @@ def fresh_venv(root: Path) -> tuple[Path, Path]:
     """A venv with hf_muon installed from a wheel of this repo; returns (python, its site-packages)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     py = root / "venv" / "bin" / "python"
-    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     (purelib / "project_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     src = root / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info", "results"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w",
-                    str(root / "dist"), str(src)], check=True, cwd=root)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(root / "dist"),
+            str(src),
+        ],
+        check=True,
+        cwd=root,
+    )
     wheel = next((root / "dist").glob("hf_muon-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", str(wheel)], check=True, cwd=root)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            str(wheel),
+        ],
+        check=True,
+        cwd=root,
+    )
     return py, purelib
 
 
@@ -82,8 +116,9 @@ def measure(args, load, device) -> None:
                     if state == "off":
                         off.rename(on)
             hook_us.append(_hook_import_us(py, root))
-    data["results"] = {name: {state: 1000 * statistics.median(times[(name, state)]) for state in ("on", "off")}
-                       for name in COMMANDS}
+    data["results"] = {
+        name: {state: 1000 * statistics.median(times[(name, state)]) for state in ("on", "off")} for name in COMMANDS
+    }
     data["hook_import_ms_median"] = statistics.median(hook_us) / 1000
     data["config"] = {"repeats": repeats, "tiny": args.tiny}
     data["targets"] = REPORT.targets(data)

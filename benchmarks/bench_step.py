@@ -54,21 +54,33 @@ NS_DTYPES = ["float32", "bfloat16"]
 
 
 def parse_args(argv: list[str] | None = None):
-    ap = cli.standard_parser(__doc__, REPORT.NAME,
-                             tiny_help="very small models, 1 thread, 1 warmup + 2 timed steps (smoke test, < 60 s)")
+    ap = cli.standard_parser(
+        __doc__, REPORT.NAME, tiny_help="very small models, 1 thread, 1 warmup + 2 timed steps (smoke test, < 60 s)"
+    )
     cli.add_timing_args(ap, "model")
-    ap.add_argument("--models", nargs="+", choices=STEP_MODELS, default=list(STEP_MODELS), metavar="MODEL",
-                    help=f"subset of: {', '.join(STEP_MODELS)}")
-    ap.add_argument("--slow-step-s", type=float, default=SLOW_STEP_S,
-                    help="a step slower than this is timed once, after one warmup (default 30)")
+    ap.add_argument(
+        "--models",
+        nargs="+",
+        choices=STEP_MODELS,
+        default=list(STEP_MODELS),
+        metavar="MODEL",
+        help=f"subset of: {', '.join(STEP_MODELS)}",
+    )
+    ap.add_argument(
+        "--slow-step-s",
+        type=float,
+        default=SLOW_STEP_S,
+        help="a step slower than this is timed once, after one warmup (default 30)",
+    )
     return ap.parse_args(argv)
 
 
 def measure(args, load: dict, device) -> None:
     warmup = cli.warmup_of(args)
     started = time.time()
-    data = cli.begin(args, "step", load, {"model": MODEL_SEED, "grads": GRAD_SEED, "ns_inputs": NS_SEED,
-                                          "grad_std": GRAD_STD})
+    data = cli.begin(
+        args, "step", load, {"model": MODEL_SEED, "grads": GRAD_SEED, "ns_inputs": NS_SEED, "grad_std": GRAD_STD}
+    )
     data.update(float32_matmul_precision=torch.get_float32_matmul_precision(), models={}, ns_throughput=None)
     lineup = step_peers(device)
     for model_name in args.models:
@@ -77,31 +89,50 @@ def measure(args, load: dict, device) -> None:
         t0 = time.time()
         case = make_case(model_name, spec.build(args.tiny), device, spec.moe_experts)
         info = case.summary()
-        print(f"\n== {model_name}: {info['params']:,} params, {info['muon_params']:,} on Muon "
-              f"({info['muon_tensors']} tensors); warmup {warmup}, {repeats} timed steps", flush=True)
-        records = time_peers(case, lineup, tiny=args.tiny, device=device, warmup=warmup, repeats=repeats,
-                             slow_s=args.slow_step_s)
+        print(
+            f"\n== {model_name}: {info['params']:,} params, {info['muon_params']:,} on Muon "
+            f"({info['muon_tensors']} tensors); warmup {warmup}, {repeats} timed steps",
+            flush=True,
+        )
+        records = time_peers(
+            case, lineup, tiny=args.tiny, device=device, warmup=warmup, repeats=repeats, slow_s=args.slow_step_s
+        )
         for r in records:
             shown = f"{r['step_ms']:.2f} ms" if r["status"] == "ok" else f"FAILED ({r['reason'][:160]})"
             print(f"  {r['name']:<44} {shown}", flush=True)
         add_ratios(records)
         data["models"][model_name] = {
-            **info, "config": case.routed.model.config.to_diff_dict(), "warmup": warmup, "repeats": repeats,
-            "optimizers": records, "seconds": time.time() - t0,
+            **info,
+            "config": case.routed.model.config.to_diff_dict(),
+            "warmup": warmup,
+            "repeats": repeats,
+            "optimizers": records,
+            "seconds": time.time() - t0,
         }
         if model_name == REPORT.TARGET_MODEL:
-            data["ns_throughput"] = ns_throughput(model_name, [p.shape for p in case.muon], device, NS_DTYPES,
-                                                  warmup=warmup, repeats=3 if args.tiny else 20)
+            data["ns_throughput"] = ns_throughput(
+                model_name,
+                [p.shape for p in case.muon],
+                device,
+                NS_DTYPES,
+                warmup=warmup,
+                repeats=3 if args.tiny else 20,
+            )
         elif model_name in FLOOR_MODELS:  # the default dtype only: GPT-2 small's NS takes seconds per call
             default = str(ns_auto_dtype(device)).replace("torch.", "")
             data["models"][model_name]["ns_floor"] = ns_throughput(
-                model_name, [p.shape for p in case.muon], device, [default], warmup=1, repeats=2 if args.tiny else 5)
+                model_name, [p.shape for p in case.muon], device, [default], warmup=1, repeats=2 if args.tiny else 5
+            )
         del case
         gc.collect()
     data["targets"] = REPORT.targets(data["models"], data["ns_throughput"], device.type, args.tiny)
     floors = [data["ns_throughput"] or {}] + [m.get("ns_floor") or {} for m in data["models"].values()]
-    ns_rows = [row[k] for f in floors for row in f.get("rows", []) for k in f.get("variants", ("hf_muon_batched",
-                                                                                     "hf_muon_unbatched", "floor"))]
+    ns_rows = [
+        row[k]
+        for f in floors
+        for row in f.get("rows", [])
+        for k in f.get("variants", ("hf_muon_batched", "hf_muon_unbatched", "floor"))
+    ]
     busy = any_contended([r for m in data["models"].values() for r in m["optimizers"]] + ns_rows)
     data["unavailable_peers"] = UNAVAILABLE
     cli.finish(data, started, busy)

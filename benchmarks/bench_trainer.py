@@ -67,16 +67,30 @@ def _run(optim: str, diagnostics: bool, ds, vocab: int, args, out_dir: Path) -> 
     if diagnostics:
         diag = hf_muon.MuonDiagnosticsCallback(every=args.every, jsonl=None)
         callbacks.append(diag)
-    targs = TrainingArguments(output_dir=str(out_dir), use_cpu=True, report_to=[], optim=optim,
-                              learning_rate=1e-3, max_steps=args.steps, per_device_train_batch_size=args.batch,
-                              save_strategy="no", logging_steps=10_000, disable_tqdm=True, seed=0,
-                              dataloader_num_workers=0)
+    targs = TrainingArguments(
+        output_dir=str(out_dir),
+        use_cpu=True,
+        report_to=[],
+        optim=optim,
+        learning_rate=1e-3,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        save_strategy="no",
+        logging_steps=10_000,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+    )
     trainer = Trainer(model=trainer_llama(vocab, args.tiny), args=targs, train_dataset=ds, callbacks=callbacks)
     with OtherProcesses() as others:
         trainer.train()
-    steady = times[args.warmup:]
-    result = {"step_ms_median": 1e3 * statistics.median(steady), "steps_timed": len(steady),
-              "tokens_per_s": args.batch * args.block / statistics.median(steady), "other_cores": others.cores}
+    steady = times[args.warmup :]
+    result = {
+        "step_ms_median": 1e3 * statistics.median(steady),
+        "steps_timed": len(steady),
+        "tokens_per_s": args.batch * args.block / statistics.median(steady),
+        "other_cores": others.cores,
+    }
     if diag is not None:
         t = time.perf_counter()
         diag.spectral_snapshot(args.steps)
@@ -105,14 +119,17 @@ def measure(args, load: dict, device) -> None:
     with tempfile.TemporaryDirectory() as d:
         for name, (optim, diag) in RUNS.items():
             res[name] = _run(optim, diag, ds, vocab, args, Path(d) / name.replace(" ", "_"))
-            print(f"{name}: {res[name]['step_ms_median']:.1f} ms/step, {res[name]['tokens_per_s']:.0f} tokens/s",
-                  flush=True)
+            print(
+                f"{name}: {res[name]['step_ms_median']:.1f} ms/step, {res[name]['tokens_per_s']:.0f} tokens/s",
+                flush=True,
+            )
     targets = REPORT.targets(res, args.every)
     for t in targets:
         print(f"TARGET {t['target']}: {t['measured']} -> {'MET' if t['met'] else 'NOT MET'}")
     data = cli.begin(args, "trainer", load, {"torch": MODEL_SEED, "trainer": 0})
-    data.update(model="Llama h32/2L/86" if args.tiny else "Llama h256/4L/688", config=vars(args), results=res,
-                targets=targets)
+    data.update(
+        model="Llama h32/2L/86" if args.tiny else "Llama h256/4L/688", config=vars(args), results=res, targets=targets
+    )
     cli.finish(data, started, any(contended(r["other_cores"]) for r in res.values()))
     cli.publish(args, data, REPORT)
 

@@ -75,8 +75,12 @@ UNCLIPPED = 1e9  # a τ no logit reaches: the capture runs, nothing is clipped
 
 
 def parse_args(argv: list[str] | None = None):
-    ap = cli.standard_parser(__doc__, REPORT.NAME, plots="the PNGs",
-                             tiny_help="hidden-32 model, 30 steps, one lr per family, two seeds (smoke test)")
+    ap = cli.standard_parser(
+        __doc__,
+        REPORT.NAME,
+        plots="the PNGs",
+        tiny_help="hidden-32 model, 30 steps, one lr per family, two seeds (smoke test)",
+    )
     ap.add_argument("--data", default=None, help="data mirror (default $HF_MUON_DATA, else ../shared/data)")
     ap.add_argument("--qk-lr", type=float, default=QK_LR, help="lr of the two QK-Clip runs (default %(default)s)")
     ap.add_argument("--qk-tau", type=float, default=QK_TAU, help="QK-Clip τ of the clipped run (default %(default)s)")
@@ -119,25 +123,49 @@ def measure(args, load: dict, device) -> None:
     adamw_lrs, muon_lrs = ((3e-3,), (1e-2,)) if args.tiny else (ADAMW_LRS, MUON_LRS)
     seeds = SEEDS[:2] if args.tiny else SEEDS
     started = time.time()
-    data = prepare_data(str(resolve_data_dir(args.data, required=True)), block=size.block, batch=size.batch,
-                        steps=steps, vocab_keep=size.vocab_keep, val_blocks=size.val_blocks, max_tokens=size.max_tokens)
-    bases = {s: convergence_llama(size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab,
-                                  seed=MODEL_SEED + s) for s in seeds}
+    data = prepare_data(
+        str(resolve_data_dir(args.data, required=True)),
+        block=size.block,
+        batch=size.batch,
+        steps=steps,
+        vocab_keep=size.vocab_keep,
+        val_blocks=size.val_blocks,
+        max_tokens=size.max_tokens,
+    )
+    bases = {
+        s: convergence_llama(
+            size.hidden, size.layers, size.intermediate, size.heads, size.block, data.vocab, seed=MODEL_SEED + s
+        )
+        for s in seeds
+    }
     orders = {s: batch_order(len(data.train), steps, size.batch, DATA_SEED + s) for s in seeds}
     model_name = f"Llama h{size.hidden} L{size.layers} i{size.intermediate} heads {size.heads}"
     n_params = sum(p.numel() for p in bases[seeds[0]].parameters())
     ns_dtype = peers.ns_auto_dtype(device)
-    builds = {"adamw": peers.adamw(), **{f: peers.hf_muon_optimizer(**knobs) for f, (_, knobs) in REPORT.FAMILIES.items()}}
+    builds = {
+        "adamw": peers.adamw(),
+        **{f: peers.hf_muon_optimizer(**knobs) for f, (_, knobs) in REPORT.FAMILIES.items()},
+    }
     runs: list[dict] = []
 
     def run(family: str, lr: float, seed: int, build=None, note: str = "", name: str | None = None) -> dict:
         spec = RunSpec(name or f"{family} lr {lr:g} seed {seed}", family, lr, build or builds[family], note)
-        r = train_run(spec, bases[seed], dataclasses.replace(data, order=orders[seed]), steps=steps,
-                      eval_every=eval_every, eval_batch=size.eval_batch, device=device)
+        r = train_run(
+            spec,
+            bases[seed],
+            dataclasses.replace(data, order=orders[seed]),
+            steps=steps,
+            eval_every=eval_every,
+            eval_batch=size.eval_batch,
+            device=device,
+        )
         r["seed"] = seed
         runs.append(r)
-        print(f"  [{time.time() - started:6.0f} s] {spec.name:<34} final val {fmt_loss(r['final_val_loss'])}  "
-              f"step {fmt_ms(r['step_ms_median'])} ms  {r['status']}", flush=True)
+        print(
+            f"  [{time.time() - started:6.0f} s] {spec.name:<34} final val {fmt_loss(r['final_val_loss'])}  "
+            f"step {fmt_ms(r['step_ms_median'])} ms  {r['status']}",
+            flush=True,
+        )
         return r
 
     print(f"model: {model_name}, {n_params:,} params; {steps} steps; seeds {list(seeds)}", flush=True)
@@ -153,19 +181,42 @@ def measure(args, load: dict, device) -> None:
     traces: dict[str, list] = {}
     for key, tau in (("unclipped", UNCLIPPED), ("clipped", args.qk_tau)):
         traces[key] = []
-        run("qk_clip", args.qk_lr, seeds[0], build=traced({"qk_clip": tau}, traces[key]),
-            name=f"QK-Clip {key} lr {args.qk_lr:g}", note=f"qk_clip={tau:g}")["qk_clip_max_logit"] = traces[key]
+        run(
+            "qk_clip",
+            args.qk_lr,
+            seeds[0],
+            build=traced({"qk_clip": tau}, traces[key]),
+            name=f"QK-Clip {key} lr {args.qk_lr:g}",
+            note=f"qk_clip={tau:g}",
+        )["qk_clip_max_logit"] = traces[key]
     bytes_ = {f: state_bytes(builds[f], bases[seeds[0]], best.get(f, muon_lrs[0])) for f in builds}
 
-    result = cli.begin(args, "variants", load, {"model": [MODEL_SEED + s for s in seeds],
-                                               "data_order": [DATA_SEED + s for s in seeds]})
+    result = cli.begin(
+        args, "variants", load, {"model": [MODEL_SEED + s for s in seeds], "data_order": [DATA_SEED + s for s in seeds]}
+    )
     result.update(
-        config={**asdict(size), "model": model_name, "params": n_params, "steps": steps, "eval_every": eval_every,
-                "warmup_steps": warmup_steps(steps), "min_lr_ratio": MIN_LR_RATIO, "clip_norm": CLIP_NORM,
-                "weight_decay": WEIGHT_DECAY, "adamw_lrs": list(adamw_lrs), "muon_lrs": list(muon_lrs),
-                "seeds": list(seeds), "qk_lr": args.qk_lr, "qk_tau": args.qk_tau, "hf_muon_ns_dtype": ns_dtype,
-                "schedule": f"linear warmup {WARMUP_FRACTION:g} of steps, cosine to {MIN_LR_RATIO:g}× peak"},
-        data=data.info, runs=runs, best_lrs=best, state_bytes=bytes_,
+        config={
+            **asdict(size),
+            "model": model_name,
+            "params": n_params,
+            "steps": steps,
+            "eval_every": eval_every,
+            "warmup_steps": warmup_steps(steps),
+            "min_lr_ratio": MIN_LR_RATIO,
+            "clip_norm": CLIP_NORM,
+            "weight_decay": WEIGHT_DECAY,
+            "adamw_lrs": list(adamw_lrs),
+            "muon_lrs": list(muon_lrs),
+            "seeds": list(seeds),
+            "qk_lr": args.qk_lr,
+            "qk_tau": args.qk_tau,
+            "hf_muon_ns_dtype": ns_dtype,
+            "schedule": f"linear warmup {WARMUP_FRACTION:g} of steps, cosine to {MIN_LR_RATIO:g}× peak",
+        },
+        data=data.info,
+        runs=runs,
+        best_lrs=best,
+        state_bytes=bytes_,
     )
     result["summary"] = REPORT.summarize(result)
     cli.finish(result, started, any(contended(r.get("other_cores")) for r in runs))

@@ -34,16 +34,26 @@ def standard_parser(doc: str, name: str, tiny_help: str, plots: str | None = Non
     ap.add_argument("--tiny", action="store_true", help=tiny_help)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--allow-busy", action="store_true", help="run even when the machine is busy (results marked)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"JSON path (default <results-dir>/{name}.json, tiny: {name}_tiny.json)")
+    ap.add_argument(
+        "--out", type=Path, default=None, help=f"JSON path (default <results-dir>/{name}.json, tiny: {name}_tiny.json)"
+    )
     ap.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default results/)")
     if plots:
-        ap.add_argument("--plots-dir", type=Path, default=None,
-                        help=f"where {plots} go (default the results dir; tiny: a temporary folder that is removed)")
+        ap.add_argument(
+            "--plots-dir",
+            type=Path,
+            default=None,
+            help=f"where {plots} go (default the results dir; tiny: a temporary folder that is removed)",
+        )
     ap.add_argument("--no-markdown", action="store_true", help="do not update RESULTS.md (tiny runs never do)")
-    ap.add_argument("--from-json", type=Path, default=None, metavar="JSON",
-                    help="measure nothing: print the report of this results JSON and rewrite its RESULTS.md section"
-                         + (" and plots" if plots else ""))
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="measure nothing: print the report of this results JSON and rewrite its RESULTS.md section"
+        + (" and plots" if plots else ""),
+    )
     return ap
 
 
@@ -113,8 +123,10 @@ def _warn(data: dict) -> None:
     if data.get("load", {}).get("busy"):
         print("WARNING: the machine was busy at start; these timings are not comparable", file=sys.stderr)
     if data.get("contended"):
-        print("WARNING: other processes ran while timing (CONTENDED in the report); timings are not comparable",
-              file=sys.stderr)
+        print(
+            "WARNING: other processes ran while timing (CONTENDED in the report); timings are not comparable",
+            file=sys.stderr,
+        )
 
 
 def publish(args: argparse.Namespace, data: dict, report: ModuleType) -> Path:

@@ -107,10 +107,7 @@ def device_checks(device) -> dict:
     ref, dev = _tiny_model(), _tiny_model().to(device)
     _step(ref, cfg, x)
     opt = _step(dev, cfg, x.to(device))
-    num = (
-        sum((a.detach().cpu() - b.detach()).norm() ** 2 for a, b in zip(dev.parameters(), ref.parameters()))
-        ** 0.5
-    )
+    num = sum((a.detach().cpu() - b.detach()).norm() ** 2 for a, b in zip(dev.parameters(), ref.parameters())) ** 0.5
     rel = float(num / sum(p.detach().norm() ** 2 for p in ref.parameters()) ** 0.5)
     bf16 = _tiny_model().to(device=device, dtype=torch.bfloat16)
     bopt = _step(bf16, dict(cfg, ns_dtype="auto", momentum_dtype="float32"), x.to(device))

@@ -76,9 +76,7 @@ def _memory_gib() -> float | None:
 
 def _git_revision() -> dict:
     def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
+        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=10).stdout.strip()
 
     try:
         return {

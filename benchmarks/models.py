@@ -34,8 +34,18 @@ def llama(hidden: int, layers: int, intermediate: int, vocab: int, *, heads: int
 
     config = {"max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2, **config}
     positions = config.pop("max_position_embeddings")
-    return LlamaForCausalLM(llama_config(hidden, layers, vocab, positions, heads=heads, intermediate_size=intermediate,
-                                         tie_word_embeddings=False, **config)).float()
+    return LlamaForCausalLM(
+        llama_config(
+            hidden,
+            layers,
+            vocab,
+            positions,
+            heads=heads,
+            intermediate_size=intermediate,
+            tie_word_embeddings=False,
+            **config,
+        )
+    ).float()
 
 
 def gpt2(tiny: bool) -> nn.Module:
@@ -55,16 +65,36 @@ def qwen3_moe(tiny: bool) -> nn.Module:
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     size = (
-        dict(hidden_size=64, num_hidden_layers=2, num_experts=4, moe_intermediate_size=32, vocab_size=512,
-             intermediate_size=128, head_dim=16)
+        dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_experts=4,
+            moe_intermediate_size=32,
+            vocab_size=512,
+            intermediate_size=128,
+            head_dim=16,
+        )
         if tiny
-        else dict(hidden_size=256, num_hidden_layers=4, num_experts=8, moe_intermediate_size=128, vocab_size=8192,
-                  intermediate_size=688, head_dim=64)
+        else dict(
+            hidden_size=256,
+            num_hidden_layers=4,
+            num_experts=8,
+            moe_intermediate_size=128,
+            vocab_size=8192,
+            intermediate_size=688,
+            head_dim=64,
+        )
     )
-    return Qwen3MoeForCausalLM(Qwen3MoeConfig(
-        **size, num_experts_per_tok=2, num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-        max_position_embeddings=512,
-    ))
+    return Qwen3MoeForCausalLM(
+        Qwen3MoeConfig(
+            **size,
+            num_experts_per_tok=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+            max_position_embeddings=512,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -88,8 +118,7 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         # hidden 256, 4 layers, intermediate 688, vocab 8192, 4 heads, untied (≈7.4M params)
-        ModelSpec("llama-7.4M", lambda: llama(256, 4, 688, 8192, max_position_embeddings=512),
-                  _tiny_llama),
+        ModelSpec("llama-7.4M", lambda: llama(256, 4, 688, 8192, max_position_embeddings=512), _tiny_llama),
         ModelSpec("gpt2-small", lambda: gpt2(False), lambda: gpt2(True), repeats=5),
         ModelSpec("qwen3-moe-tiny", lambda: qwen3_moe(False), lambda: qwen3_moe(True), moe_experts="muon"),
         # hidden 512, 8 layers, intermediate 1376, 8 heads (≈60M params, 75% of them on Muon)
@@ -120,8 +149,14 @@ class LlamaSize:
 
     def build(self) -> nn.Module:
         seed_everything(MODEL_SEED)
-        return llama(self.hidden, self.layers, self.intermediate, self.vocab, heads=self.hidden // self.head_dim,
-                     max_position_embeddings=512)
+        return llama(
+            self.hidden,
+            self.layers,
+            self.intermediate,
+            self.vocab,
+            heads=self.hidden // self.head_dim,
+            max_position_embeddings=512,
+        )
 
 
 SCALING_SIZES = (
@@ -140,8 +175,9 @@ SCALING_TINY = (
 
 
 # --------------------------------------------------------------------------- Llamas trained on text
-def convergence_llama(hidden: int, layers: int, intermediate: int, heads: int, block: int, vocab: int,
-                      seed: int = MODEL_SEED) -> nn.Module:
+def convergence_llama(
+    hidden: int, layers: int, intermediate: int, heads: int, block: int, vocab: int, seed: int = MODEL_SEED
+) -> nn.Module:
     """The convergence benchmark's Llama (MHA, untied, ids 0 for bos/eos, ``block`` positions), initialised from
     ``seed`` (bench_variants' seeds; the default is every other benchmark's weights).
 
@@ -152,10 +188,20 @@ def convergence_llama(hidden: int, layers: int, intermediate: int, heads: int, b
 
     seed_everything(seed)
     if intermediate == llama_intermediate(hidden) and hidden % heads == 0:
-        return build_llama(hidden, layers, vocab, block, head_dim=hidden // heads, tie_word_embeddings=False,
-                           seed=seed).float()
-    return llama(hidden, layers, intermediate, vocab, heads=heads, max_position_embeddings=block, bos_token_id=0,
-                 eos_token_id=0, pad_token_id=None)
+        return build_llama(
+            hidden, layers, vocab, block, head_dim=hidden // heads, tie_word_embeddings=False, seed=seed
+        ).float()
+    return llama(
+        hidden,
+        layers,
+        intermediate,
+        vocab,
+        heads=heads,
+        max_position_embeddings=block,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=None,
+    )
 
 
 def trainer_llama(vocab: int, tiny: bool) -> nn.Module:
@@ -176,6 +222,13 @@ BALANCE_SHAPES = {
 def llama_matrix_shapes(hidden: int, layers: int, intermediate: int, kv_ratio: int) -> list[tuple[int, int]]:
     """The Muon matrices of a Llama, layer by layer: q, k, v, o, gate, up, down."""
     kv = hidden // kv_ratio
-    per_layer = [(hidden, hidden), (kv, hidden), (kv, hidden), (hidden, hidden), (intermediate, hidden),
-                 (intermediate, hidden), (hidden, intermediate)]
+    per_layer = [
+        (hidden, hidden),
+        (kv, hidden),
+        (kv, hidden),
+        (hidden, hidden),
+        (intermediate, hidden),
+        (intermediate, hidden),
+        (hidden, intermediate),
+    ]
     return [s for _ in range(layers) for s in per_layer]

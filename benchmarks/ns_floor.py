@@ -63,8 +63,15 @@ def bare_gram(stacks: list[torch.Tensor], triples: list[tuple[float, float, floa
         gram_iterate(x, triples, restart_steps(len(triples), x.dtype, x.size(-2)))
 
 
-def ns_throughput(name: str, shapes: list[torch.Size], device: torch.device, dtypes: list[str], warmup: int,
-                  repeats: int, extra: bool = True) -> dict:
+def ns_throughput(
+    name: str,
+    shapes: list[torch.Size],
+    device: torch.device,
+    dtypes: list[str],
+    warmup: int,
+    repeats: int,
+    extra: bool = True,
+) -> dict:
     """GFLOP/s of hf_muon's batched and unbatched NS and of the floor, per compute dtype; with ``extra`` also
     Gram-space NS, ``ns_method="auto"``, the 4-step ladder, and the bare Gram recursion against the standard
     floor on the rectangular matrices alone (``rect_*``; ms only, FLOPs are those of standard NS)."""
@@ -76,8 +83,16 @@ def ns_throughput(name: str, shapes: list[torch.Size], device: torch.device, dty
         key = "x".join(str(d) for d in sorted(m.shape[-2:]))
         wide[key] = wide.get(key, 0) + math.prod(m.shape[:-2])
     default = str(resolve_dtype("auto", device, torch.float32)).replace("torch.", "")
-    out = {"model": name, "matrices": len(mats), "wide_shapes": wide, "steps": NS_STEPS,
-           "coefficients": "polar_express", "gflop_per_call": flops / 1e9, "default_dtype": default, "rows": []}
+    out = {
+        "model": name,
+        "matrices": len(mats),
+        "wide_shapes": wide,
+        "steps": NS_STEPS,
+        "coefficients": "polar_express",
+        "gflop_per_call": flops / 1e9,
+        "default_dtype": default,
+        "rows": [],
+    }
     triples = schedule("polar_express", NS_STEPS)
     ladder = schedule(LADDER, LADDER_STEPS)
     rect = [m for m in mats if m.size(-2) != m.size(-1)]
@@ -96,10 +111,12 @@ def ns_throughput(name: str, shapes: list[torch.Size], device: torch.device, dty
         ]
         if not extra:
             continue
-        for label, cfg in (("gram_batched", NSConfig(NS_STEPS, "polar_express", dtype_name, "gram")),
-                           ("auto_batched", NSConfig(NS_STEPS, "polar_express", dtype_name, "auto")),
-                           ("ladder4_batched", NSConfig(LADDER_STEPS, LADDER, dtype_name)),
-                           ("gram_ladder4_batched", NSConfig(LADDER_STEPS, LADDER, dtype_name, "gram"))):
+        for label, cfg in (
+            ("gram_batched", NSConfig(NS_STEPS, "polar_express", dtype_name, "gram")),
+            ("auto_batched", NSConfig(NS_STEPS, "polar_express", dtype_name, "auto")),
+            ("ladder4_batched", NSConfig(LADDER_STEPS, LADDER, dtype_name)),
+            ("gram_ladder4_batched", NSConfig(LADDER_STEPS, LADDER, dtype_name, "gram")),
+        ):
             js = [Job(m, cfg) for m in mats]
             contenders.append(Contender(f"{dtype_name}/{label}", lambda js=js: run_jobs(js, batched=True)))
         if rect:
@@ -117,8 +134,12 @@ def ns_throughput(name: str, shapes: list[torch.Size], device: torch.device, dty
             t = timings[f"{dtype_name}/{label}"]
             if isinstance(t, Exception):
                 raise t
-            row[label] = {"ms": t.median_ms, "gflops": flops / (t.median_ms * 1e-3) / 1e9, "times_ms": t.times_ms,
-                          "other_cores": t.other_cores}
+            row[label] = {
+                "ms": t.median_ms,
+                "gflops": flops / (t.median_ms * 1e-3) / 1e9,
+                "times_ms": t.times_ms,
+                "other_cores": t.other_cores,
+            }
         row["batched_vs_floor"] = row["floor"]["ms"] / row["hf_muon_batched"]["ms"]
         if "rect_floor" in row:
             row["rect_gram_vs_floor"] = row["rect_gram_bare"]["ms"] / row["rect_floor"]["ms"]

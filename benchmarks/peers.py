@@ -56,8 +56,11 @@ class Routed:
             return list(params)
         decay = [p for p in params if id(p) not in self.no_decay]
         no_decay = [p for p in params if id(p) in self.no_decay]
-        return [g for g in (dict(params=decay, weight_decay=self.weight_decay), dict(params=no_decay, weight_decay=0.0))
-                if g["params"]]
+        return [
+            g
+            for g in (dict(params=decay, weight_decay=self.weight_decay), dict(params=no_decay, weight_decay=0.0))
+            if g["params"]
+        ]
 
 
 def tensor_nbytes(obj, seen: set[int] | None = None) -> int:
@@ -176,38 +179,94 @@ def step_peers(device: torch.device) -> list[Peer]:
     return [
         Peer("AdamW (torch)", "adamw", adamw(), "torch.optim.AdamW defaults (foreach=None)"),
         Peer("AdamW (torch, fused=True)", "adamw", adamw(fused=True), "torch's fused AdamW kernel"),
-        Peer("torch.optim.Muon + AdamW", "peer", torch_muon(adjust_lr_fn="match_rms_adamw"),
-             "bf16 NS, one matrix at a time; rest on torch AdamW"),
-        Peer("Keller muon (SingleDeviceMuonWithAuxAdam)", "peer", keller,
-             "bf16 NS, one matrix at a time; own Adam for the rest"),
-        Peer("heavyball.Muon + AdamW", "peer", heavyball_muon,
-             "bf16 NS (stochastic rounding), torch.compile; rest on torch AdamW", flattens_3d=True),
-        Peer("pytorch_optimizer.Muon", "peer", pytorch_optimizer_muon,
-             "bf16 NS, same-shape matrices stacked; own AdamW for the rest", flattens_3d=True),
-        Peer("hf_muon", "hf_muon", hf_muon_optimizer(),
-             f"polar_express, NS {auto} (auto), ns_method=auto, batched, kernels=auto; AdamW part fused (default)"),
-        Peer("hf_muon kernels=eager", "hf_muon", hf_muon_optimizer(kernels="eager"),
-             f"polar_express, NS {auto}, batched; cast into the stack and weight write eager (the default before "
-             "kernels=auto)"),
-        Peer("hf_muon fused=False", "hf_muon", hf_muon_optimizer(fused=False),
-             f"polar_express, NS {auto}, batched; AdamW part on torch's default (unfused) path"),
-        Peer("hf_muon coefficients=keller", "hf_muon", hf_muon_optimizer(coefficients="keller"),
-             f"NS {auto}, batched"),
-        Peer("hf_muon split_fused=True", "hf_muon", hf_muon_optimizer(split_fused=True),
-             f"polar_express, NS {auto}, batched; fused QKV/gate_up per block (GPT-2 c_attn; Llama/Qwen have none)"),
-        Peer("hf_muon batched=False", "hf_muon", hf_muon_optimizer(batched=False),
-             f"polar_express, NS {auto}, one matrix at a time"),
-        Peer("hf_muon ns_method=newton_schulz", "hf_muon", hf_muon_optimizer(ns_method="newton_schulz"),
-             f"polar_express, NS {auto}, standard NS on every matrix (the default before ns_method=auto)"),
-        Peer("hf_muon ns_method=gram", "hf_muon", hf_muon_optimizer(ns_method="gram"),
-             f"polar_express, NS {auto}, Gram-space NS on every matrix (bf16: restarts from step 2; every other step from 256 rows)"),
-        Peer("hf_muon 4 steps polar_express_1e-2", "hf_muon",
-             hf_muon_optimizer(ns_steps=4, coefficients="polar_express_1e-2"),
-             f"ns_steps=4, coefficients=polar_express_1e-2, NS {auto}, batched"),
-        Peer("hf_muon ns_dtype=bfloat16", "hf_muon", hf_muon_optimizer(ns_dtype="bfloat16"),
-             "polar_express, NS bf16, batched"),
-        Peer("hf_muon ns_dtype=float32", "hf_muon", hf_muon_optimizer(ns_dtype="float32"),
-             "polar_express, NS fp32, batched"),
+        Peer(
+            "torch.optim.Muon + AdamW",
+            "peer",
+            torch_muon(adjust_lr_fn="match_rms_adamw"),
+            "bf16 NS, one matrix at a time; rest on torch AdamW",
+        ),
+        Peer(
+            "Keller muon (SingleDeviceMuonWithAuxAdam)",
+            "peer",
+            keller,
+            "bf16 NS, one matrix at a time; own Adam for the rest",
+        ),
+        Peer(
+            "heavyball.Muon + AdamW",
+            "peer",
+            heavyball_muon,
+            "bf16 NS (stochastic rounding), torch.compile; rest on torch AdamW",
+            flattens_3d=True,
+        ),
+        Peer(
+            "pytorch_optimizer.Muon",
+            "peer",
+            pytorch_optimizer_muon,
+            "bf16 NS, same-shape matrices stacked; own AdamW for the rest",
+            flattens_3d=True,
+        ),
+        Peer(
+            "hf_muon",
+            "hf_muon",
+            hf_muon_optimizer(),
+            f"polar_express, NS {auto} (auto), ns_method=auto, batched, kernels=auto; AdamW part fused (default)",
+        ),
+        Peer(
+            "hf_muon kernels=eager",
+            "hf_muon",
+            hf_muon_optimizer(kernels="eager"),
+            f"polar_express, NS {auto}, batched; cast into the stack and weight write eager (the default before "
+            "kernels=auto)",
+        ),
+        Peer(
+            "hf_muon fused=False",
+            "hf_muon",
+            hf_muon_optimizer(fused=False),
+            f"polar_express, NS {auto}, batched; AdamW part on torch's default (unfused) path",
+        ),
+        Peer("hf_muon coefficients=keller", "hf_muon", hf_muon_optimizer(coefficients="keller"), f"NS {auto}, batched"),
+        Peer(
+            "hf_muon split_fused=True",
+            "hf_muon",
+            hf_muon_optimizer(split_fused=True),
+            f"polar_express, NS {auto}, batched; fused QKV/gate_up per block (GPT-2 c_attn; Llama/Qwen have none)",
+        ),
+        Peer(
+            "hf_muon batched=False",
+            "hf_muon",
+            hf_muon_optimizer(batched=False),
+            f"polar_express, NS {auto}, one matrix at a time",
+        ),
+        Peer(
+            "hf_muon ns_method=newton_schulz",
+            "hf_muon",
+            hf_muon_optimizer(ns_method="newton_schulz"),
+            f"polar_express, NS {auto}, standard NS on every matrix (the default before ns_method=auto)",
+        ),
+        Peer(
+            "hf_muon ns_method=gram",
+            "hf_muon",
+            hf_muon_optimizer(ns_method="gram"),
+            f"polar_express, NS {auto}, Gram-space NS on every matrix (bf16: restarts from step 2; every other step from 256 rows)",
+        ),
+        Peer(
+            "hf_muon 4 steps polar_express_1e-2",
+            "hf_muon",
+            hf_muon_optimizer(ns_steps=4, coefficients="polar_express_1e-2"),
+            f"ns_steps=4, coefficients=polar_express_1e-2, NS {auto}, batched",
+        ),
+        Peer(
+            "hf_muon ns_dtype=bfloat16",
+            "hf_muon",
+            hf_muon_optimizer(ns_dtype="bfloat16"),
+            "polar_express, NS bf16, batched",
+        ),
+        Peer(
+            "hf_muon ns_dtype=float32",
+            "hf_muon",
+            hf_muon_optimizer(ns_dtype="float32"),
+            "polar_express, NS fp32, batched",
+        ),
     ]
 
 

@@ -40,8 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--allow-busy", action="store_true", help="run even when the machine is busy (results marked)")
     ap.add_argument("--only", nargs="+", choices=SCRIPTS, default=list(SCRIPTS), help="run only these scripts")
     ap.add_argument("--results-dir", type=Path, default=cli.RESULTS_DIR, help="where the JSON go (default results/)")
-    ap.add_argument("--report-only", action="store_true",
-                    help="measure nothing: rewrite RESULTS.md (and the plots) from <results-dir>/<name>.json")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="measure nothing: rewrite RESULTS.md (and the plots) from <results-dir>/<name>.json",
+    )
     args = ap.parse_args(argv)
 
     if args.report_only:

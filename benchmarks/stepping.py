@@ -62,16 +62,21 @@ class Case:
                     p.grad.copy_(g)
 
     def summary(self) -> dict:
-        return {"params": sum(p.numel() for p in self.params), "muon_params": sum(p.numel() for p in self.muon),
-                "muon_tensors": len(self.muon), "moe_experts": self.routed.moe_experts}
+        return {
+            "params": sum(p.numel() for p in self.params),
+            "muon_params": sum(p.numel() for p in self.muon),
+            "muon_tensors": len(self.muon),
+            "moe_experts": self.routed.moe_experts,
+        }
 
 
 def make_case(name: str, model: nn.Module, device: torch.device, moe_experts: str = "adamw") -> Case:
     case = Case(name, Routed(model.to(device), moe_experts))
     case.initial = [p.detach().clone() for p in case.params]
     gen = torch.Generator().manual_seed(GRAD_SEED)
-    case.grads = [(torch.randn(p.shape, generator=gen) * GRAD_STD).to(device=device, dtype=p.dtype)
-                  for p in case.params]
+    case.grads = [
+        (torch.randn(p.shape, generator=gen) * GRAD_STD).to(device=device, dtype=p.dtype) for p in case.params
+    ]
     return case
 
 
@@ -94,9 +99,17 @@ def _time_ns(stepper: Stepper, sync) -> list[float]:
 
 
 def _record(peer: Peer, case: Case, stepper: Stepper, t: Timing, slow_s: float) -> dict:
-    record = {"name": peer.name, "family": peer.family, "note": peer.note, "status": "ok", "step_ms": t.median_ms,
-              "timing": t.to_dict(), "state_bytes": stepper.state_bytes(), "other_cores": t.other_cores,
-              "faults_per_step": t.median_faults}
+    record = {
+        "name": peer.name,
+        "family": peer.family,
+        "note": peer.note,
+        "status": "ok",
+        "step_ms": t.median_ms,
+        "timing": t.to_dict(),
+        "state_bytes": stepper.state_bytes(),
+        "other_cores": t.other_cores,
+        "faults_per_step": t.median_faults,
+    }
     if peer.flattens_3d and any(p.ndim == 3 for p in case.muon):
         record["note"] += "; 3-D expert stacks flattened to (E, out·in), not per expert"
     if stepper.note:
@@ -112,12 +125,29 @@ def _record(peer: Peer, case: Case, stepper: Stepper, t: Timing, slow_s: float) 
 
 
 def _failed(peer: Peer, e: Exception) -> dict:
-    return {"name": peer.name, "family": peer.family, "note": peer.note, "status": "failed",
-            "reason": f"{type(e).__name__}: {e}".strip(), "step_ms": None, "state_bytes": None}
+    return {
+        "name": peer.name,
+        "family": peer.family,
+        "note": peer.note,
+        "status": "failed",
+        "reason": f"{type(e).__name__}: {e}".strip(),
+        "step_ms": None,
+        "state_bytes": None,
+    }
 
 
-def time_peers(case: Case, peers: Sequence[Peer], *, tiny: bool, device: torch.device, warmup: int, repeats: int,
-               slow_s: float, ns_time: bool = False, lr: float = ADAMW_LR) -> list[dict]:
+def time_peers(
+    case: Case,
+    peers: Sequence[Peer],
+    *,
+    tiny: bool,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    slow_s: float,
+    ns_time: bool = False,
+    lr: float = ADAMW_LR,
+) -> list[dict]:
     """Build every peer on ``case`` and time their ``step()`` interleaved; one record per peer, in order.
 
     A peer that fails to build or to step is a record with the exception text as its reason. A peer that
@@ -150,8 +180,9 @@ def time_peers(case: Case, peers: Sequence[Peer], *, tiny: bool, device: torch.d
         except Exception as e:  # a peer that cannot run is reported with its reason, never dropped
             steppers[peer.name] = e
         restore(peer.name)
-    contenders = [Contender(n, s.step, before, lambda n=n: restore(n))
-                  for n, s in steppers.items() if isinstance(s, Stepper)]
+    contenders = [
+        Contender(n, s.step, before, lambda n=n: restore(n)) for n, s in steppers.items() if isinstance(s, Stepper)
+    ]
     timings = interleave(contenders, warmup=warmup, repeats=repeats, sync=sync, slow_s=slow_s)
 
     def record(peer: Peer) -> dict:
@@ -160,8 +191,10 @@ def time_peers(case: Case, peers: Sequence[Peer], *, tiny: bool, device: torch.d
             return _failed(peer, result)
         r = _record(peer, case, steppers[peer.name], result, slow_s)
         if peer.name in ns_ms:
-            timed = ns_ms[peer.name][-len(result.times_ms):]
-            r.update(ns_ms=statistics.median(timed), ns_times_ms=timed, ns_share=statistics.median(timed) / r["step_ms"])
+            timed = ns_ms[peer.name][-len(result.times_ms) :]
+            r.update(
+                ns_ms=statistics.median(timed), ns_times_ms=timed, ns_share=statistics.median(timed) / r["step_ms"]
+            )
         if peer.name in changed:
             r["note"] += f"; changed float32 matmul precision to {changed[peer.name]!r} (restored)"
         return r

@@ -123,8 +123,10 @@ def interleave(
     out: dict[str, Timing | Exception] = {}
     for c in contenders:
         t = tracks[c.name]
-        out[c.name] = t.error if t.error is not None else Timing(
-            statistics.median(t.times_ms), t.times_ms, t.warmup_ms, t.reduced, others.cores, live, t.faults
+        out[c.name] = (
+            t.error
+            if t.error is not None
+            else Timing(statistics.median(t.times_ms), t.times_ms, t.warmup_ms, t.reduced, others.cores, live, t.faults)
         )
     return out
 

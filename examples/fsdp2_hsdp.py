@@ -55,9 +55,7 @@ def build(mode: str, replicas: int, device: str):
         if mode == "fsdp2":
             mesh = init_device_mesh(device, (world,), mesh_dim_names=("shard",))
         else:
-            mesh = init_device_mesh(
-                device, (replicas, world // replicas), mesh_dim_names=("replicate", "shard")
-            )
+            mesh = init_device_mesh(device, (replicas, world // replicas), mesh_dim_names=("replicate", "shard"))
         for layer in model.model.layers:
             fully_shard(layer, mesh=mesh)
         fully_shard(model, mesh=mesh)
@@ -102,9 +100,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--ckpt", default="checkpoints")
     ap.add_argument("--save-every", type=int, default=2)
-    ap.add_argument(
-        "--resume", action="store_true", help="start from the newest complete checkpoint under --ckpt"
-    )
+    ap.add_argument("--resume", action="store_true", help="start from the newest complete checkpoint under --ckpt")
     a = ap.parse_args(argv)
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")

@@ -18,9 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser, 
 
 @dataclass
 class ScriptArguments:
-    model_name_or_path: str = field(
-        metadata={"help": "a causal LM (Hub id or local folder with its tokenizer)"}
-    )
+    model_name_or_path: str = field(metadata={"help": "a causal LM (Hub id or local folder with its tokenizer)"})
     train_file: str = field(metadata={"help": "a plain-text file"})
     block_size: int = 128
     max_chars: int = 1_000_000

@@ -85,9 +85,7 @@ def _summary(name: str, text: str) -> str:
         stage = json.loads(text).get("zero_optimization", {}).get("stage")
         return f"DeepSpeed ZeRO-{stage} (--deepspeed {name})" if stage is not None else "DeepSpeed config"
     comments = [ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")]
-    first = next(
-        (c for c in comments if c and not c.startswith(("accelerate ", "deepspeed ", "hf-muon "))), ""
-    )
+    first = next((c for c in comments if c and not c.startswith(("accelerate ", "deepspeed ", "hf-muon "))), "")
     return first.split(". ")[0].split(": ")[0].split(";")[0]
 
 
@@ -96,9 +94,7 @@ def config_main(argv: list[str]) -> None:
 
     ap = argparse.ArgumentParser(prog="hf-muon config", description=COMMANDS["config"][3])
     ap.add_argument("name", nargs="?", help="a shipped config (without NAME: list them)")
-    ap.add_argument(
-        "--out", type=Path, default=None, help="write the config to this path instead of printing it"
-    )
+    ap.add_argument("--out", type=Path, default=None, help="write the config to this path instead of printing it")
     a = ap.parse_args(argv)
     if a.name is None:
         for n in config_names():
@@ -147,10 +143,7 @@ def missing_extra(command: str) -> str | None:
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if not missing:
         return None
-    return (
-        f"hf-muon {command} needs {', '.join(missing)}, which is not installed: "
-        f'pip install "hf_muon[{extra}]"'
-    )
+    return f'hf-muon {command} needs {", ".join(missing)}, which is not installed: pip install "hf_muon[{extra}]"'
 
 
 def main(argv: list[str] | None = None) -> None:

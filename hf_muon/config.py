@@ -57,9 +57,7 @@ class MuonConfig:
     muon_lr: float | None = knob(
         None, "absolute lr of Muon groups that set none (default: lr)", "float", lo=0.0, optional=True
     )
-    muon_lr_ratio: float | None = knob(
-        None, "Muon lr = ratio × lr (not with muon_lr)", "float", lo=0.0, optional=True
-    )
+    muon_lr_ratio: float | None = knob(None, "Muon lr = ratio × lr (not with muon_lr)", "float", lo=0.0, optional=True)
     weight_decay: float = knob(
         0.1,
         "decoupled decay W ← W(1 − lr·λ) (biases and norms get 0 via routing)",
@@ -112,9 +110,7 @@ class MuonConfig:
         choices=MOMENTUM_DTYPES,
         optional=True,
     )
-    spectral_power: float = knob(
-        0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0
-    )
+    spectral_power: float = knob(0.0, "apply U Σ^p Vᵀ with this p (0 = orthogonalize)", "float", lo=0.0, hi=1.0)
     update_base: str = knob(
         "momentum",
         "what is orthogonalized: momentum (Muon) or adam (m̂/(√v̂+ε))",
@@ -233,9 +229,7 @@ class MuonConfig:
         optional=True,
         scope="routing",
     )
-    split_fused: bool = knob(
-        False, "orthogonalize fused QKV / gate_up blocks separately", "bool", scope="routing"
-    )
+    split_fused: bool = knob(False, "orthogonalize fused QKV / gate_up blocks separately", "bool", scope="routing")
     per_head: bool = knob(
         False,
         "orthogonalize q/k/v (and fused QKV) head by head (heads from the HF config)",
@@ -328,9 +322,7 @@ class MuonConfig:
 KNOBS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(MuonConfig)}
 # the per-group hyperparameters every param group carries (the lr knobs are resolved into "lr" per group kind)
 GROUP_KNOBS: tuple[str, ...] = tuple(
-    n
-    for n, f in KNOBS.items()
-    if f.metadata["scope"] == "group" and n not in ("adamw_lr", "muon_lr", "muon_lr_ratio")
+    n for n, f in KNOBS.items() if f.metadata["scope"] == "group" and n not in ("adamw_lr", "muon_lr", "muon_lr_ratio")
 )
 OPTIM_ARGS: dict[str, str] = {
     (f.name if f.metadata["optim_arg"] is True else f.metadata["optim_arg"]): f.name

@@ -114,11 +114,7 @@ def _check_number(name, m, value, where, bad):
     if kind == "float" and type(value).__name__ == "Tensor" and value.numel() == 1:  # a tensor lr
         _check_number(name, m, float(value), where, bad)
         return value
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or (kind == "int" and not isinstance(value, int))
-    ):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind == "int" and not isinstance(value, int)):
         raise bad
     x, lo, hi = float(value), m["lo"], m["hi"]
     below = lo is not None and (x <= lo if m["lo_open"] else x < lo)

@@ -18,8 +18,12 @@ try:  # hypothesis profiles for tests/property: "default" keeps the default suit
     # HF_MUON_HYPOTHESIS=slow) searches more; the property tests also run as `slow` tests with more examples
     from hypothesis import HealthCheck, settings
 
-    _HYPOTHESIS = dict(deadline=None, derandomize=True, print_blob=True,
-                       suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _HYPOTHESIS = dict(
+        deadline=None,
+        derandomize=True,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     settings.register_profile("default", max_examples=30, **_HYPOTHESIS)
     settings.register_profile("slow", max_examples=400, **_HYPOTHESIS)
     settings.load_profile(os.environ.get("HF_MUON_HYPOTHESIS", "default"))
@@ -59,39 +63,83 @@ def tiny_llama(tie: bool = False, vocab: int = 128, hidden: int = 32, layers: in
 
     from hf_muon.lab.models import llama_config
 
-    return LlamaForCausalLM(llama_config(hidden, layers, vocab, 2048, heads=4, kv_heads=2, intermediate_size=2 * hidden,
-                                         tie_word_embeddings=tie, bos_token_id=0, eos_token_id=1, pad_token_id=None))
+    return LlamaForCausalLM(
+        llama_config(
+            hidden,
+            layers,
+            vocab,
+            2048,
+            heads=4,
+            kv_heads=2,
+            intermediate_size=2 * hidden,
+            tie_word_embeddings=tie,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=None,
+        )
+    )
 
 
 def tiny_qwen3():
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    return Qwen3ForCausalLM(Qwen3Config(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                        bos_token_id=0, eos_token_id=1))
+    return Qwen3ForCausalLM(
+        Qwen3Config(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            head_dim=8,
+            bos_token_id=0,
+            eos_token_id=1,
+        )
+    )
 
 
 def tiny_qwen3_moe():
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    return Qwen3MoeForCausalLM(Qwen3MoeConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                                              moe_intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
-                                              num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, head_dim=8,
-                                              bos_token_id=0, eos_token_id=1))
+    return Qwen3MoeForCausalLM(
+        Qwen3MoeConfig(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            moe_intermediate_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            num_experts=4,
+            num_experts_per_tok=2,
+            head_dim=8,
+            bos_token_id=0,
+            eos_token_id=1,
+        )
+    )
 
 
 def tiny_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                                      bos_token_id=0, eos_token_id=1))
+    return GPT2LMHeadModel(
+        GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=1)
+    )
 
 
 def tiny_bert_classifier():
     from transformers import BertConfig, BertForSequenceClassification
 
-    return BertForSequenceClassification(BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1,
-                                                    num_attention_heads=4, intermediate_size=64, num_labels=3))
+    return BertForSequenceClassification(
+        BertConfig(
+            vocab_size=128,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+            num_labels=3,
+        )
+    )
 
 
 def free_port() -> int:

@@ -15,15 +15,29 @@ BENCH = REPO / "benchmarks"
 def test_run_all_tiny(tmp_path):
     env = dict(os.environ, HF_MUON_DATA=str(data_dir()), OMP_NUM_THREADS="1")
     # --results-dir: the tiny JSON go to a temporary folder, the committed *_tiny.json stay as they are
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--tiny", "--allow-busy",
-                           "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--tiny", "--allow-busy", "--results-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
     assert "state bytes" in out and "TARGET diagnostics" in out and "total / DDP-AdamW" in out
     assert "CPU: " in out and "avx512_bf16" in out  # the CPU line with its flags heads every report
-    names = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup",
-             "ns_defaults")
+    names = (
+        "step",
+        "trainer",
+        "distributed",
+        "convergence",
+        "scaling",
+        "moe_routing",
+        "variants",
+        "startup",
+        "ns_defaults",
+    )
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{n}_tiny.json" for n in names)
 
 
@@ -32,11 +46,18 @@ def test_reports_regenerate_from_committed_json(tmp_path):
     results = tmp_path / "results"
     shutil.copytree(BENCH / "results", results)
     before = (BENCH / "RESULTS.md").read_bytes()
-    code = ("import sys, benchmarks.cli as c; from pathlib import Path; c.RESULTS_MD = Path(sys.argv[1]); "
-            "from benchmarks import run_all; sys.exit(run_all.main(['--report-only', '--results-dir', sys.argv[2]]))")
+    code = (
+        "import sys, benchmarks.cli as c; from pathlib import Path; c.RESULTS_MD = Path(sys.argv[1]); "
+        "from benchmarks import run_all; sys.exit(run_all.main(['--report-only', '--results-dir', sys.argv[2]]))"
+    )
     shutil.copy(BENCH / "RESULTS.md", tmp_path / "RESULTS.md")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "RESULTS.md"), str(results)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "RESULTS.md"), str(results)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert (tmp_path / "RESULTS.md").read_bytes() == before
     for f in (BENCH / "results").glob("*.json"):  # measuring nothing writes no JSON (the plots are redrawn)
@@ -60,8 +81,17 @@ def test_timing_protocol_interleaves_rounds():
         if calls.count("S") == 2:  # the second warmup call is the one judged
             time.sleep(0.02)
 
-    out = interleave([Contender("A", lambda: calls.append("A")), Contender("B", lambda: calls.append("B")),
-                      Contender("C", fail), Contender("S", slow)], warmup=2, repeats=3, slow_s=0.01)
+    out = interleave(
+        [
+            Contender("A", lambda: calls.append("A")),
+            Contender("B", lambda: calls.append("B")),
+            Contender("C", fail),
+            Contender("S", slow),
+        ],
+        warmup=2,
+        repeats=3,
+        slow_s=0.01,
+    )
     assert calls == ["A", "B", "C", "S", "A", "B", "S"] + ["A", "B", "S"] + ["B", "A"] + ["A", "B"]
     assert isinstance(out["C"], RuntimeError)
     assert len(out["A"].times_ms) == 3 and len(out["A"].warmup_ms) == 2 and out["A"].interleaved_with == 3
@@ -71,13 +101,29 @@ def test_timing_protocol_interleaves_rounds():
 def test_ns_defaults_wide_tiny(tmp_path):
     """``bench_ns_defaults.py --wide``: convergence only (no quality rows), its own JSON and report."""
     env = dict(os.environ, HF_MUON_DATA=str(data_dir()), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(BENCH / "bench_ns_defaults.py"), "--tiny", "--wide", "--allow-busy",
-                           "--results-dir", str(tmp_path)], capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_ns_defaults.py"),
+            "--tiny",
+            "--wide",
+            "--allow-busy",
+            "--results-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert [p.name for p in tmp_path.glob("*.json")] == ["ns_defaults_wide_tiny.json"]
     assert "Gram (auto) vs standard" in proc.stdout and "Quality:" not in proc.stdout
-    assert "default (auto: Gram on 256×688)" in proc.stdout and "within seed noise of ns_method=newton_schulz" in proc.stdout
+    assert (
+        "default (auto: Gram on 256×688)" in proc.stdout
+        and "within seed noise of ns_method=newton_schulz" in proc.stdout
+    )
 
 
 def test_ns_bound_is_what_newton_schulz_computes_and_finds_4_steps_where_the_spectrum_allows():

@@ -28,9 +28,7 @@ def test_help_exits_zero(capsys):
 )
 def test_a_missing_extra_is_named(monkeypatch, capsys, command, module, extra):
     real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
     with pytest.raises(SystemExit) as e:
         cli.main([command, "x"])
     err = capsys.readouterr().err
@@ -38,9 +36,7 @@ def test_a_missing_extra_is_named(monkeypatch, capsys, command, module, extra):
 
 
 def test_config_lists_prints_and_writes_the_shipped_files(capsys, tmp_path):
-    shipped = sorted(
-        p.name for p in (REPO / "hf_muon" / "configs").iterdir() if p.suffix in (".yaml", ".json")
-    )
+    shipped = sorted(p.name for p in (REPO / "hf_muon" / "configs").iterdir() if p.suffix in (".yaml", ".json"))
     assert {"ddp.yaml", "fsdp2.yaml", "hsdp.yaml"} <= set(shipped) and cli.config_names() == shipped
     cli.main(["config"])
     listing = capsys.readouterr().out
@@ -48,9 +44,7 @@ def test_config_lists_prints_and_writes_the_shipped_files(capsys, tmp_path):
     cli.main(["config", "fsdp2"])
     assert capsys.readouterr().out == (REPO / "hf_muon" / "configs" / "fsdp2.yaml").read_text()
     cli.main(["config", "hsdp.yaml", "--out", str(tmp_path / "sub" / "h.yaml")])
-    assert (tmp_path / "sub" / "h.yaml").read_text() == (
-        REPO / "hf_muon" / "configs" / "hsdp.yaml"
-    ).read_text()
+    assert (tmp_path / "sub" / "h.yaml").read_text() == (REPO / "hf_muon" / "configs" / "hsdp.yaml").read_text()
     with pytest.raises(SystemExit, match="unknown config 'nope'; shipped: ddp.yaml"):
         cli.main(["config", "nope"])
 
@@ -61,9 +55,6 @@ def test_optim_args_prints_and_updates_the_table(capsys, tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("before\n<!-- optim_args:start -->\nold\n<!-- optim_args:end -->\nafter\n")
     cli.main(["optim-args", "--update", str(doc)])
-    assert (
-        doc.read_text()
-        == f"before\n<!-- optim_args:start -->\n{markdown_table()}\n<!-- optim_args:end -->\nafter\n"
-    )
+    assert doc.read_text() == f"before\n<!-- optim_args:start -->\n{markdown_table()}\n<!-- optim_args:end -->\nafter\n"
     with pytest.raises(SystemExit, match="no <!-- optim_args"):
         cli.main(["optim-args", "--update", str(tmp_path / "doc.md"), str(REPO / "CHANGELOG.md")])

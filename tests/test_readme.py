@@ -65,9 +65,7 @@ def _commands(path):
 
 
 def test_every_documented_command_is_run_by_a_test():
-    uncovered = [
-        f"{p.relative_to(REPO)}: {c}" for p in DOCS for c in _commands(p) if not any(s in c for s in COVERED)
-    ]
+    uncovered = [f"{p.relative_to(REPO)}: {c}" for p in DOCS for c in _commands(p) if not any(s in c for s in COVERED)]
     assert not uncovered, f"documented commands no test runs: {uncovered}"
     for sig, (files, token) in COVERED.items():
         for f in files:

@@ -13,8 +13,17 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("step", "trainer", "distributed", "convergence", "scaling", "moe_routing", "variants", "startup",
-         "ns_defaults")  # run_all.py order
+NAMES = (
+    "step",
+    "trainer",
+    "distributed",
+    "convergence",
+    "scaling",
+    "moe_routing",
+    "variants",
+    "startup",
+    "ns_defaults",
+)  # run_all.py order
 # Reports a script writes besides its own under an option (bench_ns_defaults.py --wide), by script.
 EXTRA = {"ns_defaults": ("ns_defaults_wide",)}
 

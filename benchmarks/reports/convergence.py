@@ -70,11 +70,19 @@ def summarize(runs: list[dict], steps: int, lrs: tuple[float, ...], tiny: bool) 
             summary["hf_muon_steps_to_adamw_best"] = hit["step"]
             summary["hf_muon_fraction_to_adamw_best"] = frac
             summary["hf_muon_seconds_to_adamw_best"] = hit["train_seconds"]
-            measured = (f"{hf['name']} reaches {goal:.4f} ({adamw['name']}'s final) at step {hit['step']} of {steps} = "
-                        f"{frac:.2f}× ({hit['train_seconds']:.1f} s of training vs AdamW's {adamw['train_seconds']:.1f}"
-                        f" s); evaluation every {steps_between(hf['evals'])} steps" + caveat)
-            targets.append({"target": line, "status": "MET" if frac <= TARGET_STEP_FRACTION else "NOT MET",
-                            "measured": measured, "value": frac})
+            measured = (
+                f"{hf['name']} reaches {goal:.4f} ({adamw['name']}'s final) at step {hit['step']} of {steps} = "
+                f"{frac:.2f}× ({hit['train_seconds']:.1f} s of training vs AdamW's {adamw['train_seconds']:.1f}"
+                f" s); evaluation every {steps_between(hf['evals'])} steps" + caveat
+            )
+            targets.append(
+                {
+                    "target": line,
+                    "status": "MET" if frac <= TARGET_STEP_FRACTION else "NOT MET",
+                    "measured": measured,
+                    "value": frac,
+                }
+            )
 
     line = "Polar Express final val loss ≤ Keller's (hf_muon, same lr and steps)"
     pe = next((r for r in runs if r["family"] == "hf_muon" and keller is not None and r["lr"] == keller["lr"]), None)
@@ -82,10 +90,13 @@ def summarize(runs: list[dict], steps: int, lrs: tuple[float, ...], tiny: bool) 
         targets.append({"target": line, "status": "NOT MEASURED", "measured": "a PE or Keller run did not finish"})
     else:
         diff = pe["final_val_loss"] - keller["final_val_loss"]
-        measured = (f"PE {pe['final_val_loss']:.4f} vs Keller {keller['final_val_loss']:.4f} at lr {pe['lr']:g} "
-                    f"(difference {diff:+.4f}; single seed)" + caveat)
-        targets.append({"target": line, "status": "MET" if diff <= 0 else "NOT MET", "measured": measured,
-                        "value": diff})
+        measured = (
+            f"PE {pe['final_val_loss']:.4f} vs Keller {keller['final_val_loss']:.4f} at lr {pe['lr']:g} "
+            f"(difference {diff:+.4f}; single seed)" + caveat
+        )
+        targets.append(
+            {"target": line, "status": "MET" if diff <= 0 else "NOT MET", "measured": measured, "value": diff}
+        )
     return summary, targets
 
 
@@ -115,9 +126,16 @@ def plots(data: dict, folder: Path) -> dict[str, str] | str:
         for r in runs:
             color, label = FAMILY_STYLE[r["family"]]
             is_best = r["name"] in best_names
-            ax.plot([e[xkey] for e in r["evals"]], [e["val_loss"] for e in r["evals"]], color=color,
-                    lw=2.2 if is_best else 1.0, alpha=1.0 if is_best else 0.45, marker="o" if is_best else None, ms=3,
-                    label=f"{label} lr {r['lr']:g}" + (" (best)" if is_best and r["family"] in swept else ""))
+            ax.plot(
+                [e[xkey] for e in r["evals"]],
+                [e["val_loss"] for e in r["evals"]],
+                color=color,
+                lw=2.2 if is_best else 1.0,
+                alpha=1.0 if is_best else 0.45,
+                marker="o" if is_best else None,
+                ms=3,
+                label=f"{label} lr {r['lr']:g}" + (" (best)" if is_best and r["family"] in swept else ""),
+            )
         if goal is not None:
             ax.axhline(goal, color="tab:blue", ls=":", lw=1, label=f"best AdamW final ({goal:.3f})")
         if top is not None and top > low:
@@ -143,9 +161,14 @@ def fmt_loss(x: float | None) -> str:
 def report(data: dict) -> str:
     """The markdown section for RESULTS.md (also printed)."""
     cfg, info = data["config"], data["data"]
-    run = (run_line(data, busy="wall-clock numbers not comparable",
-                    contended="other processes ran during some runs (marked CONTENDED)")
-           + f". Whole benchmark {data['seconds']:.0f} s.")
+    run = (
+        run_line(
+            data,
+            busy="wall-clock numbers not comparable",
+            contended="other processes ran during some runs (marked CONTENDED)",
+        )
+        + f". Whole benchmark {data['seconds']:.0f} s."
+    )
     lines = header("## Convergence (benchmarks/bench_convergence.py)", data, run) + [
         f"{cfg['model']} ({cfg['params']:,} params, fp32), trained from the same initial weights on the same "
         f"batches: TinyStories from the local mirror, GPT-2 tokens re-indexed to the {info['vocab_keep']:,} most "
@@ -170,8 +193,18 @@ def report(data: dict) -> str:
             note = f"{r['status']}; " + note
         if contended(r.get("other_cores")):
             note += f"; CONTENDED: other processes used {r['other_cores']:.1f} cores"
-        rows.append([r["name"], f"{r['lr']:g}", fmt_loss(r["final_val_loss"]), fmt_loss(r["min_val_loss"]),
-                     f"{r['train_seconds']:.1f}", fmt_ms(r["step_ms_median"]), reach, note])
+        rows.append(
+            [
+                r["name"],
+                f"{r['lr']:g}",
+                fmt_loss(r["final_val_loss"]),
+                fmt_loss(r["min_val_loss"]),
+                f"{r['train_seconds']:.1f}",
+                fmt_ms(r["step_ms_median"]),
+                reach,
+                note,
+            ]
+        )
     columns = ["run", "lr", "final val", "min val", "train s", "step ms", f"step (s) to ≤ {fmt_loss(goal)}", "note"]
     lines += [markdown_table(columns, rows, "lrrrrrrl"), "", "Best per optimizer:", ""]
     rows = []
@@ -185,7 +218,10 @@ def report(data: dict) -> str:
     lines += [markdown_table(["optimizer", "lr", "final val loss", "train s"], rows, "llrr"), ""]
     drawn = data.get("plots")
     if isinstance(drawn, dict) and not data["args"]["tiny"]:
-        lines += [f"![val loss vs steps](results/{Path(drawn['steps']).name}) "
-                  f"![val loss vs seconds](results/{Path(drawn['time']).name})", ""]
+        lines += [
+            f"![val loss vs steps](results/{Path(drawn['steps']).name}) "
+            f"![val loss vs seconds](results/{Path(drawn['time']).name})",
+            "",
+        ]
     lines += ["### Targets", ""] + target_lines(data["targets"])
     return "\n".join(lines) + "\n"

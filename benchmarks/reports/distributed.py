@@ -32,21 +32,46 @@ def _rows(comm: list[dict], ddp: bool) -> list[list[str]]:
             if opt == "adamw":
                 continue
             ratio = _total(m) / _total(a)
-            cells = [c["model"]] + ([] if ddp else [c["layout"], c["batch"].replace("x", " × ")]) + [
-                str(c["world"]), opt.split("/")[1], f"{m['muon_params'] / m['params']:.0%}",
-                f"{_total(a) / MIB:.2f}", f"{m['optimizer_bytes_per_step'] / MIB:.2f}", f"{ratio:.3f}",
-                "MET" if ratio <= TARGET_COMM else "NOT MET", f"{_balance(m):.3f}"]
+            cells = (
+                [c["model"]]
+                + ([] if ddp else [c["layout"], c["batch"].replace("x", " × ")])
+                + [
+                    str(c["world"]),
+                    opt.split("/")[1],
+                    f"{m['muon_params'] / m['params']:.0%}",
+                    f"{_total(a) / MIB:.2f}",
+                    f"{m['optimizer_bytes_per_step'] / MIB:.2f}",
+                    f"{ratio:.3f}",
+                    "MET" if ratio <= TARGET_COMM else "NOT MET",
+                    f"{_balance(m):.3f}",
+                ]
+            )
             rows.append(cells)
     return rows
 
 
 def comm_tables(comm: list[dict]) -> list[str]:
     tail = ["Muon optimizer MiB/step/rank", "total / {}", f"≤ {TARGET_COMM}×", "NS max/mean (measured)"]
-    ddp = markdown_table(["model", "ranks", "NS dtype", "Muon share of params", "DDP all-reduce MiB/step/rank"]
-                         + [t.format("DDP-AdamW") for t in tail], _rows(comm, True), "lrlrrrrlr")
-    sharded = markdown_table(["model", "layout", "batch / rank", "ranks", "NS dtype", "Muon share of params",
-                              "AdamW MiB/step/rank (the layout's own traffic)"]
-                             + [t.format("AdamW, same layout") for t in tail], _rows(comm, False), "lllrlrrrrlr")
+    ddp = markdown_table(
+        ["model", "ranks", "NS dtype", "Muon share of params", "DDP all-reduce MiB/step/rank"]
+        + [t.format("DDP-AdamW") for t in tail],
+        _rows(comm, True),
+        "lrlrrrrlr",
+    )
+    sharded = markdown_table(
+        [
+            "model",
+            "layout",
+            "batch / rank",
+            "ranks",
+            "NS dtype",
+            "Muon share of params",
+            "AdamW MiB/step/rank (the layout's own traffic)",
+        ]
+        + [t.format("AdamW, same layout") for t in tail],
+        _rows(comm, False),
+        "lllrlrrrrlr",
+    )
     return [ddp, "", sharded]
 
 
@@ -54,10 +79,18 @@ def balance_table(balance: dict[str, dict]) -> str:
     rows = []
     for key, b in balance.items():  # "<model>@<ranks>"
         name, world = key.rsplit("@", 1)
-        rows.append([name, world, f"{b['lpt']:.3f}", f"{b['round_robin']:.3f}",
-                     "MET" if b["lpt"] <= TARGET_BALANCE else "NOT MET"])
-    return markdown_table(["model", "ranks", "max/mean (FLOP-balanced)", "max/mean (round-robin)",
-                           f"≤ {TARGET_BALANCE}"], rows, "lrrrl")
+        rows.append(
+            [
+                name,
+                world,
+                f"{b['lpt']:.3f}",
+                f"{b['round_robin']:.3f}",
+                "MET" if b["lpt"] <= TARGET_BALANCE else "NOT MET",
+            ]
+        )
+    return markdown_table(
+        ["model", "ranks", "max/mean (FLOP-balanced)", "max/mean (round-robin)", f"≤ {TARGET_BALANCE}"], rows, "lrrrl"
+    )
 
 
 def report(data: dict) -> str:

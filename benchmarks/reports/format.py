@@ -26,8 +26,12 @@ def fmt_ratio(x: float | None) -> str:
     return f"{x:.3f}×" if x < 10 else f"{x:,.1f}×"
 
 
-def run_line(data: dict, extra_versions: Sequence[str] = (), busy: str = "numbers not comparable",
-             contended: str = "other processes ran during timing (rows marked CONTENDED), numbers not comparable") -> str:
+def run_line(
+    data: dict,
+    extra_versions: Sequence[str] = (),
+    busy: str = "numbers not comparable",
+    contended: str = "other processes ran during timing (rows marked CONTENDED), numbers not comparable",
+) -> str:
     """The "Run <date> on <machine> …; versions. Load at start …" sentence, plus the busy / contended warnings
     (no closing period: callers may go on)."""
     mach, ver, load = data["machine"], data["versions"], data["load"]
@@ -49,9 +53,11 @@ def cpu_line(machine: dict) -> str | None:
         return None
     have = set(machine["cpu_flags"])
     flags = ", ".join(f"{f} {'yes' if f in have else 'no'}" for f in checked)
-    return (f"CPU: {machine['cpu']}; flags {flags}; torch CPU capability {machine['torch_cpu_capability']}, "
-            f"{machine['torch_threads']} torch threads, torch {machine['torch']}; hf_muon `ns_dtype=\"auto\"` "
-            f"on this CPU: {machine['ns_auto_dtype_cpu']}.")
+    return (
+        f"CPU: {machine['cpu']}; flags {flags}; torch CPU capability {machine['torch_cpu_capability']}, "
+        f'{machine["torch_threads"]} torch threads, torch {machine["torch"]}; hf_muon `ns_dtype="auto"` '
+        f"on this CPU: {machine['ns_auto_dtype_cpu']}."
+    )
 
 
 def header(title: str, data: dict, run: str | None = None) -> list[str]:

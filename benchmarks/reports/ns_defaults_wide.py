@@ -7,8 +7,10 @@ from . import ns_defaults
 
 NAME = "ns_defaults_wide"
 SECTION = "ns_defaults_wide"
-TITLE = ("## Default Newton-Schulz at llama-7.4M's shapes: Gram (auto) vs standard, convergence "
-         "(benchmarks/bench_ns_defaults.py --wide)")
+TITLE = (
+    "## Default Newton-Schulz at llama-7.4M's shapes: Gram (auto) vs standard, convergence "
+    "(benchmarks/bench_ns_defaults.py --wide)"
+)
 summarize = ns_defaults.summarize
 targets = ns_defaults.targets
 

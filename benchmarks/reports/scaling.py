@@ -49,8 +49,12 @@ def plots(data: dict, folder: Path) -> str:
 
     rows = data["sizes"]
     fig, ax = plt.subplots(figsize=(7, 5))
-    styles = (dict(color="tab:blue", marker="o"), dict(color="tab:cyan", marker="s"),
-              dict(color="tab:red", marker="o"), dict(color="tab:red", marker="x", ls="--", alpha=0.6))
+    styles = (
+        dict(color="tab:blue", marker="o"),
+        dict(color="tab:cyan", marker="s"),
+        dict(color="tab:red", marker="o"),
+        dict(color="tab:red", marker="x", ls="--", alpha=0.6),
+    )
     labels = ("torch AdamW step", "torch AdamW (fused) step", "hf_muon step", "hf_muon NS part")
     for (key, field, _), label, style in zip(SERIES, labels, styles):
         xs, ys = points(rows, key, field)
@@ -59,8 +63,13 @@ def plots(data: dict, folder: Path) -> str:
             ax.plot(xs, ys, label=label + (f" (slope {slope:.2f})" if slope is not None else ""), **style)
     for r in rows:
         if r["hf_muon"].get("step_ms"):
-            ax.annotate(r["size"]["name"], (r["params"], r["hf_muon"]["step_ms"]), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+            ax.annotate(
+                r["size"]["name"],
+                (r["params"], r["hf_muon"]["step_ms"]),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -101,8 +110,11 @@ def _notes(r: dict) -> str:
 
 def report(data: dict) -> str:
     """The markdown section for RESULTS.md (also printed)."""
-    lines = header("## Scaling with model size (benchmarks/bench_scaling.py)", data,
-                   run_line(data) + f". Whole benchmark {data['seconds']:.0f} s.")
+    lines = header(
+        "## Scaling with model size (benchmarks/bench_scaling.py)",
+        data,
+        run_line(data) + f". Whole benchmark {data['seconds']:.0f} s.",
+    )
     lines += [
         "Median wall time of `optimizer.step()` alone (fixed seeded gradients, restored untimed before every "
         f"step) for Llamas of growing width and depth (vocab {data['sizes'][0]['size']['vocab']:,}, untied, fp32). "
@@ -116,15 +128,38 @@ def report(data: dict) -> str:
     rows = []
     for r in data["sizes"]:
         a, af, h = r["adamw"], r.get("adamw_fused", {}), r["hf_muon"]
-        rows.append([
-            r["size"]["name"], fmt_count(r["params"]), fmt_count(r["muon_params"]), fmt_ms(a.get("step_ms")),
-            fmt_ms(af.get("step_ms")), fmt_ms(h.get("step_ms")), fmt_ratio(h.get("ratio_adamw")),
-            fmt_ratio(h.get("ratio_adamw_fused")), fmt_ms(h.get("ns_ms")),
-            "—" if h.get("ns_share") is None else f"{100 * h['ns_share']:.0f}%",
-            "—" if h.get("ns_gflops") is None else f"{h['ns_gflops']:.0f}", f"{r['warmup']}+{r['repeats']}", _notes(r),
-        ])
-    columns = ["size", "params", "Muon params", "AdamW ms", "AdamW fused ms", "hf_muon ms", "×AdamW", "×AdamW fused",
-               "NS ms", "NS share", "NS GFLOP/s", "warmup+timed", "note"]
+        rows.append(
+            [
+                r["size"]["name"],
+                fmt_count(r["params"]),
+                fmt_count(r["muon_params"]),
+                fmt_ms(a.get("step_ms")),
+                fmt_ms(af.get("step_ms")),
+                fmt_ms(h.get("step_ms")),
+                fmt_ratio(h.get("ratio_adamw")),
+                fmt_ratio(h.get("ratio_adamw_fused")),
+                fmt_ms(h.get("ns_ms")),
+                "—" if h.get("ns_share") is None else f"{100 * h['ns_share']:.0f}%",
+                "—" if h.get("ns_gflops") is None else f"{h['ns_gflops']:.0f}",
+                f"{r['warmup']}+{r['repeats']}",
+                _notes(r),
+            ]
+        )
+    columns = [
+        "size",
+        "params",
+        "Muon params",
+        "AdamW ms",
+        "AdamW fused ms",
+        "hf_muon ms",
+        "×AdamW",
+        "×AdamW fused",
+        "NS ms",
+        "NS share",
+        "NS GFLOP/s",
+        "warmup+timed",
+        "note",
+    ]
     lines.append(markdown_table(columns, rows, "lrrrrrrrrrrrl"))
     lines += [
         "",

@@ -233,9 +233,7 @@ def model_table(m: dict) -> str:
                 note,
             ]
         )
-    return markdown_table(
-        ["optimizer", "step ms", "×AdamW", "state MB", "page faults/step", "note"], rows, "lrrrrl"
-    )
+    return markdown_table(["optimizer", "step ms", "×AdamW", "state MB", "page faults/step", "note"], rows, "lrrrrl")
 
 
 NS_LABELS = (
@@ -323,8 +321,6 @@ def report(data: dict) -> str:
             ]
     # recomputed from the measurements, so a report regenerated from stored JSON shows today's targets
     args = data["args"]
-    checks = targets(
-        data["models"], data.get("ns_throughput"), args.get("device", "cpu"), bool(args.get("tiny"))
-    )
+    checks = targets(data["models"], data.get("ns_throughput"), args.get("device", "cpu"), bool(args.get("tiny")))
     lines += ["", "### Targets", ""] + target_lines(checks)
     return "\n".join(lines) + "\n"

@@ -13,8 +13,10 @@ TARGET_OVERHEAD = 0.05
 
 def table(results: dict[str, dict]) -> str:
     base = results["adamw_torch"]
-    rows = [[k, f"{v['step_ms_median']:.1f}", f"{v['tokens_per_s']:.0f}",
-             f"{v['tokens_per_s'] / base['tokens_per_s']:.3f}"] for k, v in results.items()]
+    rows = [
+        [k, f"{v['step_ms_median']:.1f}", f"{v['tokens_per_s']:.0f}", f"{v['tokens_per_s'] / base['tokens_per_s']:.3f}"]
+        for k, v in results.items()
+    ]
     return markdown_table(["run", "step ms (median)", "tokens/s", "× adamw_torch tokens/s"], rows, "lrrr")
 
 
@@ -23,9 +25,14 @@ def targets(results: dict[str, dict], every: int) -> list[dict]:
     muon, diag = results["muon"], results["muon + diagnostics"]
     per_step = diag["step_ms_median"] - muon["step_ms_median"]
     overhead = (per_step + diag["snapshot_ms"] / every) / muon["step_ms_median"]
-    return [{"target": f"diagnostics at the default interval cost ≤ {TARGET_OVERHEAD:.0%} of step time",
-             "measured": f"{overhead:.1%} (per step {per_step:+.1f} ms, snapshot {diag['snapshot_ms']:.0f} ms "
-                         f"/ {every} steps)", "met": overhead <= TARGET_OVERHEAD}]
+    return [
+        {
+            "target": f"diagnostics at the default interval cost ≤ {TARGET_OVERHEAD:.0%} of step time",
+            "measured": f"{overhead:.1%} (per step {per_step:+.1f} ms, snapshot {diag['snapshot_ms']:.0f} ms "
+            f"/ {every} steps)",
+            "met": overhead <= TARGET_OVERHEAD,
+        }
+    ]
 
 
 def report(data: dict) -> str:

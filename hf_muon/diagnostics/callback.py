@@ -47,15 +47,21 @@ def _unwrap(optimizer):
 
 class MuonDiagnosticsCallback(TrainerCallback):
     """Args:
-        every: steps between spectral snapshots (SVDs); per-step numbers are always logged.
-        jsonl: file name (relative to ``args.output_dir``) or absolute path; ``None`` disables the file.
-        quantiles: σ-quantiles of the normalised momentum to record.
-        max_matrices: cap on matrices analysed per snapshot (evenly spread over the Muon parameters).
-        orth_samples: how many momenta to re-orthogonalize for the orthogonality error.
+    every: steps between spectral snapshots (SVDs); per-step numbers are always logged.
+    jsonl: file name (relative to ``args.output_dir``) or absolute path; ``None`` disables the file.
+    quantiles: σ-quantiles of the normalised momentum to record.
+    max_matrices: cap on matrices analysed per snapshot (evenly spread over the Muon parameters).
+    orth_samples: how many momenta to re-orthogonalize for the orthogonality error.
     """
 
-    def __init__(self, every: int = 100, jsonl: str | None = "muon_diagnostics.jsonl",
-                 quantiles=DEFAULT_QUANTILES, max_matrices: int = 64, orth_samples: int = 4):
+    def __init__(
+        self,
+        every: int = 100,
+        jsonl: str | None = "muon_diagnostics.jsonl",
+        quantiles=DEFAULT_QUANTILES,
+        max_matrices: int = 64,
+        orth_samples: int = 4,
+    ):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.every, self.jsonl, self.quantiles = every, jsonl, tuple(quantiles)
@@ -155,8 +161,14 @@ class MuonDiagnosticsCallback(TrainerCallback):
         entropies, medians = [], []
         for name, p, g in params:
             depth, kind = layer_info(name)
-            row = {"step": step, "kind": "layer", "name": name, "depth": depth, "layer_type": kind,
-                   "svd_entropy": svd_entropy(singular_values(p, g["experts"]))}
+            row = {
+                "step": step,
+                "kind": "layer",
+                "name": name,
+                "depth": depth,
+                "layer_type": kind,
+                "svd_entropy": svd_entropy(singular_values(p, g["experts"])),
+            }
             buf = self.optimizer.state.get(p, {}).get("momentum_buffer")
             if buf is not None and bool(buf.any()):
                 q = normalized_quantiles(singular_values(buf, g["experts"]), self.quantiles)
@@ -177,8 +189,15 @@ class MuonDiagnosticsCallback(TrainerCallback):
             outs = run_jobs([Job(b, ns_config(g)) for b in parts])
             errors.append(max(orthogonality_error(O) for O in outs))
             lifted.append(min(lifted_fraction(O) for O in outs))
-            self._write({"step": step, "kind": "orthogonality", "name": name, "error": errors[-1],
-                         "lifted_fraction": lifted[-1]})
+            self._write(
+                {
+                    "step": step,
+                    "kind": "orthogonality",
+                    "name": name,
+                    "error": errors[-1],
+                    "lifted_fraction": lifted[-1],
+                }
+            )
         summary = {"svd_entropy_mean": sum(entropies) / max(len(entropies), 1)}
         if medians:
             summary["momentum_sigma_q50_median"] = sorted(medians)[len(medians) // 2]

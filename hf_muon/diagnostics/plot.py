@@ -87,7 +87,9 @@ def make_plots(run_dir: str | Path, out: str | Path | None = None) -> list[Path]
             qs = list(qrows[0]["momentum_sigma_quantiles"])
             fig, axes = plt.subplots(1, len(qs), figsize=(3.2 * len(qs), 3.4), sharey=True)
             axes = list(axes) if len(qs) > 1 else [axes]
-            agg: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+            agg: dict[str, dict[str, dict[int, list[float]]]] = defaultdict(
+                lambda: defaultdict(lambda: defaultdict(list))
+            )
             for r in qrows:
                 for q, v in r["momentum_sigma_quantiles"].items():
                     agg[q][r["layer_type"]][r["step"]].append(v)

@@ -74,9 +74,7 @@ def run_layout(args, state=None) -> str:
     return layout
 
 
-def announce(
-    routes: list[Route], output_dir: str | None, main_process: bool = True, layout: str | None = None
-) -> str:
+def announce(routes: list[Route], output_dir: str | None, main_process: bool = True, layout: str | None = None) -> str:
     """Log the one-line summary (with the run's layout); on the main process write the full table and JSON."""
     s = summary(routes)
     if layout:

@@ -200,9 +200,7 @@ def plan(model, config: MuonConfig) -> tuple[list, list[dict]]:
             continue
         shape = shapes[id(r.param)]
         if r.kind == "muon":
-            ratio = scale_factor(*fan_out_in(shape, r.transposed, r.experts), config.scale_mode) / ds_scale(
-                shape
-            )
+            ratio = scale_factor(*fan_out_in(shape, r.transposed, r.experts), config.scale_mode) / ds_scale(shape)
             key = (1, round(ratio, 12))
             group = buckets.setdefault(
                 key,
@@ -246,15 +244,11 @@ def build(model, config: MuonConfig):
     install_check()
     routes, groups = plan(model, config)
     if not any(g["use_muon"] for g in groups):
-        raise ValueError(
-            "hf_muon routed no parameter to Muon; see the routing table (hf_muon.routing_report(model))"
-        )
+        raise ValueError("hf_muon routed no parameter to Muon; see the routing table (hf_muon.routing_report(model))")
     tag(model, routes)
     from deepspeed.runtime.zero.muon.muon_optimizer import MuonWithAuxAdam
 
-    opt = MuonWithAuxAdam(
-        groups
-    )  # DeepSpeed's own class: ZeRO's Muon path and its supported-optimizer list key on it
+    opt = MuonWithAuxAdam(groups)  # DeepSpeed's own class: ZeRO's Muon path and its supported-optimizer list key on it
     opt.hf_muon_routes = _table(routes)  # what verify() compares ZeRO's groups with
     return opt, routes
 

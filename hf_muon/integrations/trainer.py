@@ -5,9 +5,7 @@ from __future__ import annotations
 try:
     from transformers import Trainer
 except ImportError as e:  # a torch-only install
-    raise ImportError(
-        'hf_muon.MuonTrainer needs transformers and accelerate: pip install "hf_muon[hf]"'
-    ) from e
+    raise ImportError('hf_muon.MuonTrainer needs transformers and accelerate: pip install "hf_muon[hf]"') from e
 
 from .transformers import HF_NAME, build_optimizer, register_name, selects_hf_muon
 
@@ -41,9 +39,7 @@ class MuonTrainerMixin:
             optim_args = self.muon_optim_args
             if optim_args is None:
                 optim_args = self.args.optim_args
-            self.optimizer = build_optimizer(
-                opt_model, self.args, optim_args if optim_args is not None else ""
-            )
+            self.optimizer = build_optimizer(opt_model, self.args, optim_args if optim_args is not None else "")
         return super().create_optimizer(model)
 
 

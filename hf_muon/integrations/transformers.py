@@ -235,9 +235,7 @@ def build_optimizer(model, args, optim_args: MuonConfig | dict | str | None = No
             announce(routes, getattr(args, "output_dir", None), main_process=main, layout=label)
         return opt
     check_backend(args, config)
-    check_launch(
-        getattr(args, "world_size", 1), config.distributed
-    )  # torchrun without DDP: stop with the fix
+    check_launch(getattr(args, "world_size", 1), config.distributed)  # torchrun without DDP: stop with the fix
     routes = route(model, config)  # once: the optimizer's groups and the announced table are the same routes
     opt = create_optimizer(model, config, routes=routes)
     announce(routes, getattr(args, "output_dir", None), main_process=main, layout=layout)

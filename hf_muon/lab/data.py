@@ -67,7 +67,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, *, required: boo
     fallback = REPO_DIR.parent / "shared" / "data"
     if fallback.is_dir():
         return fallback
-    raise FileNotFoundError(f"no data dir: set data_dir or ${DATA_ENV} to the shared data mirror ({fallback} is absent)")
+    raise FileNotFoundError(
+        f"no data dir: set data_dir or ${DATA_ENV} to the shared data mirror ({fallback} is absent)"
+    )
 
 
 def compact_vocab(train_ids, vocab_size: int, full_vocab: int):
@@ -112,8 +114,9 @@ def truncate_bpe(tokenizer, vocab_size: int):
         raise ValueError(f"the tokenizer's first {keep} ids are not 256 bytes + merges in rank order")
     model["vocab"][eos] = keep
     spec["added_tokens"] = [dict(t, id=keep) for t in spec["added_tokens"] if t["content"] == eos]
-    tok = GPT2TokenizerFast(tokenizer_object=Tokenizer.from_str(_json.dumps(spec)), eos_token=eos, bos_token=eos,
-                            unk_token=eos)
+    tok = GPT2TokenizerFast(
+        tokenizer_object=Tokenizer.from_str(_json.dumps(spec)), eos_token=eos, bos_token=eos, unk_token=eos
+    )
     tok.pad_token = tok.eos_token
     return tok
 
@@ -159,9 +162,7 @@ def corpus_path(data_dir: str | os.PathLike | None, corpus: str = "tinystories")
         raise ValueError(f"unknown corpus {corpus!r}; valid: {', '.join(CORPORA)}")
     root = resolve_data_dir(data_dir)
     if root is None:
-        raise ValueError(
-            f"no data dir given: pass data_dir (or --data) or set ${DATA_ENV} to the shared data mirror"
-        )
+        raise ValueError(f"no data dir given: pass data_dir (or --data) or set ${DATA_ENV} to the shared data mirror")
     rel, hub = CORPORA[corpus]
     path = root / "pretrain" / rel
     if not path.is_file():

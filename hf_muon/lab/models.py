@@ -30,11 +30,24 @@ def llama_intermediate(width: int, mlp_ratio: float = 8 / 3, multiple: int = 8) 
     return max(multiple, int(round(width * mlp_ratio / multiple)) * multiple)
 
 
-def llama_config(width: int, layers: int, vocab_size: int, block_size: int, *, head_dim: int = 32,
-                 heads: int | None = None, kv_heads: int | None = None, intermediate_size: int | None = None,
-                 mlp_ratio: float = 8 / 3, max_position_embeddings: int | None = None,
-                 tie_word_embeddings: bool = True, bos_token_id: int | None = 0, eos_token_id: int | None = 0,
-                 pad_token_id: int | None = None, **extra):
+def llama_config(
+    width: int,
+    layers: int,
+    vocab_size: int,
+    block_size: int,
+    *,
+    head_dim: int = 32,
+    heads: int | None = None,
+    kv_heads: int | None = None,
+    intermediate_size: int | None = None,
+    mlp_ratio: float = 8 / 3,
+    max_position_embeddings: int | None = None,
+    tie_word_embeddings: bool = True,
+    bos_token_id: int | None = 0,
+    eos_token_id: int | None = 0,
+    pad_token_id: int | None = None,
+    **extra,
+):
     """A ``LlamaConfig``: ``heads`` (default ``width // head_dim``) attention heads, ``kv_heads`` (default
     ``heads``: MHA) key/value heads, a SwiGLU MLP of ``intermediate_size`` (default
     :func:`llama_intermediate` of ``width`` and ``mlp_ratio``), ``max_position_embeddings`` (default
@@ -45,10 +58,20 @@ def llama_config(width: int, layers: int, vocab_size: int, block_size: int, *, h
     kv_heads = heads if kv_heads is None else kv_heads
     inter = llama_intermediate(width, mlp_ratio) if intermediate_size is None else intermediate_size
     positions = block_size if max_position_embeddings is None else max_position_embeddings
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=width, intermediate_size=inter,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                       max_position_embeddings=positions, tie_word_embeddings=tie_word_embeddings,
-                       bos_token_id=bos_token_id, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **extra)
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=width,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=positions,
+        tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        **extra,
+    )
 
 
 def llama_from_config(config, seed: int = 0):
@@ -69,8 +92,18 @@ def build_gpt2(width: int, layers: int, heads: int, vocab_size: int, block_size:
     """A ``GPT2LMHeadModel`` from a config (tied head, dropout 0 as in nanoGPT's 124M runs)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = GPT2Config(vocab_size=vocab_size, n_embd=width, n_layer=layers, n_head=heads, n_positions=block_size,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        vocab_size=vocab_size,
+        n_embd=width,
+        n_layer=layers,
+        n_head=heads,
+        n_positions=block_size,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     torch.manual_seed(seed)
     return GPT2LMHeadModel(cfg)
 
@@ -95,5 +128,12 @@ def param_counts(model) -> dict:
     return {"total": total, "embedding": emb, "non_embedding": total - emb}
 
 
-__all__ = ["build_gpt2", "build_llama", "llama_config", "llama_from_config", "llama_intermediate", "param_counts",
-           "quiet_transformers"]
+__all__ = [
+    "build_gpt2",
+    "build_llama",
+    "llama_config",
+    "llama_from_config",
+    "llama_intermediate",
+    "param_counts",
+    "quiet_transformers",
+]

@@ -48,11 +48,7 @@ def lora_roles(model: nn.Module) -> dict[int, str]:
 def flat_param_error(model: nn.Module) -> str | None:
     for name, p in model.named_parameters():
         # torch's FlatParameter reports type name "Parameter" (metaclass); it carries `_is_flat_param`.
-        if (
-            getattr(p, "_is_flat_param", False)
-            or type(p).__name__ == "FlatParameter"
-            or "_flat_param" in name
-        ):
+        if getattr(p, "_is_flat_param", False) or type(p).__name__ == "FlatParameter" or "_flat_param" in name:
             return f"{name!r} is an FSDP v1 FlatParameter"
         if hasattr(p, "ds_id") or hasattr(p, "ds_numel"):
             return f"{name!r} is a DeepSpeed ZeRO partitioned parameter"

@@ -35,8 +35,9 @@ def _cfg(config, *names, default=None):
     return default
 
 
-def detect(name: str, mod, p: torch.Tensor, config, *, transposed: bool, experts: bool,
-           blocks: tuple[str, int] | None = None) -> tuple[Split | None, str]:
+def detect(
+    name: str, mod, p: torch.Tensor, config, *, transposed: bool, experts: bool, blocks: tuple[str, int] | None = None
+) -> tuple[Split | None, str]:
     """The split of a Muon-routed weight (None when it is not a known fused projection) and a note. ``blocks``:
     how the model's code cuts this weight's output (:func:`hf_muon.model.usage.output_blocks`), which decides
     an expert ``gate_up_proj``'s layout and finds fused outputs of any other name."""

@@ -109,12 +109,8 @@ def param_groups(
             if lora
             else "\nMuon takes 2-D nn.Linear/Conv1D weights inside the backbone; use include=[regex] to force others."
         )
-        raise ValueError(
-            "Muon was requested but no parameter was routed to it.\n" + routing_report(routes) + fix
-        )
-    return [
-        buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4]), str(k[5])))
-    ]
+        raise ValueError("Muon was requested but no parameter was routed to it.\n" + routing_report(routes) + fix)
+    return [buckets[k] for k in sorted(buckets, key=lambda k: (k[0], not k[1], k[2], k[3], str(k[4]), str(k[5])))]
 
 
 __all__ = ["param_groups"]

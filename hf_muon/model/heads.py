@@ -86,7 +86,8 @@ def refuse_mla(config, knob: str) -> None:
             f"{knob}: model_type {getattr(config, 'model_type', '?')!r} uses multi-head latent attention (MLA: "
             "q_b_proj / kv_b_proj factors and one rotary key shared by all heads). hf_muon does not implement MLA's "
             "head layout (Kimi K2 scales q_C, k_C by √γ, the rotary q_R by γ and leaves the shared k_R alone); "
-            f"set {knob} off for this model.")
+            f"set {knob} off for this model."
+        )
 
 
 def _leaf(name: str) -> str:
@@ -186,12 +187,17 @@ def attention_sites(model: nn.Module) -> list[Site]:
         site = _site(name, mod, h, model_type)
         if site is None:
             continue
-        norms = [n for n in ("q_norm", "k_norm", "q_layernorm", "k_layernorm") if isinstance(getattr(mod, n, None),
-                                                                                           nn.Module)]
+        norms = [
+            n
+            for n in ("q_norm", "k_norm", "q_layernorm", "k_layernorm")
+            if isinstance(getattr(mod, n, None), nn.Module)
+        ]
         if norms:
-            raise ValueError(f"qk_clip: {name!r} normalizes q/k after the projection ({', '.join(norms)}): scaling "
-                             "W_q and W_k does not change its logits, so QK-Clip would do nothing (QK-norm already "
-                             "bounds them). Set qk_clip=0 for this model.")
+            raise ValueError(
+                f"qk_clip: {name!r} normalizes q/k after the projection ({', '.join(norms)}): scaling "
+                "W_q and W_k does not change its logits, so QK-Clip would do nothing (QK-norm already "
+                "bounds them). Set qk_clip=0 for this model."
+            )
         sites.append(site)
     return sites
 

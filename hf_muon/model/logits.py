@@ -43,8 +43,9 @@ def _llama_eager():
 
 def _same_code(f, g) -> bool:
     a, b = getattr(f, "__code__", None), getattr(g, "__code__", None)
-    return a is not None and b is not None and (a.co_code, a.co_names, a.co_consts) == (b.co_code, b.co_names,
-                                                                                          b.co_consts)
+    return (
+        a is not None and b is not None and (a.co_code, a.co_names, a.co_consts) == (b.co_code, b.co_names, b.co_consts)
+    )
 
 
 def _eager_of(module: nn.Module):
@@ -57,8 +58,10 @@ def _eager_of(module: nn.Module):
 def _keep(mask, q_len: int, k_len: int, causal: bool, device) -> torch.Tensor | None:
     """Visible (query, key) pairs as a bool tensor broadcastable to (B, H, Sq, Sk); None: all visible."""
     if mask is not None and not isinstance(mask, torch.Tensor):
-        raise TypeError(f"qk_clip: cannot read a {type(mask).__name__} attention mask (flex_attention's BlockMask); "
-                        "use eager or sdpa attention with QK-Clip")
+        raise TypeError(
+            f"qk_clip: cannot read a {type(mask).__name__} attention mask (flex_attention's BlockMask); "
+            "use eager or sdpa attention with QK-Clip"
+        )
     if mask is not None and mask.ndim == 4:
         mask = mask[..., :k_len]
         return mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
@@ -86,9 +89,9 @@ def max_logits(query, key, mask, scaling: float, causal: bool) -> torch.Tensor:
     step = max(1, CHUNK // max(1, B * H * Sk))
     out = torch.full((KV, H // KV), float("-inf"), device=query.device)
     for i in range(0, Sq, step):
-        s = (q[:, :, :, i:i + step] @ kt).float() * scaling
+        s = (q[:, :, :, i : i + step] @ kt).float() * scaling
         if keep is not None:
-            s = s.masked_fill(~keep[..., i:i + step, :], float("-inf"))
+            s = s.masked_fill(~keep[..., i : i + step, :], float("-inf"))
         out = torch.maximum(out, s.amax(dim=(0, 3, 4)))
     return out.reshape(H)
 
@@ -159,8 +162,10 @@ class LogitMax:
         config = getattr(model, "config", None)
         current = getattr(config, "_attn_implementation", None)
         if current is None or not hasattr(model, "set_attn_implementation"):
-            raise ValueError("qk_clip needs a transformers model (PreTrainedModel) whose attention goes through the "
-                             "attention interface")
+            raise ValueError(
+                "qk_clip needs a transformers model (PreTrainedModel) whose attention goes through the "
+                "attention interface"
+            )
         self.model, self.base = model, current.removeprefix(PREFIX)
         model.set_attn_implementation(_register(self.base))
         self.values: list[torch.Tensor | None] = [None] * len(modules)

@@ -132,9 +132,7 @@ def _read_model(model: nn.Module, cfg: MuonConfig) -> ModelFacts:
     if cfg.per_head:
         refuse_mla(hf_config, "per_head")
     core = getattr(base, getattr(base, "base_model_prefix", "") or "", None)
-    core_ids = (
-        {id(p) for p in core.parameters()} if isinstance(core, nn.Module) and core is not base else None
-    )
+    core_ids = {id(p) for p in core.parameters()} if isinstance(core, nn.Module) and core is not base else None
     return ModelFacts(
         cfg=cfg,
         embeddings=embedding_reasons(model, base),

@@ -85,9 +85,7 @@ def _included(ctx: ModelFacts, s: Site, r: Route) -> bool:
     if not any(x.search(s.name) for x in ctx.include):
         return False
     if s.p.ndim < 2:
-        raise ValueError(
-            f"include pattern matched {s.name!r} of shape {tuple(s.p.shape)}: Muon needs ≥2-D weights"
-        )
+        raise ValueError(f"include pattern matched {s.name!r} of shape {tuple(s.p.shape)}: Muon needs ≥2-D weights")
     r.kind, r.reason = "muon", "included by pattern"
     r.transposed = isinstance(s.mod, ctx.conv1d) if ctx.conv1d else False
     r.experts = is_experts(s.mod, s.p)
@@ -128,9 +126,7 @@ def _below_2d(ctx: ModelFacts, s: Site, r: Route) -> bool:
     if s.p.ndim >= 2:
         return False
     norm = is_norm(s.mod)
-    r.reason = (
-        f"norm {s.pname}" if norm else ("bias" if s.pname.endswith("bias") else f"{s.p.ndim}-D parameter")
-    )
+    r.reason = f"norm {s.pname}" if norm else ("bias" if s.pname.endswith("bias") else f"{s.p.ndim}-D parameter")
     return True
 
 
@@ -229,9 +225,7 @@ def _route_by_use(r: Route, mod: nn.Module, pname: str, p: torch.Tensor) -> None
     matrix (XLNet's einsum projections, RecurrentGemma's per-head gate blocks), else AdamW, saying so."""
     use = use_of(mod, pname, p.ndim)
     if use is None or (p.ndim > 3 and use.stacked):
-        r.reason = (
-            f"{p.ndim}-D parameter that is not a Linear/Conv1D weight (its module does not multiply by it)"
-        )
+        r.reason = f"{p.ndim}-D parameter that is not a Linear/Conv1D weight (its module does not multiply by it)"
         return
     r.kind, r.transposed, r.experts = "muon", use.transposed, use.stacked and p.ndim == 3
     r.reason = f"matrix product in {use.how}" + (", one matrix per leading index" if r.experts else "")

@@ -61,15 +61,16 @@ def _operand(node, name: str) -> tuple[bool, bool] | None:
     """``(flipped, indexed)`` when ``node`` is ``self.<name>``, possibly transposed (``.T``, ``.mT``,
     ``.transpose(…)``) and/or indexed (``self.<name>[i]``); None when it is not."""
     indexed = False
-    while (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-           and node.func.attr in _CASTS):  # self.W.float(), self.W.to(x.dtype)
+    while (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in _CASTS
+    ):  # self.W.float(), self.W.to(x.dtype)
         node = node.func.value
     if isinstance(node, ast.Subscript):
         node, indexed = node.value, True
     flipped = False
     if isinstance(node, ast.Attribute) and node.attr in _TRANSPOSES:
         node, flipped = node.value, True
-    elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("transpose", "t")):
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("transpose", "t"):
         node, flipped = node.func.value, True
     if isinstance(node, ast.Subscript):
         node, indexed = node.value, True
@@ -116,8 +117,7 @@ def use_of(mod: nn.Module, name: str, ndim: int) -> Use | None:
                 hit = _operand(operand, name)
                 if hit is not None:
                     flipped, indexed = hit
-                    return Use((side == 1) != flipped, indexed or ndim == 3,
-                               f"{cls}: {'x @ W' if side else 'W @ x'}")
+                    return Use((side == 1) != flipped, indexed or ndim == 3, f"{cls}: {'x @ W' if side else 'W @ x'}")
         if isinstance(node, ast.Call):
             fn = _func_name(node)
             if fn == "einsum":
@@ -153,8 +153,9 @@ def _chunks(call: ast.Call) -> int | None:
 
 
 def _is_torch(call: ast.Call) -> bool:
-    return isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name) and \
-        call.func.value.id == "torch"
+    return (
+        isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name) and call.func.value.id == "torch"
+    )
 
 
 def _target(call: ast.Call) -> ast.AST:

@@ -68,8 +68,9 @@ def _run_one(x: torch.Tensor, cfg: NSConfig) -> torch.Tensor:
         return spectral_power(x, cfg.power, method="svd" if cfg.method == "svd" else "auto")
     if cfg.method == "svd":
         return svd_orthogonalize(x)
-    return newton_schulz(x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype, method=cfg.method,
-                        kernels=cfg.kernels)
+    return newton_schulz(
+        x, steps=cfg.steps, coefficients=cfg.coefficients, dtype=cfg.dtype, method=cfg.method, kernels=cfg.kernels
+    )
 
 
 def batch_key(t: torch.Tensor, cfg: NSConfig):
@@ -87,11 +88,16 @@ def _run_stack(pieces: list[torch.Tensor], cfg: NSConfig) -> torch.Tensor:
         compute = resolve_dtype(cfg.dtype, first.device, first.dtype)
         shape = (sum(w.size(0) for w in pieces), first.size(-2), first.size(-1))
         # the normalised stack is scratch (reused next step, :mod:`hf_muon.ns.workspace`) unless 0 steps return it
-        X = (scratch("stack", shape, compute, first.device) if cfg.steps else
-             torch.empty(shape, dtype=compute, device=first.device))
-        return ns_iterate(normalize_into(pieces, X, cfg.coefficients, kernels=cfg.kernels),
-                          schedule(cfg.coefficients, cfg.steps),
-                          cfg.method)
+        X = (
+            scratch("stack", shape, compute, first.device)
+            if cfg.steps
+            else torch.empty(shape, dtype=compute, device=first.device)
+        )
+        return ns_iterate(
+            normalize_into(pieces, X, cfg.coefficients, kernels=cfg.kernels),
+            schedule(cfg.coefficients, cfg.steps),
+            cfg.method,
+        )
     return _run_one(pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=0), cfg)
 
 
@@ -193,6 +199,9 @@ def _run_split(jobs: Sequence[Job], batched: bool) -> list[torch.Tensor]:
         plan.append((len(flat), len(parts)))
         flat.extend(Job(b, sub) for b in parts)
     res = run_jobs(flat, batched=batched)
-    return [res[start] if n is None else assemble(res[start:start + n], job.config.split, job.tensor.shape,
-                                                   job.config.ratios)
-            for job, (start, n) in zip(jobs, plan)]
+    return [
+        res[start]
+        if n is None
+        else assemble(res[start : start + n], job.config.split, job.tensor.shape, job.config.ratios)
+        for job, (start, n) in zip(jobs, plan)
+    ]

@@ -8,7 +8,6 @@ load with ``torch.load(weights_only=True)``. Which weights are fused, and how, i
 config in :mod:`hf_muon.model.fused`; this module is only the layout math the NS engine needs.
 """
 
-
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +26,12 @@ class Split:
     def from_spec(cls, spec: dict | Split | None) -> Split | None:
         if spec is None or isinstance(spec, Split):
             return spec
-        return cls(int(spec["axis"]), tuple(int(s) for s in spec["sizes"]), int(spec.get("groups", 1)),
-                   str(spec.get("label", "")))
+        return cls(
+            int(spec["axis"]),
+            tuple(int(s) for s in spec["sizes"]),
+            int(spec.get("groups", 1)),
+            str(spec.get("label", "")),
+        )
 
     def spec(self) -> dict:
         """The plain-dict form stored in param groups (weights_only-safe)."""
@@ -41,13 +44,16 @@ class Split:
     def describe(self) -> str:
         inner = "+".join(str(s) for s in self.sizes)
         where = "rows" if self.axis == -2 else "columns"
-        return (f"{self.label + ': ' if self.label else ''}{where} {inner}"
-                + (f" interleaved over {self.groups} groups" if self.groups > 1 else ""))
+        return f"{self.label + ': ' if self.label else ''}{where} {inner}" + (
+            f" interleaved over {self.groups} groups" if self.groups > 1 else ""
+        )
 
     def check(self, shape, name: str = "parameter") -> None:
         if len(shape) < 2 or shape[self.axis] != self.length:
-            raise ValueError(f"split_fused: {name!r} has shape {tuple(shape)}, but its split ({self.describe()}) needs "
-                             f"{self.length} along axis {self.axis}")
+            raise ValueError(
+                f"split_fused: {name!r} has shape {tuple(shape)}, but its split ({self.describe()}) needs "
+                f"{self.length} along axis {self.axis}"
+            )
 
     def block_shapes(self, shape) -> list[tuple[int, ...]]:
         out = []

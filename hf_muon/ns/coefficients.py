@@ -79,8 +79,12 @@ def normalization_scale(coefficients) -> float:
 
 
 def _is_polar_express(coefficients) -> bool:
-    return isinstance(coefficients, str) and coefficients in ("polar_express", "polar-express", "polarexpress",
-                                                              "polar_express_1e-2")
+    return isinstance(coefficients, str) and coefficients in (
+        "polar_express",
+        "polar-express",
+        "polarexpress",
+        "polar_express_1e-2",
+    )
 
 
 def schedule(coefficients: str | Sequence[float] | Sequence[Sequence[float]], steps: int) -> list[Triple]:
@@ -100,7 +104,9 @@ def schedule(coefficients: str | Sequence[float] | Sequence[Sequence[float]], st
         elif _is_polar_express(coefficients):
             table = POLAR_EXPRESS
         else:
-            raise ValueError(f"unknown coefficient preset {coefficients!r}; valid: {', '.join(PRESETS)} or a list of (a, b, c)")
+            raise ValueError(
+                f"unknown coefficient preset {coefficients!r}; valid: {', '.join(PRESETS)} or a list of (a, b, c)"
+            )
     else:
         seq = list(coefficients)
         if not seq:

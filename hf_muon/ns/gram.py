@@ -62,8 +62,9 @@ def use_gram(m: int, n: int, steps: int, dtype: torch.dtype) -> bool:
     return gram <= AUTO_MARGIN * ns_flops((m, n), steps)
 
 
-def gram_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
-                 restarts: Sequence[int] = ()) -> torch.Tensor:
+def gram_iterate(
+    X: torch.Tensor, triples: Sequence[tuple[float, float, float]], restarts: Sequence[int] = ()
+) -> torch.Tensor:
     """Newton-Schulz on a normalised wide ``X`` (m, n) or (B, m, n), in Gram space (see the module docstring).
     The m×m iterates and restarted X's live in reused scratch, A, P, Q and X each in two alternating buffers
     (``A·P`` in one) so no product writes a tensor it reads; the result is a fresh tensor (``X`` itself for 0

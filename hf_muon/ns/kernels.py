@@ -107,9 +107,12 @@ def _disable(failed: dict[str, Exception], stacklevel: int) -> None:
     for name, error in failed.items():
         _broken[name] = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
     what = "; ".join(f"{name!r}: {_broken[name]}" for name in failed)
-    warnings.warn(f"hf_muon: torch.compile of the {' and '.join(map(repr, failed))} kernel failed here ({what}); "
-                  "this process uses the eager ops (same values, slower). kernels='eager' skips the attempt.",
-                  RuntimeWarning, stacklevel=stacklevel)
+    warnings.warn(
+        f"hf_muon: torch.compile of the {' and '.join(map(repr, failed))} kernel failed here ({what}); "
+        "this process uses the eager ops (same values, slower). kernels='eager' skips the attempt.",
+        RuntimeWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def probe() -> None:
@@ -118,8 +121,10 @@ def probe() -> None:
     if _probed:
         return
     _probed.append(True)
-    args = {"cast": (torch.empty(8, 16, dtype=torch.bfloat16), torch.ones(8, 16), torch.full((1, 1), 2.0)),
-            "write": (torch.ones(8, 16), torch.ones(8, 16, dtype=torch.bfloat16), torch.tensor([0.5, 0.25]))}
+    args = {
+        "cast": (torch.empty(8, 16, dtype=torch.bfloat16), torch.ones(8, 16), torch.full((1, 1), 2.0)),
+        "write": (torch.ones(8, 16), torch.ones(8, 16, dtype=torch.bfloat16), torch.tensor([0.5, 0.25])),
+    }
     failed = {}
     for name, a in args.items():
         if name not in _broken:
@@ -133,6 +138,7 @@ def probe() -> None:
 
 def scaled_cast_(out: torch.Tensor, src: torch.Tensor, norm: torch.Tensor, mode: str = "auto") -> torch.Tensor:
     """``out ← src / norm`` in ``out``'s dtype (the quotient in fp32, rounded once); ``src`` in any layout."""
+
     def eager():
         torch.div(src, norm, out=out)
 

@@ -74,8 +74,9 @@ def cpu_has_fast_bf16() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device, input_dtype: torch.dtype,
-                  cpu_bf16: bool | None = None) -> torch.dtype:
+def resolve_dtype(
+    dtype: str | torch.dtype | None, device: torch.device, input_dtype: torch.dtype, cpu_bf16: bool | None = None
+) -> torch.dtype:
     """The compute dtype for Newton-Schulz under the ``"auto"`` policy or an explicit override. ``cpu_bf16``
     replaces this CPU's own answer (:func:`cpu_has_fast_bf16`): distributed backends pass rank 0's, so every
     rank resolves ``"auto"`` alike."""
@@ -119,8 +120,13 @@ def _safe_frobenius(w: torch.Tensor, norm_dtype: torch.dtype, first: int) -> tor
     return torch.linalg.vector_norm(w / safe, dim=(-2, -1), keepdim=True, dtype=norm_dtype) * safe
 
 
-def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficients="polar_express",
-                   eps: float | None = None, kernels: str = "auto") -> torch.Tensor:
+def normalize_into(
+    pieces: Sequence[torch.Tensor],
+    out: torch.Tensor,
+    coefficients="polar_express",
+    eps: float | None = None,
+    kernels: str = "auto",
+) -> torch.Tensor:
     """Write each piece ``(c, m, n)`` divided by its per-matrix ``max(s·‖·‖_F, eps)`` into consecutive slices
     of ``out`` ``(B, m, n)`` (any dtype, e.g. bf16: the quotient is computed in at least fp32 and rounded once,
     as ``(X / norm).to(out.dtype)`` does, without an fp32 copy of the whole stack). The norm is an eager,
@@ -134,7 +140,7 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
         norm_dtype = torch.float64 if w.dtype == torch.float64 else torch.float32
         norm = torch.linalg.vector_norm(w, dim=(-2, -1), keepdim=True, dtype=norm_dtype)
         floor = torch.finfo(norm_dtype).tiny if eps is None else eps
-        scaled_cast_(out[k:k + w.size(0)], w, (norm * scale).clamp_min(floor), kernels)
+        scaled_cast_(out[k : k + w.size(0)], w, (norm * scale).clamp_min(floor), kernels)
         norms.append(norm)
         k += w.size(0)
     # one check over the norms (not the matrices): past ‖w‖_F ≈ 1.8e19 the fp32 squares overflow, below ≈ 1e-19
@@ -146,7 +152,7 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
         if bool(_unsafe(norm).any()):
             safe = _safe_frobenius(w, norm.dtype, k)
             floor = torch.finfo(norm.dtype).tiny if eps is None else eps
-            scaled_cast_(out[k:k + w.size(0)], w, (safe * scale).clamp_min(floor), kernels)
+            scaled_cast_(out[k : k + w.size(0)], w, (safe * scale).clamp_min(floor), kernels)
         k += w.size(0)
     return out
 
@@ -156,8 +162,9 @@ def normalize_into(pieces: Sequence[torch.Tensor], out: torch.Tensor, coefficien
 LOOP_NUMEL = 1 << 20
 
 
-def ns_iterate(X: torch.Tensor, triples: Sequence[tuple[float, float, float]],
-               method: str = "newton_schulz") -> torch.Tensor:
+def ns_iterate(
+    X: torch.Tensor, triples: Sequence[tuple[float, float, float]], method: str = "newton_schulz"
+) -> torch.Tensor:
     """The Newton-Schulz loop on an already normalised, wide (m ≤ n) ``X`` of shape (m, n) or (B, m, n);
     ``method`` "gram" runs it in Gram space, "auto" picks per shape (see the module docstring). Intermediates
     live in reused scratch (:mod:`hf_muon.ns.workspace`); the result is a fresh tensor (``X`` itself for 0 steps)."""
@@ -203,8 +210,7 @@ def newton_schulz(
     W = G.mT if tall else G
     lead, m, n = W.shape[:-2], W.size(-2), W.size(-1)
     pieces = W.reshape(-1, m, n)
-    X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps,
-                       kernels)
+    X = normalize_into([pieces], torch.empty(pieces.shape, dtype=compute, device=G.device), coefficients, eps, kernels)
     X = ns_iterate(X if X.size(0) > 1 else X[0], schedule(coefficients, steps), method).reshape(*lead, m, n)
     return X.mT if tall else X
 

@@ -57,7 +57,9 @@ def fan_out_in(shape, transposed: bool = False, experts: bool = False) -> tuple[
     return (cols, rows) if transposed else (rows, cols)
 
 
-def convert_lr(lr: float, shape, from_mode: str, to_mode: str, transposed: bool = False, experts: bool = False) -> float:
+def convert_lr(
+    lr: float, shape, from_mode: str, to_mode: str, transposed: bool = False, experts: bool = False
+) -> float:
     """The lr under ``to_mode`` that gives the same update as ``lr`` under ``from_mode`` for this shape."""
     d_out, d_in = fan_out_in(shape, transposed, experts)
     return lr * scale_factor(d_out, d_in, from_mode) / scale_factor(d_out, d_in, to_mode)

@@ -58,8 +58,10 @@ def parse_schedule(spec):
             return DepthSchedule(int(m.group(1)), int(m.group(2)), int(m.group(3) or 5))
         if spec.isdigit():
             return int(spec)
-        raise ValueError(f"invalid ns_steps {spec!r}; valid: an int, 'auto', 'last<k>:<steps>[:<default>]', "
-                         "a DepthSchedule or a {regex: steps} dict")
+        raise ValueError(
+            f"invalid ns_steps {spec!r}; valid: an int, 'auto', 'last<k>:<steps>[:<default>]', "
+            "a DepthSchedule or a {regex: steps} dict"
+        )
     if isinstance(spec, dict):
         out = {}
         for k, v in spec.items():

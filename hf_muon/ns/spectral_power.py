@@ -77,8 +77,15 @@ def half_power(X: torch.Tensor, iters: int = 25, delta: float | None = None) -> 
     return out.mT if tall else out
 
 
-def spectral_power(X: torch.Tensor, p: float, method: str = "auto", steps: int = 5,
-                   coefficients="polar_express", iters: int = 25, delta: float | None = None) -> torch.Tensor:
+def spectral_power(
+    X: torch.Tensor,
+    p: float,
+    method: str = "auto",
+    steps: int = 5,
+    coefficients="polar_express",
+    iters: int = 25,
+    delta: float | None = None,
+) -> torch.Tensor:
     """``Ψ_p(X) = U Σ^p Vᵀ``. ``method="auto"`` uses the fast path for p ∈ {0, ¼, ½, 1}, else SVD."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"spectral_power p must be in [0, 1], got {p}")
@@ -91,8 +98,9 @@ def spectral_power(X: torch.Tensor, p: float, method: str = "auto", steps: int =
     if p == 0.0:
         from .newton_schulz import newton_schulz
 
-        return newton_schulz(X, steps=steps, coefficients=coefficients, dtype="float32"
-                             if X.dtype != torch.float64 else "float64")
+        return newton_schulz(
+            X, steps=steps, coefficients=coefficients, dtype="float32" if X.dtype != torch.float64 else "float64"
+        )
     if p not in (0.25, 0.5):
         raise ValueError(f"the Newton path covers p in {FAST_POWERS}; use method='svd' for p={p}")
     dtype = torch.float64 if X.dtype == torch.float64 else torch.float32

@@ -36,12 +36,26 @@ def adamw_step(group: dict, states: list[dict], params: list, grads: list) -> No
     sts = [S.adamw_state(st, p, on_device=group["capturable"] or fused) for st, p in zip(states, params)]
     beta1, beta2 = group["betas"]
     _adamw_functional(
-        params, grads, [st["exp_avg"] for st in sts], [st["exp_avg_sq"] for st in sts], [],
+        params,
+        grads,
+        [st["exp_avg"] for st in sts],
+        [st["exp_avg_sq"] for st in sts],
+        [],
         [st["step"] for st in sts],
-        foreach=group["foreach"], capturable=group["capturable"], differentiable=group["differentiable"],
-        fused=fused, grad_scale=None, found_inf=None, has_complex=any(torch.is_complex(p) for p in params),
-        amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-        eps=group["eps"], maximize=group["maximize"],
+        foreach=group["foreach"],
+        capturable=group["capturable"],
+        differentiable=group["differentiable"],
+        fused=fused,
+        grad_scale=None,
+        found_inf=None,
+        has_complex=any(torch.is_complex(p) for p in params),
+        amsgrad=False,
+        beta1=beta1,
+        beta2=beta2,
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+        eps=group["eps"],
+        maximize=group["maximize"],
     )
 
 

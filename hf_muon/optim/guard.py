@@ -26,8 +26,10 @@ from .rules import RULES
 from .screen import Work, agree_flags, param_label
 from .state import momentum_dtype
 
-STAGES = {"momentum": "momentum (B ← μB + G and the Nesterov mix G + μB)",
-          "adam": "adam moments (v ← β2·v + (1 − β2)·G²)"}
+STAGES = {
+    "momentum": "momentum (B ← μB + G and the Nesterov mix G + μB)",
+    "adam": "adam moments (v ← β2·v + (1 − β2)·G²)",
+}
 
 
 def limit(group: dict, p: torch.Tensor) -> float:
@@ -87,8 +89,7 @@ def early_directions(state: dict, work: list[Work]) -> dict[int, torch.Tensor]:
         touched += zip(states, saved)
         directions = RULES[g["update_base"]](g, states, params, grads, tag=None)
         drop = set()
-        for k, p, st, sv, d, fine in zip(idx, params, states, saved, directions,
-                                         _verdicts(directions, states, params)):
+        for k, p, st, sv, d, fine in zip(idx, params, states, saved, directions, _verdicts(directions, states, params)):
             if fine:
                 out[id(p)] = d
                 continue
@@ -101,7 +102,8 @@ def early_directions(state: dict, work: list[Work]) -> dict[int, torch.Tensor]:
                     f"{g['step'] + 1}: its finite gradient (‖g‖₂ = {w.size[k]:.3g}) overflows "
                     f"{momentum_dtype(g, p) if g['update_base'] == 'momentum' else p.dtype} there; nothing was "
                     "updated. Lower the lr, enable gradient clipping, use momentum_dtype='float32' for low-precision "
-                    "parameters, or pass nonfinite='skip' to skip and count such updates.")
+                    "parameters, or pass nonfinite='skip' to skip and count such updates."
+                )
             _restore(st, sv)
             drop.add(k)
         if drop:
@@ -116,8 +118,9 @@ def directions(group: dict, states: list, params: list, grads: list, early: dict
     if not early or not any(id(p) in early for p in params):
         return RULES[group["update_base"]](group, states, params, grads, tag=tag)
     rest = [k for k, p in enumerate(params) if id(p) not in early]
-    computed = RULES[group["update_base"]](group, [states[k] for k in rest], [params[k] for k in rest],
-                                           [grads[k] for k in rest], tag=tag)
+    computed = RULES[group["update_base"]](
+        group, [states[k] for k in rest], [params[k] for k in rest], [grads[k] for k in rest], tag=tag
+    )
     out = [early.get(id(p)) for p in params]
     for k, d in zip(rest, computed):
         out[k] = d

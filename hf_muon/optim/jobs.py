@@ -30,10 +30,21 @@ def ns_config(group: dict, steps: int | None = None, p: torch.Tensor | None = No
     if steps is None:
         steps = group["ns_steps"] if group["ns_steps"] != "auto" else group["auto_max"]
     split = Split.from_spec(group["split"]) if p is not None else None
-    ratios = (block_ratios(tuple(p.shape), split, group["transposed"], group["experts"], group["scale_mode"])
-              if split is not None and ratios else None)
-    return NSConfig(steps, group["coefficients"], group["ns_dtype"], group["ns_method"],
-                    float(group["spectral_power"]), split, ratios, group["kernels"])
+    ratios = (
+        block_ratios(tuple(p.shape), split, group["transposed"], group["experts"], group["scale_mode"])
+        if split is not None and ratios
+        else None
+    )
+    return NSConfig(
+        steps,
+        group["coefficients"],
+        group["ns_dtype"],
+        group["ns_method"],
+        float(group["spectral_power"]),
+        split,
+        ratios,
+        group["kernels"],
+    )
 
 
 def auto_steps(st: dict, group: dict, matrix: torch.Tensor) -> int:

@@ -69,23 +69,35 @@ class Muon(torch.optim.Optimizer):
             the logit capture, :mod:`hf_muon.optim.qk_clip`). :func:`hf_muon.create_optimizer` passes it.
     """
 
-    def __init__(self, params: Iterable, lr: float | None = None, *, config: MuonConfig | None = None,
-                 backend=None, process_group=None, model=None, **knobs):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float | None = None,
+        *,
+        config: MuonConfig | None = None,
+        backend=None,
+        process_group=None,
+        model=None,
+        **knobs,
+    ):
         if lr is not None:
             knobs["lr"] = lr
         reject_unknown(knobs, KNOBS, what="Muon got an unknown keyword", listing="valid", error=TypeError)
         routing = [k for k in knobs if KNOBS[k].metadata["scope"] == "routing"]
         if routing:
-            raise ValueError(f"{routing[0]} is a routing knob: pass it to hf_muon.param_groups(model, ...) or "
-                             "hf_muon.create_optimizer(model, ...), which decide what Muon receives")
+            raise ValueError(
+                f"{routing[0]} is a routing knob: pass it to hf_muon.param_groups(model, ...) or "
+                "hf_muon.create_optimizer(model, ...), which decide what Muon receives"
+            )
         config = (config or MuonConfig()).replace(**knobs) if knobs else (config or MuonConfig())
         self.config = config
         defaults = dict(config.group_defaults(), **_LAYOUT, **_TORCH_ADAMW, **_COUNTERS)
         defaults["lr"] = config.muon_lr_for()
         self._adamw_lr = config.adamw_lr if config.adamw_lr is not None else config.lr
         self.batched, self.distributed, self.process_group = config.batched, config.distributed, process_group
-        self.backend = backend if backend is not None else select_backend(config.distributed, process_group,
-                                                                          config.batched)
+        self.backend = (
+            backend if backend is not None else select_backend(config.distributed, process_group, config.batched)
+        )
         # False, "light" (NS time, Muon update RMS, lrs: cheap) or "full" (+ AdamW update RMS, a pass over every
         # AdamW parameter). MuonDiagnosticsCallback sets it per step and reads `last_stats`.
         self.track_stats: bool | str = False
@@ -97,17 +109,20 @@ class Muon(torch.optim.Optimizer):
                 "Check include/exclude patterns and the routing report (hf_muon.routing_report(model))."
             )
         # compiled kernels (hf_muon.ns.kernels) will run: probe the compiler at the first step
-        self._probe_kernels = any(g["use_muon"] and kernels.eligible(p, g["kernels"])
-                                  for g in self.param_groups for p in g["params"])
+        self._probe_kernels = any(
+            g["use_muon"] and kernels.eligible(p, g["kernels"]) for g in self.param_groups for p in g["params"]
+        )
         S.install(self)
         if hasattr(self.backend, "bind"):  # names in layout errors, replica_check, the agreed NS dtype in state_dict
             self.backend.bind(self)
         self.qk_clip = None
         if config.qk_clip:
             if model is None:
-                raise ValueError("qk_clip needs the model (its attention heads and logits): use "
-                                 "hf_muon.create_optimizer(model, qk_clip=τ), or Muon(param_groups(model, config), "
-                                 "config=config, model=model)")
+                raise ValueError(
+                    "qk_clip needs the model (its attention heads and logits): use "
+                    "hf_muon.create_optimizer(model, qk_clip=τ), or Muon(param_groups(model, config), "
+                    "config=config, model=model)"
+                )
             from .qk_clip import QKClip
 
             self.qk_clip = QKClip(self, model, config.qk_clip)
@@ -187,7 +202,7 @@ class Muon(torch.optim.Optimizer):
         if stats is not None:
             stats.stop_ns(jobs[0].tensor.device)
         for w, (start, n) in zip(work, spans):
-            ortho = results[start:start + n]
+            ortho = results[start : start + n]
             transform = VARIANTS[w.group["variant"]].transform
             if transform is not None:
                 ortho = transform(w.group, [self.state[p] for p in w.params], w.params, ortho)
@@ -214,7 +229,8 @@ class Muon(torch.optim.Optimizer):
                         f"non-finite direction at orthogonalize for {param_label(w.group, w.index, i, p)} at optimizer "
                         f"step {w.group['step']}: its optimizer state ({', '.join(sorted(self.state[p]))}) holds NaN "
                         f"or ±inf from before this step{where}; no weight was written (this step's state updates were "
-                        "applied). Reset that state (or load a finite checkpoint).")
+                        "applied). Reset that state (or load a finite checkpoint)."
+                    )
         return FloatingPointError("non-finite direction at orthogonalize; no weight was written")
 
     # ------------------------------------------------------------------ introspection
@@ -224,8 +240,13 @@ class Muon(torch.optim.Optimizer):
         """One row per group: kind, #params, #elements, lr, effective Muon lr range."""
         rows = []
         for g in self.param_groups:
-            row = dict(kind="muon" if g["use_muon"] else "adamw", params=len(g["params"]),
-                       numel=sum(p.numel() for p in g["params"]), lr=g["lr"], weight_decay=g["weight_decay"])
+            row = dict(
+                kind="muon" if g["use_muon"] else "adamw",
+                params=len(g["params"]),
+                numel=sum(p.numel() for p in g["params"]),
+                lr=g["lr"],
+                weight_decay=g["weight_decay"],
+            )
             if g["use_muon"] and g["params"]:
                 scales = [update_scale(p, g) for p in g["params"]]
                 row["effective_lr"] = (g["lr"] * min(scales), g["lr"] * max(scales))

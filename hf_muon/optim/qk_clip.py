@@ -81,9 +81,11 @@ class QKClip:
         muon = {id(p) for g in optimizer.param_groups if g["use_muon"] for p in g["params"]}
         self.sites = [s for s in attention_sites(model) if id(s.q.weight) in muon and id(s.k.weight) in muon]
         if not self.sites:
-            raise ValueError("qk_clip: no attention module of this model has both its q and k weights on Muon "
-                             "(known layouts: q_proj/k_proj, query/key, Phi-3 qkv_proj, GPT-NeoX query_key_value, "
-                             "GPT-2 c_attn); nothing to clip")
+            raise ValueError(
+                "qk_clip: no attention module of this model has both its q and k weights on Muon "
+                "(known layouts: q_proj/k_proj, query/key, Phi-3 qkv_proj, GPT-NeoX query_key_value, "
+                "GPT-2 c_attn); nothing to clip"
+            )
         self.tau = float(tau)
         self.logits = LogitMax(model, [s.module for s in self.sites])
         self.last: dict = {}
@@ -103,7 +105,8 @@ class QKClip:
                 raise FloatingPointError(
                     f"qk_clip: attention module {name!r} head {bad[0]} recorded a max logit of {float(v[bad[0]])} in "
                     f"this step's forwards ({len(bad)} head(s) non-finite); QK-Clip cannot bound it, nothing was "
-                    "updated. Lower the lr, or pass nonfinite='skip' to count such heads and leave them unscaled.")
+                    "updated. Lower the lr, or pass nonfinite='skip' to count such heads and leave them unscaled."
+                )
 
     def _maxima(self, optimizer, values: list) -> torch.Tensor:
         H = self.sites[0].heads.heads
@@ -111,8 +114,12 @@ class QKClip:
         S = torch.stack([torch.full((H,), float("-inf"), device=ref.device) if v is None else v for v in values])
         import torch.distributed as dist
 
-        if (optimizer.distributed != "none" and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size(optimizer.process_group) > 1):
+        if (
+            optimizer.distributed != "none"
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size(optimizer.process_group) > 1
+        ):
             dist.all_reduce(S, op=dist.ReduceOp.MAX, group=optimizer.process_group)
         return S
 

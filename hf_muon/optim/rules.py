@@ -30,8 +30,9 @@ from . import state as S
 from .jobs import is_dtensor
 
 
-def momentum_(bufs: list[torch.Tensor], grads: list[torch.Tensor], momentum: float, nesterov: bool,
-              tag: str | None = None) -> list[torch.Tensor]:
+def momentum_(
+    bufs: list[torch.Tensor], grads: list[torch.Tensor], momentum: float, nesterov: bool, tag: str | None = None
+) -> list[torch.Tensor]:
     """``B ← μB + G`` in place; return the tensors to orthogonalize (``G + μB`` or ``B``).
 
     One pass per tensor for each formula (``torch.add(G, B, alpha=μ)``, written into ``B`` for the buffer), not
@@ -54,7 +55,9 @@ def momentum_(bufs: list[torch.Tensor], grads: list[torch.Tensor], momentum: flo
     return out
 
 
-def momentum_rule(group: dict, states: list[dict], params: list, grads: list, tag: str | None = None) -> list[torch.Tensor]:
+def momentum_rule(
+    group: dict, states: list[dict], params: list, grads: list, tag: str | None = None
+) -> list[torch.Tensor]:
     bufs = [S.momentum_buffer(st, p, group) for st, p in zip(states, params)]
     return momentum_(bufs, grads, group["momentum"], group["nesterov"], tag)
 

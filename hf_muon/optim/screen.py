@@ -58,8 +58,10 @@ def _collect(group: dict, gi: int) -> Work:
         if p.grad.is_sparse:
             raise RuntimeError(f"hf_muon.Muon does not support sparse gradients ({param_label(group, gi, i, p)})")
         if group["use_muon"] and (p.ndim < 2 or getattr(p, "_is_flat_param", False)):
-            raise ValueError(f"Muon parameter {param_label(group, gi, i, p)} became a flat {p.ndim}-D view at step "
-                             f"{group['step'] + 1}. {FLAT_PARAM_HINT}")
+            raise ValueError(
+                f"Muon parameter {param_label(group, gi, i, p)} became a flat {p.ndim}-D view at step "
+                f"{group['step'] + 1}. {FLAT_PARAM_HINT}"
+            )
         params.append(p)
         grads.append(p.grad)
     return Work(group, gi, params, grads)
@@ -84,8 +86,9 @@ def _magnitudes(work: Work) -> list[float]:
         return norms.tolist()
     exact = torch.tensor([float(bool(f) and not bool(torch.isfinite(g).all())) for f, g in zip(flags, local)])
     exact = agree_flags(exact.to(flags.device), mesh) if mesh is not None else exact
-    return [math.nan if e else (math.inf if f else n) for e, f, n in zip(exact.tolist(), flags.tolist(),
-                                                                        norms.tolist())]
+    return [
+        math.nan if e else (math.inf if f else n) for e, f, n in zip(exact.tolist(), flags.tolist(), norms.tolist())
+    ]
 
 
 def screen(param_groups: list[dict]) -> list[Work]:
@@ -102,11 +105,18 @@ def screen(param_groups: list[dict]) -> list[Work]:
                 raise FloatingPointError(
                     f"non-finite gradient in {param_label(group, gi, i, p)} at optimizer step {group['step'] + 1} "
                     f"({len(bad)} parameter(s) of this group affected; nothing was updated). Lower the lr, enable "
-                    "gradient clipping, or pass nonfinite='skip' to skip and count such updates.")
+                    "gradient clipping, or pass nonfinite='skip' to skip and count such updates."
+                )
             drop = set(bad)
             keep = [k for k in range(len(work.params)) if k not in drop]
-            work = Work(group, gi, [work.params[k] for k in keep], [work.grads[k] for k in keep], skipped=len(bad),
-                        size=[work.size[k] for k in keep])
+            work = Work(
+                group,
+                gi,
+                [work.params[k] for k in keep],
+                [work.grads[k] for k in keep],
+                skipped=len(bad),
+                size=[work.size[k] for k in keep],
+            )
         out.append(work)
     return out
 

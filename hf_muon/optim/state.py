@@ -70,8 +70,11 @@ def adam_moments(st: dict, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
 def adamw_state(st: dict, p: torch.Tensor, on_device: bool) -> dict:
     """AdamW state as torch creates it; the fused kernel keeps ``step`` beside the parameter."""
     if len(st) == 0:
-        st["step"] = (torch.zeros((), dtype=torch.float32, device=p.device) if on_device
-                      else torch.tensor(0.0, dtype=scalar_dtype()))
+        st["step"] = (
+            torch.zeros((), dtype=torch.float32, device=p.device)
+            if on_device
+            else torch.tensor(0.0, dtype=scalar_dtype())
+        )
         st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     elif on_device and st["step"].device != p.device:
@@ -140,4 +143,12 @@ def install(optimizer: torch.optim.Optimizer) -> None:
     optimizer.register_load_state_dict_post_hook(post)
 
 
-__all__ = ["MOMENTUM", "momentum_policy_keys", "adam_moments", "adamw_state", "install", "momentum_buffer", "policy_dtype"]
+__all__ = [
+    "MOMENTUM",
+    "momentum_policy_keys",
+    "adam_moments",
+    "adamw_state",
+    "install",
+    "momentum_buffer",
+    "policy_dtype",
+]

@@ -39,13 +39,18 @@ def validate_group(g: dict, gi: int) -> None:
             raise ValueError(f"{where}fused=True does not support differentiable=True")
         return
     if g["cautious_wd"] and g["weight_decay"] == 0 and g["params"]:
-        warnings.warn(f"{where}cautious_wd=True with weight_decay=0 changes nothing: cautious decay masks the decay, "
-                      "and there is none (set weight_decay > 0, e.g. --weight_decay 0.1, or drop cautious_wd)",
-                      UserWarning, stacklevel=6)
+        warnings.warn(
+            f"{where}cautious_wd=True with weight_decay=0 changes nothing: cautious decay masks the decay, "
+            "and there is none (set weight_decay > 0, e.g. --weight_decay 0.1, or drop cautious_wd)",
+            UserWarning,
+            stacklevel=6,
+        )
     steps = g["ns_steps"]
     if isinstance(steps, (DepthSchedule, dict)):
-        raise ValueError(f"{where}ns_steps={steps!r} is a per-layer schedule; it is resolved per parameter by "
-                         "hf_muon.param_groups(model, ns_steps=...) / create_optimizer, not inside a group")
+        raise ValueError(
+            f"{where}ns_steps={steps!r} is a per-layer schedule; it is resolved per parameter by "
+            "hf_muon.param_groups(model, ns_steps=...) / create_optimizer, not inside a group"
+        )
     if steps == "auto" and g["auto_min"] > g["auto_max"]:
         raise ValueError(f"{where}auto_min={g['auto_min']} > auto_max={g['auto_max']}")
     schedule(g["coefficients"], g["auto_max"] if steps == "auto" else steps)

@@ -29,8 +29,15 @@ def heldout_losses(model_dir: str, cfg) -> list[tuple[float, int]]:
 
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    res = evaluate_sft_loss(model, tok, data_dir=resolve_data_dir(cfg.data_dir), heldout_fraction=cfg.sft.heldout_fraction,
-                            max_length=cfg.sft.max_length, progress=False, log_samples=True)
+    res = evaluate_sft_loss(
+        model,
+        tok,
+        data_dir=resolve_data_dir(cfg.data_dir),
+        heldout_fraction=cfg.sft.heldout_fraction,
+        max_length=cfg.sft.max_length,
+        progress=False,
+        log_samples=True,
+    )
     return [(s["nll"], s["tokens"]) for s in res["samples"]]
 
 
@@ -62,25 +69,36 @@ def main(argv=None) -> dict:
         for arm, (opt, policy) in spec["arms"].items():
             for lr in spec["lrs"]:
                 out = root / f"seed{seed}" / f"lora-{arm}-lr{lr:g}"
-                cfg = _build(StudyConfig, dict(spec["study"], output_dir=str(root),
-                                               sft=dict(spec["study"]["sft"], lora_policy=policy,
-                                                        lrs={"adamw": lr, "muon": lr})), "").validate()
+                cfg = _build(
+                    StudyConfig,
+                    dict(
+                        spec["study"],
+                        output_dir=str(root),
+                        sft=dict(spec["study"]["sft"], lora_policy=policy, lrs={"adamw": lr, "muon": lr}),
+                    ),
+                    "",
+                ).validate()
                 info = P.sft_run(cfg, tok, train_rows, seed, base, opt, True, out)
                 f = out / "heldout.json"
                 if not f.exists():
                     f.write_text(json.dumps(heldout_losses(info["model_dir"], cfg)))
                 r = finished(f, seed, arm, lr)
                 print(f"seed {seed} {arm:7s} lr {lr:g}: val {r['val']:.4f} test {r['test']:.4f}", flush=True)
-    runs = [finished(f, int(f.parts[-3][4:]), f.parts[-2].split("-")[1], float(f.parts[-2].split("-lr")[1]))
-            for f in sorted(root.glob("seed*/lora-*/heldout.json"))]  # every finished run, also of earlier grids
+    runs = [
+        finished(f, int(f.parts[-3][4:]), f.parts[-2].split("-")[1], float(f.parts[-2].split("-lr")[1]))
+        for f in sorted(root.glob("seed*/lora-*/heldout.json"))
+    ]  # every finished run, also of earlier grids
     return summarize(spec, runs, HERE / "results")
 
 
 def summarize(spec, runs, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     arms = {}
-    complete = [s for s in sorted({r["seed"] for r in runs})  # seeds whose every arm ran its full grid
-                if all({r["lr"] for r in runs if r["seed"] == s and r["arm"] == a} >= set(spec["lrs"]) for a in spec["arms"])]
+    complete = [
+        s
+        for s in sorted({r["seed"] for r in runs})  # seeds whose every arm ran its full grid
+        if all({r["lr"] for r in runs if r["seed"] == s and r["arm"] == a} >= set(spec["lrs"]) for a in spec["arms"])
+    ]
     for arm in spec["arms"]:
         per_seed = {}
         for seed in complete:
@@ -89,10 +107,16 @@ def summarize(spec, runs, out_dir: Path) -> dict:
             per_seed[seed] = best
         tests = [b["test"] for b in per_seed.values()]
         lrs = [b["lr"] for b in per_seed.values()]
-        arms[arm] = {"test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-                     "chosen_lrs": lrs, "per_seed_test": tests,
-                     "edge": any(lr in (min(r["lr"] for r in runs if r["arm"] == arm),
-                                        max(r["lr"] for r in runs if r["arm"] == arm)) for lr in lrs)}
+        arms[arm] = {
+            "test_mean": statistics.mean(tests),
+            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "chosen_lrs": lrs,
+            "per_seed_test": tests,
+            "edge": any(
+                lr in (min(r["lr"] for r in runs if r["arm"] == arm), max(r["lr"] for r in runs if r["arm"] == arm))
+                for lr in lrs
+            ),
+        }
     ref = arms["adamw"]["per_seed_test"]
     for r in arms.values():
         r["paired_diff_vs_adamw"] = [t - b for t, b in zip(r["per_seed_test"], ref)]
@@ -100,12 +124,17 @@ def summarize(spec, runs, out_dir: Path) -> dict:
     pick = min(muon_arms, key=lambda k: arms[k]["test_mean"])
     result = {"config": spec, "runs": runs, "complete_seeds": complete, "arms": arms, "chosen_default": pick}
     (out_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = ["# LoRA policy for `--optim muon --use_peft`", "",
-             f"LoRA SFT (r = {spec['study']['sft']['lora_r']}, all linear layers, {spec['study']['sft']['epochs']} epochs on "
-             f"the local tulu-3 rows) of an AdamW-pretrained Llama ({spec['study']['model']});",
-             "lr per arm chosen on the validation half of the held-out rows, test half reported (mean ± std over seeds).",
-             f"Seeds with every arm done: {complete}; every finished lr of each arm counts (grids widened after seed 0).",
-             "", "| arm | test loss | chosen lrs | paired diff vs LoRA+AdamW |", "|---|---|---|---|"]
+    lines = [
+        "# LoRA policy for `--optim muon --use_peft`",
+        "",
+        f"LoRA SFT (r = {spec['study']['sft']['lora_r']}, all linear layers, {spec['study']['sft']['epochs']} epochs on "
+        f"the local tulu-3 rows) of an AdamW-pretrained Llama ({spec['study']['model']});",
+        "lr per arm chosen on the validation half of the held-out rows, test half reported (mean ± std over seeds).",
+        f"Seeds with every arm done: {complete}; every finished lr of each arm counts (grids widened after seed 0).",
+        "",
+        "| arm | test loss | chosen lrs | paired diff vs LoRA+AdamW |",
+        "|---|---|---|---|",
+    ]
     for arm, r in arms.items():
         diffs = ", ".join(f"{d:+.4f}" for d in r["paired_diff_vs_adamw"])
         lines.append(f"| {arm} | {r['test_mean']:.4f} ± {r['test_std']:.4f} | {r['chosen_lrs']} | {diffs} |")

@@ -35,7 +35,13 @@ from hf_muon.model.scaling import SCALE_MODES, convert_lr
 DEFAULTS = {
     "name": "lr_transfer",
     "data": dict(R.DATA_DEFAULTS, block_size=64, vocab_size=2048),
-    "model": {"layers": 2, "head_dim": 32, "mlp_ratio": 8 / 3, "tie_word_embeddings": True, "widths": [64, 128, 256, 512]},
+    "model": {
+        "layers": 2,
+        "head_dim": 32,
+        "mlp_ratio": 8 / 3,
+        "tie_word_embeddings": True,
+        "widths": [64, 128, 256, 512],
+    },
     "train": dict(R.TRAIN_DEFAULTS),
     "optimizer": dict(R.OPTIM_DEFAULTS, adamw_lr=5e-3, scale_mode="moonlight"),
     "sweep": {"modes": list(SCALE_MODES), "base_lr": 0.01, "reference_width": None, "points": 6, "factor": 2.0},
@@ -73,15 +79,29 @@ def run_id(width: int, mode: str, lr: float) -> str:
 
 def build_model(cfg: dict, width: int, vocab: int):
     m = cfg["model"]
-    return build_llama(width, int(m["layers"]), vocab, int(cfg["data"]["block_size"]), head_dim=int(m["head_dim"]),
-                       mlp_ratio=float(m["mlp_ratio"]), tie_word_embeddings=bool(m["tie_word_embeddings"]),
-                       seed=int(cfg["train"]["seed"]))
+    return build_llama(
+        width,
+        int(m["layers"]),
+        vocab,
+        int(cfg["data"]["block_size"]),
+        head_dim=int(m["head_dim"]),
+        mlp_ratio=float(m["mlp_ratio"]),
+        tie_word_embeddings=bool(m["tie_word_embeddings"]),
+        seed=int(cfg["train"]["seed"]),
+    )
 
 
 def spec_of(cfg: dict, width: int, mode: str, lr: float) -> dict:
-    return {"recipe": "lr_transfer", "width": width, "mode": mode, "lr": lr, "data": cfg["data"],
-            "model": {k: v for k, v in cfg["model"].items() if k != "widths"}, "train": cfg["train"],
-            "optimizer": dict(cfg["optimizer"], lr=lr, scale_mode=mode)}
+    return {
+        "recipe": "lr_transfer",
+        "width": width,
+        "mode": mode,
+        "lr": lr,
+        "data": cfg["data"],
+        "model": {k: v for k, v in cfg["model"].items() if k != "widths"},
+        "train": cfg["train"],
+        "optimizer": dict(cfg["optimizer"], lr=lr, scale_mode=mode),
+    }
 
 
 def execute(cfg: dict, data: R.LMData, width: int, mode: str, lr: float) -> dict:
@@ -102,8 +122,11 @@ def estimate(cfg: dict, gr: dict, vocab: int) -> dict:
     for w in cfg["model"]["widths"]:
         with torch.device("meta"):
             model = build_model(cfg, int(w), vocab)
-        ns = sum(R.ns_flops(p.shape, int(cfg["optimizer"]["ns_steps"])) for n, p in model.named_parameters()
-                 if p.ndim == 2 and ".layers." in n)
+        ns = sum(
+            R.ns_flops(p.shape, int(cfg["optimizer"]["ns_steps"]))
+            for n, p in model.named_parameters()
+            if p.ndim == 2 and ".layers." in n
+        )
         train += R.train_flops(model, tokens, block)
         ns_total += ns * int(t["steps"])
     n_lrs = sum(len(g) for g in gr.values())
@@ -112,7 +135,7 @@ def estimate(cfg: dict, gr: dict, vocab: int) -> dict:
 
 # ------------------------------------------------------------------------------------------ analysis
 def stability_verdict(bests: list[dict], stable_ratio: float) -> tuple[str, list[float] | None]:
-    """"stable" / "not stable" / "undetermined" from each width's optimum, where an optimum at the top
+    """ "stable" / "not stable" / "undetermined" from each width's optimum, where an optimum at the top
     (bottom) grid edge only bounds the true optimum from below (above). Returns the verdict and the
     [lower, upper] bounds of max/min optimal lr over widths."""
     if any(b["best_lr"] is None for b in bests):
@@ -157,9 +180,17 @@ def analyse(cfg: dict, gr: dict, results: dict) -> dict:
         slope = R.fit_power_law(widths, opt)["alpha"] if all_found and len(widths) >= 2 else None
         interior = all(per_width[w]["interior"] for w in widths)
         verdict, bounds = stability_verdict([per_width[w] for w in widths], float(cfg["stability"]["stable_ratio"]))
-        modes[mode] = {"lrs": lrs, "per_width": {str(w): per_width[w] for w in widths}, "ratio": ratio,
-                       "grid_ratio": grid_ratio, "slope": slope, "all_interior": interior,
-                       "stable": verdict == "stable", "verdict": verdict, "ratio_bounds": bounds}
+        modes[mode] = {
+            "lrs": lrs,
+            "per_width": {str(w): per_width[w] for w in widths},
+            "ratio": ratio,
+            "grid_ratio": grid_ratio,
+            "slope": slope,
+            "all_interior": interior,
+            "stable": verdict == "stable",
+            "verdict": verdict,
+            "ratio_bounds": bounds,
+        }
     return {"widths": widths, "modes": modes, "reference_width": reference_width(cfg)}
 
 
@@ -202,8 +233,12 @@ def plots(an: dict, out: Path) -> list[str]:
         if not ws:
             continue
         base = m["per_width"][str(ws[0])]["refined_lr"]
-        ax.loglog(ws, [m["per_width"][str(w)]["refined_lr"] / base for w in ws], "o-",
-                  label=f"{mode} (slope {m['slope']:+.2f})" if m["slope"] is not None else mode)
+        ax.loglog(
+            ws,
+            [m["per_width"][str(w)]["refined_lr"] / base for w in ws],
+            "o-",
+            label=f"{mode} (slope {m['slope']:+.2f})" if m["slope"] is not None else mode,
+        )
     ax.loglog(widths, [(w / widths[0]) ** -0.5 for w in widths], "k:", lw=1, label="∝ 1/√width")
     ax.set_xlabel("width")
     ax.set_ylabel(f"optimal lr / optimal lr at d={widths[0]}")
@@ -219,30 +254,47 @@ def report(cfg: dict, an: dict, est: dict, command: str, figs: list[str], result
     t, o, m, sw = cfg["train"], cfg["optimizer"], cfg["model"], cfg["sweep"]
     widths = an["widths"]
     L = ["# Muon learning-rate transfer across width, per scale mode\n"]
-    L.append("Does the best Muon lr stay put when the model gets wider? One lr sweep per (width, scale mode) at fixed "
-             "depth (guide `papers.md` §7: Su Jianlin on scale modes and LR transfer).\n")
+    L.append(
+        "Does the best Muon lr stay put when the model gets wider? One lr sweep per (width, scale mode) at fixed "
+        "depth (guide `papers.md` §7: Su Jianlin on scale modes and LR transfer).\n"
+    )
     L.append(f"Command:\n\n```\n{command}\n```\n")
     ran = sum(r.get("wall_s", 0) for r in results.values())
-    L.append(f"Estimated cost of this config ({est['runs']} runs): {R.describe_estimate(est)} on this 2-core machine "
-             f"(slower when other jobs share the cores). Training time recorded in the run JSONs: {ran / 60:.1f} min "
-             f"({R.describe_environment(R.environment())}).\n")
+    L.append(
+        f"Estimated cost of this config ({est['runs']} runs): {R.describe_estimate(est)} on this 2-core machine "
+        f"(slower when other jobs share the cores). Training time recorded in the run JSONs: {ran / 60:.1f} min "
+        f"({R.describe_environment(R.environment())}).\n"
+    )
     L.append("## Setup\n")
-    params = {w: next((r["params"] for k, r in results.items() if k.startswith(f"w{w}_") and "params" in r), None)
-              for w in widths}
-    sizes = ", ".join(f"d={w}: {p['total'] / 1e6:.2f}M ({p['non_embedding'] / 1e6:.2f}M non-emb.)" for w, p in params.items()
-                      if p)
-    L.append(f"- Data: `{data_info['corpus']}`, {data_info['train_tokens']:,} training tokens in blocks of "
-             f"{data_info['block_size']}, GPT-2 ids re-indexed to {data_info['vocab_size']} ids; "
-             f"{data_info['val_blocks']} held-out blocks.")
-    L.append(f"- Models: Llama, {m['layers']} layers (fixed), head dim {m['head_dim']}, SwiGLU ≈ {m['mlp_ratio']:.3g}·d, tied "
-             f"embeddings; {sizes}.")
-    L.append(f"- Muon: momentum {o['momentum']}, nesterov {o['nesterov']}, {o['ns_steps']} NS steps ({o['coefficients']}), "
-             f"weight decay {o['weight_decay']}; AdamW (embeddings, norms) at a fixed lr {o['adamw_lr']} for every run.")
-    L.append(f"- Training: {t['steps']} steps × {t['batch_size']} blocks, warmup {t['warmup_steps']}, linear decay over the "
-             f"last {t['decay_ratio']:.0%}, seed {t['seed']}.")
-    L.append(f"- Grids: {sw['points']} points, ×{sw['factor']:g} apart, centred per mode at "
-             f"`convert_lr({sw['base_lr']}, ({an['reference_width']}, {an['reference_width']}), 'moonlight', mode)` "
-             "(the same update size for a square matrix at the reference width); the same grid at every width.\n")
+    params = {
+        w: next((r["params"] for k, r in results.items() if k.startswith(f"w{w}_") and "params" in r), None)
+        for w in widths
+    }
+    sizes = ", ".join(
+        f"d={w}: {p['total'] / 1e6:.2f}M ({p['non_embedding'] / 1e6:.2f}M non-emb.)" for w, p in params.items() if p
+    )
+    L.append(
+        f"- Data: `{data_info['corpus']}`, {data_info['train_tokens']:,} training tokens in blocks of "
+        f"{data_info['block_size']}, GPT-2 ids re-indexed to {data_info['vocab_size']} ids; "
+        f"{data_info['val_blocks']} held-out blocks."
+    )
+    L.append(
+        f"- Models: Llama, {m['layers']} layers (fixed), head dim {m['head_dim']}, SwiGLU ≈ {m['mlp_ratio']:.3g}·d, tied "
+        f"embeddings; {sizes}."
+    )
+    L.append(
+        f"- Muon: momentum {o['momentum']}, nesterov {o['nesterov']}, {o['ns_steps']} NS steps ({o['coefficients']}), "
+        f"weight decay {o['weight_decay']}; AdamW (embeddings, norms) at a fixed lr {o['adamw_lr']} for every run."
+    )
+    L.append(
+        f"- Training: {t['steps']} steps × {t['batch_size']} blocks, warmup {t['warmup_steps']}, linear decay over the "
+        f"last {t['decay_ratio']:.0%}, seed {t['seed']}."
+    )
+    L.append(
+        f"- Grids: {sw['points']} points, ×{sw['factor']:g} apart, centred per mode at "
+        f"`convert_lr({sw['base_lr']}, ({an['reference_width']}, {an['reference_width']}), 'moonlight', mode)` "
+        "(the same update size for a square matrix at the reference width); the same grid at every width.\n"
+    )
     L.append("## Optimal lr per width\n")
     rows = []
     for mode, md in an["modes"].items():
@@ -252,33 +304,55 @@ def report(cfg: dict, an: dict, est: dict, command: str, figs: list[str], result
             if b["best_lr"] is None:
                 cells.append("all diverged")
             else:
-                cells.append(f"{R.fmt(b['refined_lr'], 3)} (grid {b['best_lr']:g}{'' if b['interior'] else ', **edge**'}; "
-                             f"loss {R.fmt(b['best_loss'])})")
-        rows.append([mode, f"{md['lrs'][0]:g}…{md['lrs'][-1]:g}"] + cells
-                    + [f"{md['ratio']:.2f}×" if md["ratio"] else "—",
-                       f"{md['slope']:+.2f}" if md["slope"] is not None else "—", md["verdict"]])
-    L.append(R.markdown_table(["mode", "grid"] + [f"d={w}: lr* (grid; loss)" for w in widths]
-                              + ["max/min lr*", "slope d log lr*/d log d", "verdict"], rows,
-                              "ll" + "l" * len(widths) + "rrl"))
+                cells.append(
+                    f"{R.fmt(b['refined_lr'], 3)} (grid {b['best_lr']:g}{'' if b['interior'] else ', **edge**'}; "
+                    f"loss {R.fmt(b['best_loss'])})"
+                )
+        rows.append(
+            [mode, f"{md['lrs'][0]:g}…{md['lrs'][-1]:g}"]
+            + cells
+            + [
+                f"{md['ratio']:.2f}×" if md["ratio"] else "—",
+                f"{md['slope']:+.2f}" if md["slope"] is not None else "—",
+                md["verdict"],
+            ]
+        )
+    L.append(
+        R.markdown_table(
+            ["mode", "grid"]
+            + [f"d={w}: lr* (grid; loss)" for w in widths]
+            + ["max/min lr*", "slope d log lr*/d log d", "verdict"],
+            rows,
+            "ll" + "l" * len(widths) + "rrl",
+        )
+    )
     L.append("")
     stab = float(cfg["stability"]["stable_ratio"])
     stable = [k for k, v in an["modes"].items() if v["stable"]]
-    L.append(f"lr* is the parabolic refinement in log-lr around the best grid point (the grid point itself when it is "
-             f"at an edge). 'Stable' means max/min lr* over widths {widths[0]}…{widths[-1]} is at most {stab:g}× "
-             f"(the grid spacing is {sw['factor']:g}×). An **edge** optimum only bounds the true optimum from one side; "
-             "the verdict then uses those bounds and says 'undetermined' when they straddle the threshold.\n")
+    L.append(
+        f"lr* is the parabolic refinement in log-lr around the best grid point (the grid point itself when it is "
+        f"at an edge). 'Stable' means max/min lr* over widths {widths[0]}…{widths[-1]} is at most {stab:g}× "
+        f"(the grid spacing is {sw['factor']:g}×). An **edge** optimum only bounds the true optimum from one side; "
+        "the verdict then uses those bounds and says 'undetermined' when they straddle the threshold.\n"
+    )
     L.append(f"- **Modes whose optimal lr stays within {stab:g}× across widths: {', '.join(stable) or 'none'}.**")
     for mode, md in an["modes"].items():
         if md["ratio"] is not None:
-            L.append(f"- `{mode}`: lr* moves {md['ratio']:.2f}× over a {widths[-1] / widths[0]:g}× width range "
-                     f"(slope {md['slope']:+.2f}; 0 = transfers, −0.5 = ∝ 1/√width): {md['verdict']}.")
-    L.append("- Expectation (guide §7): moonlight matches AdamW's update RMS (0.2·√max(d_out, d_in)), so its lr* "
-             "should fall roughly like 1/√width; mup/keller (and none, for square matrices) keep the update's spectral "
-             "norm fixed and should transfer. For a Llama, keller differs from mup only on `down_proj` and none "
-             "only on `gate_proj`/`up_proj`.")
-    L.append(f"- Caveats: short runs ({t['steps']} steps of {int(t['batch_size']) * int(cfg['data']['block_size'])} "
-             "tokens) favour larger lrs than long ones; one seed per point; embeddings and norms on AdamW at one fixed "
-             "lr for every width (not muP-scaled), which can pull the optimum of narrow and wide models differently.\n")
+            L.append(
+                f"- `{mode}`: lr* moves {md['ratio']:.2f}× over a {widths[-1] / widths[0]:g}× width range "
+                f"(slope {md['slope']:+.2f}; 0 = transfers, −0.5 = ∝ 1/√width): {md['verdict']}."
+            )
+    L.append(
+        "- Expectation (guide §7): moonlight matches AdamW's update RMS (0.2·√max(d_out, d_in)), so its lr* "
+        "should fall roughly like 1/√width; mup/keller (and none, for square matrices) keep the update's spectral "
+        "norm fixed and should transfer. For a Llama, keller differs from mup only on `down_proj` and none "
+        "only on `gate_proj`/`up_proj`."
+    )
+    L.append(
+        f"- Caveats: short runs ({t['steps']} steps of {int(t['batch_size']) * int(cfg['data']['block_size'])} "
+        "tokens) favour larger lrs than long ones; one seed per point; embeddings and norms on AdamW at one fixed "
+        "lr for every width (not muP-scaled), which can pull the optimum of narrow and wide models differently.\n"
+    )
     return R.report_text(L, figs)
 
 
@@ -292,14 +366,19 @@ def main(argv=None) -> Path:
         print(f"  {mode}: lr grid {lrs}")
     plan = [(int(w), mode, lr) for w in cfg["model"]["widths"] for mode, lrs in gr.items() for lr in lrs]
     for w, mode, lr in R.progress(plan, desc="lr_transfer runs"):
-        rc.run(run_id(w, mode, lr), spec_of(cfg, w, mode, lr), lambda w=w, mode=mode, lr=lr: execute(cfg, data, w, mode, lr))
+        rc.run(
+            run_id(w, mode, lr),
+            spec_of(cfg, w, mode, lr),
+            lambda w=w, mode=mode, lr=lr: execute(cfg, data, w, mode, lr),
+        )
     an = analyse(cfg, gr, rc.results)
     figs = plots(an, rc.out)
     for mode, md in an["modes"].items():
         opt = {w: md["per_width"][str(w)]["refined_lr"] for w in an["widths"]}
         print(f"{mode}: optimal lr per width {opt}; max/min {R.fmt(md['ratio'], 3)}")
-    return rc.finish({"estimate": est, "grids": gr, "analysis": an},
-                     report(cfg, an, est, rc.command, figs, rc.results, data.info))
+    return rc.finish(
+        {"estimate": est, "grids": gr, "analysis": an}, report(cfg, an, est, rc.command, figs, rc.results, data.info)
+    )
 
 
 if __name__ == "__main__":

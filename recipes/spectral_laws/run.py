@@ -46,23 +46,52 @@ from hf_muon.ns.schedule import (
     steps_for,
 )
 
-TYPES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
-         "down_proj": "down"}
+TYPES = {
+    "q_proj": "q",
+    "k_proj": "k",
+    "v_proj": "v",
+    "o_proj": "o",
+    "gate_proj": "gate",
+    "up_proj": "up",
+    "down_proj": "down",
+}
 DEPTH_LABELS = {0.25: "N/4", 0.5: "N/2", 0.75: "3N/4", 1.0: "N"}
 
 
 DEFAULTS = {
     "name": "spectral_laws",
     "data": dict(R.DATA_DEFAULTS),
-    "model": {"layers": 4, "head_dim": 32, "mlp_ratio": 8 / 3, "tie_word_embeddings": True,
-              "widths": [64, 128, 256, 384, 512]},
+    "model": {
+        "layers": 4,
+        "head_dim": 32,
+        "mlp_ratio": 8 / 3,
+        "tie_word_embeddings": True,
+        "widths": [64, 128, 256, 384, 512],
+    },
     "train": dict(R.TRAIN_DEFAULTS),
     "optimizer": dict(R.OPTIM_DEFAULTS),
-    "spectra": {"record_every": 10, "burn_in": 100, "average_last": 5, "quantiles": [0.1, 0.25, 0.5, 0.75, 0.9],
-                "depths": [0.25, 0.5, 0.75, 1.0], "size_measure": "non_embedding"},
-    "ns_benchmark": {"enabled": True, "width": 256, "schedules": {}, "lift_threshold": 0.5, "auto_quantile": 0.5,
-                     "auto_target": 0.5, "auto_min": 1, "auto_max": 15, "target_flops_ratio": 0.7,
-                     "quality_tolerance": 0.02, "orth_tolerance": 0.05, "loss_tolerance": 0.02},
+    "spectra": {
+        "record_every": 10,
+        "burn_in": 100,
+        "average_last": 5,
+        "quantiles": [0.1, 0.25, 0.5, 0.75, 0.9],
+        "depths": [0.25, 0.5, 0.75, 1.0],
+        "size_measure": "non_embedding",
+    },
+    "ns_benchmark": {
+        "enabled": True,
+        "width": 256,
+        "schedules": {},
+        "lift_threshold": 0.5,
+        "auto_quantile": 0.5,
+        "auto_target": 0.5,
+        "auto_min": 1,
+        "auto_max": 15,
+        "target_flops_ratio": 0.7,
+        "quality_tolerance": 0.02,
+        "orth_tolerance": 0.05,
+        "loss_tolerance": 0.02,
+    },
     "throughput_gflops": R.DEFAULT_THROUGHPUT_GFLOPS,
     "ns_throughput_gflops": R.DEFAULT_NS_THROUGHPUT_GFLOPS,
     "threads": None,  # torch threads (null: torch's default)
@@ -116,7 +145,9 @@ class SpectraRecorder:
         rec = {"step": step, "q": {}}
         for kind, label, _, p in self.tracked:
             if id(p) not in cache:
-                cache[id(p)] = normalized_quantiles(gram_singular_values(opt.state[p]["momentum_buffer"]), self.quantiles)
+                cache[id(p)] = normalized_quantiles(
+                    gram_singular_values(opt.state[p]["momentum_buffer"]), self.quantiles
+                )
             rec["q"][f"{kind}@{label}"] = cache[id(p)]
         self.records.append(rec)
 
@@ -163,8 +194,11 @@ def schedule_steps(spec, name: str, M: torch.Tensor, layers: int, bench: dict, c
 @torch.no_grad()
 def ns_quality(opt, layers: int, schedules: dict, bench: dict, coefficients) -> dict:
     """Per schedule: quality of fp32 NS on this optimizer's momentum buffers, and its NS FLOPs."""
-    mats = [(name, opt.state[p]["momentum_buffer"].detach().float()) for name, p, _ in R.muon_params(opt)
-            if "momentum_buffer" in opt.state.get(p, {})]
+    mats = [
+        (name, opt.state[p]["momentum_buffer"].detach().float())
+        for name, p, _ in R.muon_params(opt)
+        if "momentum_buffer" in opt.state.get(p, {})
+    ]
     out = {}
     for sname, spec in schedules.items():
         lifted, orth, flops, steps_used, per_type = [], [], 0, [], {}
@@ -193,9 +227,16 @@ def ns_quality(opt, layers: int, schedules: dict, bench: dict, coefficients) -> 
 # ---------------------------------------------------------------------------------------------- runs
 def build_model(cfg: dict, width: int, vocab: int):
     m = cfg["model"]
-    return build_llama(width, int(m["layers"]), vocab, int(cfg["data"]["block_size"]), head_dim=int(m["head_dim"]),
-                       mlp_ratio=float(m["mlp_ratio"]), tie_word_embeddings=bool(m["tie_word_embeddings"]),
-                       seed=int(cfg["train"]["seed"]))
+    return build_llama(
+        width,
+        int(m["layers"]),
+        vocab,
+        int(cfg["data"]["block_size"]),
+        head_dim=int(m["head_dim"]),
+        mlp_ratio=float(m["mlp_ratio"]),
+        tie_word_embeddings=bool(m["tie_word_embeddings"]),
+        seed=int(cfg["train"]["seed"]),
+    )
 
 
 def plan(cfg: dict) -> list[dict]:
@@ -206,15 +247,27 @@ def plan(cfg: dict) -> list[dict]:
     schedules = bench["schedules"] or DEFAULT_SCHEDULES
     bench_width = int(bench["width"]) if bench["enabled"] else None
     for w in cfg["model"]["widths"]:
-        runs.append({"run_id": f"ladder_w{w}", "width": int(w), "ns_steps": base_steps, "record": True,
-                     "quality": schedules if w == bench_width else None})
+        runs.append(
+            {
+                "run_id": f"ladder_w{w}",
+                "width": int(w),
+                "ns_steps": base_steps,
+                "record": True,
+                "quality": schedules if w == bench_width else None,
+            }
+        )
     if bench_width is not None:
         for sname, spec in schedules.items():
             steps, auto = split_schedule(spec, bench)
             if bench_width in cfg["model"]["widths"] and steps == parse_schedule(base_steps):
                 continue  # the ladder run at this width is this schedule's run
-            run = {"run_id": f"ns_{sname}_w{bench_width}", "width": bench_width, "ns_steps": steps,
-                   "record": False, "quality": schedules}
+            run = {
+                "run_id": f"ns_{sname}_w{bench_width}",
+                "width": bench_width,
+                "ns_steps": steps,
+                "record": False,
+                "quality": schedules,
+            }
             if isinstance(spec, dict):  # an auto variant: its settings are part of the run
                 run["auto"] = auto
             runs.append(run)
@@ -223,17 +276,29 @@ def plan(cfg: dict) -> list[dict]:
 
 def run_spec(cfg: dict, run: dict) -> dict:
     opt = dict(cfg["optimizer"], ns_steps=run["ns_steps"])
-    spec = {"recipe": "spectral_laws", "width": run["width"], "ns_steps": run["ns_steps"], "data": cfg["data"],
-            "model": {k: v for k, v in cfg["model"].items() if k != "widths"}, "train": cfg["train"],
-            "optimizer": opt, "record": run["record"]}
+    spec = {
+        "recipe": "spectral_laws",
+        "width": run["width"],
+        "ns_steps": run["ns_steps"],
+        "data": cfg["data"],
+        "model": {k: v for k, v in cfg["model"].items() if k != "widths"},
+        "train": cfg["train"],
+        "optimizer": opt,
+        "record": run["record"],
+    }
     if run["record"]:
         spec["spectra"] = {k: cfg["spectra"][k] for k in ("record_every", "quantiles", "depths")}
     if run.get("auto"):
         spec["auto"] = run["auto"]
     if run["quality"]:
-        spec["quality"] = {"schedules": run["quality"], **{k: v for k, v in cfg["ns_benchmark"].items()
-                                                           if k in ("lift_threshold", "auto_quantile", "auto_target",
-                                                                    "auto_min", "auto_max")}}
+        spec["quality"] = {
+            "schedules": run["quality"],
+            **{
+                k: v
+                for k, v in cfg["ns_benchmark"].items()
+                if k in ("lift_threshold", "auto_quantile", "auto_target", "auto_min", "auto_max")
+            },
+        }
     return spec
 
 
@@ -247,8 +312,11 @@ def execute(cfg: dict, data: R.LMData, run: dict) -> dict:
     hooks = [FlopMeter()]
     rec = None
     if run["record"]:
-        rec = SpectraRecorder(tracked_matrices(opt, layers, cfg["spectra"]["depths"]), cfg["spectra"]["record_every"],
-                              cfg["spectra"]["quantiles"])
+        rec = SpectraRecorder(
+            tracked_matrices(opt, layers, cfg["spectra"]["depths"]),
+            cfg["spectra"]["record_every"],
+            cfg["spectra"]["quantiles"],
+        )
         hooks.append(rec)
 
     def on_step(*a):
@@ -276,8 +344,11 @@ def estimate(cfg: dict, runs: list[dict], vocab: int) -> dict:
         with torch.device("meta"):
             model = build_model(cfg, run["width"], vocab)
         spec = 5 if run["ns_steps"] == "auto" else run["ns_steps"]
-        ns = sum(R.ns_flops(p.shape, resolve_steps(spec, n, layer_info(n)[0], int(cfg["model"]["layers"])))
-                 for n, p in model.named_parameters() if layer_info(n)[1] in TYPES)
+        ns = sum(
+            R.ns_flops(p.shape, resolve_steps(spec, n, layer_info(n)[0], int(cfg["model"]["layers"])))
+            for n, p in model.named_parameters()
+            if layer_info(n)[1] in TYPES
+        )
         train += R.train_flops(model, tokens, int(cfg["data"]["block_size"]))
         ns_total += ns * int(t["steps"])
     return R.time_estimate(train, ns_total, cfg, runs=len(runs))
@@ -301,8 +372,15 @@ def analyse(cfg: dict, results: dict[str, dict]) -> dict:
         res = results.get(f"ladder_w{w}")
         if res is None or res["diverged"] or not res["records"]:
             continue
-        ladder.append({"width": int(w), "size": res["params"][spectra["size_measure"]], "params": res["params"],
-                       "final_val_loss": res["final_val_loss"], "sigma": averaged_quantiles(res, spectra)})
+        ladder.append(
+            {
+                "width": int(w),
+                "size": res["params"][spectra["size_measure"]],
+                "params": res["params"],
+                "final_val_loss": res["final_val_loss"],
+                "sigma": averaged_quantiles(res, spectra),
+            }
+        )
     fits: dict[str, dict] = {}
     if len(ladder) >= 2:
         for kind in TYPE_ORDER:
@@ -314,9 +392,14 @@ def analyse(cfg: dict, results: dict[str, dict]) -> dict:
                 for i, q in enumerate(qs):
                     per_q[f"{q:g}"] = R.fit_power_law([r["size"] for r in ladder], [r["sigma"][key][i] for r in ladder])
                 alphas = [f["alpha"] for f in per_q.values()]
-                fits[key] = {"type": kind, "depth": label, "per_quantile": per_q,
-                             "alpha_median_q": per_q.get("0.5", next(iter(per_q.values())))["alpha"],
-                             "alpha_mean_q": sum(alphas) / len(alphas), "alpha_spread_q": max(alphas) - min(alphas)}
+                fits[key] = {
+                    "type": kind,
+                    "depth": label,
+                    "per_quantile": per_q,
+                    "alpha_median_q": per_q.get("0.5", next(iter(per_q.values())))["alpha"],
+                    "alpha_mean_q": sum(alphas) / len(alphas),
+                    "alpha_spread_q": max(alphas) - min(alphas),
+                }
     comparison = []
     for kind in TYPE_ORDER:
         row = {"type": kind}
@@ -327,7 +410,7 @@ def analyse(cfg: dict, results: dict[str, dict]) -> dict:
         row["paper_N"] = PAPER_SLOPE.get((kind, "N"))
         row["paper_mid"] = PAPER_MID if kind in ("q", "k", "v", "o") else None
         final = row.get("N")
-        row["final_steeper"] = (final is not None and row["mid_mean"] is not None and final < row["mid_mean"] - 0.05)
+        row["final_steeper"] = final is not None and row["mid_mean"] is not None and final < row["mid_mean"] - 0.05
         comparison.append(row)
     return {"ladder": ladder, "fits": fits, "comparison": comparison, "labels": labels}
 
@@ -338,25 +421,40 @@ def judge(a: dict, b: dict, bench: dict, name: str) -> dict | None:
     if not (a["ns_flops_per_step"] and b["ns_flops_per_step"]):
         return None
     ratio = a["ns_flops_per_step"] / b["ns_flops_per_step"]
-    lifted_ok = (a["lifted_fraction"] is not None and b["lifted_fraction"] is not None
-                 and a["lifted_fraction"] >= b["lifted_fraction"] - float(bench["quality_tolerance"]))
-    loss_ok = (a["final_val_loss"] is not None and b["final_val_loss"] is not None
-               and a["final_val_loss"] <= b["final_val_loss"] + float(bench["loss_tolerance"]))
-    orth_ok = (a["orthogonality_error"] is not None and b["orthogonality_error"] is not None
-               and a["orthogonality_error"] <= b["orthogonality_error"] + float(bench["orth_tolerance"]))
+    lifted_ok = (
+        a["lifted_fraction"] is not None
+        and b["lifted_fraction"] is not None
+        and a["lifted_fraction"] >= b["lifted_fraction"] - float(bench["quality_tolerance"])
+    )
+    loss_ok = (
+        a["final_val_loss"] is not None
+        and b["final_val_loss"] is not None
+        and a["final_val_loss"] <= b["final_val_loss"] + float(bench["loss_tolerance"])
+    )
+    orth_ok = (
+        a["orthogonality_error"] is not None
+        and b["orthogonality_error"] is not None
+        and a["orthogonality_error"] <= b["orthogonality_error"] + float(bench["orth_tolerance"])
+    )
     flops_ok = ratio <= float(bench["target_flops_ratio"])
     met = bool(lifted_ok and orth_ok and loss_ok and flops_ok)
     return {
-        "met": met, "flops_ratio": ratio, "flops_ok": flops_ok, "lifted_ok": lifted_ok, "orth_ok": orth_ok,
+        "met": met,
+        "flops_ratio": ratio,
+        "flops_ok": flops_ok,
+        "lifted_ok": lifted_ok,
+        "orth_ok": orth_ok,
         "loss_ok": loss_ok,
-        "text": (f"Target '{name} matches uniform-10 quality at <= {bench['target_flops_ratio']}x its NS FLOPs': "
-                 f"{'MET' if met else 'NOT MET'} — NS FLOPs ratio {ratio:.3f}x ({'ok' if flops_ok else 'too high'}); "
-                 f"lifted fraction {R.fmt(a['lifted_fraction'])} vs {R.fmt(b['lifted_fraction'])} "
-                 f"(tolerance {bench['quality_tolerance']}: {'ok' if lifted_ok else 'short'}); "
-                 f"||OO^T-I|| {R.fmt(a['orthogonality_error'])} vs {R.fmt(b['orthogonality_error'])} "
-                 f"(tolerance {bench['orth_tolerance']}: {'ok' if orth_ok else 'worse'}); "
-                 f"final val loss {R.fmt(a['final_val_loss'])} vs {R.fmt(b['final_val_loss'])} "
-                 f"(tolerance {bench['loss_tolerance']}: {'ok' if loss_ok else 'worse'})"),
+        "text": (
+            f"Target '{name} matches uniform-10 quality at <= {bench['target_flops_ratio']}x its NS FLOPs': "
+            f"{'MET' if met else 'NOT MET'} — NS FLOPs ratio {ratio:.3f}x ({'ok' if flops_ok else 'too high'}); "
+            f"lifted fraction {R.fmt(a['lifted_fraction'])} vs {R.fmt(b['lifted_fraction'])} "
+            f"(tolerance {bench['quality_tolerance']}: {'ok' if lifted_ok else 'short'}); "
+            f"||OO^T-I|| {R.fmt(a['orthogonality_error'])} vs {R.fmt(b['orthogonality_error'])} "
+            f"(tolerance {bench['orth_tolerance']}: {'ok' if orth_ok else 'worse'}); "
+            f"final val loss {R.fmt(a['final_val_loss'])} vs {R.fmt(b['final_val_loss'])} "
+            f"(tolerance {bench['loss_tolerance']}: {'ok' if loss_ok else 'worse'})"
+        ),
     }
 
 
@@ -370,24 +468,34 @@ def ns_benchmark_summary(cfg: dict, results: dict[str, dict]) -> dict | None:
     rows = {}
     kinds = {n: split_schedule(sp, bench) for n, sp in schedules.items()}
     for sname, spec in schedules.items():
-        rid = (f"ladder_w{w}" if w in cfg["model"]["widths"] and kinds[sname][0] == parse_schedule(base)
-               else f"ns_{sname}_w{w}")
+        rid = (
+            f"ladder_w{w}"
+            if w in cfg["model"]["widths"] and kinds[sname][0] == parse_schedule(base)
+            else f"ns_{sname}_w{w}"
+        )
         res = results.get(rid)
         if res is None:
             continue
         q = (res.get("quality") or {}).get(sname, {})
-        rows[sname] = {"run_id": rid, "schedule": spec, "final_val_loss": res["final_val_loss"],
-                       "diverged": res["diverged"], "ns_flops_per_step": res["ns_flops_per_step"],
-                       "lifted_fraction": q.get("lifted_fraction"), "orthogonality_error": q.get("orthogonality_error"),
-                       "steps_mean": q.get("steps_mean"), "steps_min": q.get("steps_min"), "steps_max": q.get("steps_max"),
-                       "quality_all": res.get("quality")}
+        rows[sname] = {
+            "run_id": rid,
+            "schedule": spec,
+            "final_val_loss": res["final_val_loss"],
+            "diverged": res["diverged"],
+            "ns_flops_per_step": res["ns_flops_per_step"],
+            "lifted_fraction": q.get("lifted_fraction"),
+            "orthogonality_error": q.get("orthogonality_error"),
+            "steps_mean": q.get("steps_mean"),
+            "steps_min": q.get("steps_min"),
+            "steps_max": q.get("steps_max"),
+            "quality_all": res.get("quality"),
+        }
     names = list(rows)
     # the target is judged on the first plain "auto" schedule (the pre-registered rule); variants are reported beside
     auto = next((n for n in names if schedules[n] == "auto"), None)
     u10 = next((n for n in names if kinds[n][0] == 10), None)
     target = judge(rows[auto], rows[u10], bench, auto) if auto and u10 else None
-    variants = {n: judge(rows[n], rows[u10], bench, n) for n in names
-                if u10 and n != auto and kinds[n][1] is not None}
+    variants = {n: judge(rows[n], rows[u10], bench, n) for n in names if u10 and n != auto and kinds[n][1] is not None}
     cross = None
     ref = next((n for n in names if kinds[n][0] == parse_schedule(base)), None)
     if ref and rows[ref]["quality_all"]:
@@ -411,9 +519,16 @@ def main(argv=None) -> Path:
     for v in (bench or {}).get("variants", {}).values():
         if v:
             print(v["text"], flush=True)
-    return rc.finish({"estimate": est, "ladder": an["ladder"], "fits": an["fits"], "comparison": an["comparison"],
-                      "ns_benchmark": dict(bench or {})},
-                     report(cfg, an, bench, est, rc.command, figs, rc.results, data.info))
+    return rc.finish(
+        {
+            "estimate": est,
+            "ladder": an["ladder"],
+            "fits": an["fits"],
+            "comparison": an["comparison"],
+            "ns_benchmark": dict(bench or {}),
+        },
+        report(cfg, an, bench, est, rc.command, figs, rc.results, data.info),
+    )
 
 
 if __name__ == "__main__":

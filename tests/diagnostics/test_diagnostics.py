@@ -49,9 +49,18 @@ def test_callback_logs_through_report_to_and_jsonl_and_plots(tmp_path):
     g = torch.Generator().manual_seed(0)
     ids = (torch.randint(0, 128, (32, 1), generator=g) + torch.arange(16)) % 128
     data = [{"input_ids": x, "labels": x} for x in ids]
-    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], optim="muon", max_steps=6,
-                             logging_steps=2, learning_rate=1e-2, per_device_train_batch_size=4, save_strategy="no",
-                             disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to=[],
+        optim="muon",
+        max_steps=6,
+        logging_steps=2,
+        learning_rate=1e-2,
+        per_device_train_batch_size=4,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     cb = hf_muon.MuonDiagnosticsCallback(every=3)
     trainer = Trainer(model=tiny_llama(), args=args, train_dataset=data, callbacks=[Reporter(), cb])
     trainer.train()
@@ -84,7 +93,6 @@ def test_callback_refuses_a_non_muon_optimizer(tmp_path):
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], max_steps=1, save_strategy="no")
     data = [{"input_ids": torch.arange(8), "labels": torch.arange(8)}] * 4
-    trainer = Trainer(model=tiny_llama(), args=args, train_dataset=data,
-                      callbacks=[hf_muon.MuonDiagnosticsCallback()])
+    trainer = Trainer(model=tiny_llama(), args=args, train_dataset=data, callbacks=[hf_muon.MuonDiagnosticsCallback()])
     with pytest.raises(ValueError, match="needs the Trainer to use hf_muon.Muon"):
         trainer.train()

@@ -24,9 +24,7 @@ def _run(cmd, cwd, **env):
         TOKENIZERS_PARALLELISM="false",
         **env,
     )
-    proc = subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, env=full, cwd=cwd, timeout=600
-    )
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=full, cwd=cwd, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
 
@@ -66,9 +64,7 @@ def _muon_groups(optimizer_pt: Path) -> list:
 
 
 def test_plain_loop(tmp_path):
-    proc = _run(
-        [sys.executable, EXAMPLES / "plain_loop.py", "--steps", "12", "--out", tmp_path], cwd=tmp_path
-    )
+    proc = _run([sys.executable, EXAMPLES / "plain_loop.py", "--steps", "12", "--out", tmp_path], cwd=tmp_path)
     losses = _losses(proc.stdout)
     assert "muon" in proc.stdout and losses[-1] < losses[0] - 0.5, proc.stdout[-1500:]
     optimizer = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["optimizer"]
@@ -160,9 +156,7 @@ def test_fsdp2_hsdp_resume_across_layouts(tmp_path):
     """FSDP2 on 2 ranks for 4 steps, against HSDP 2 × 2 for 2 steps resumed on FSDP2 to 4: same losses."""
     torchrun = [BIN / "torchrun", "--nproc_per_node"]
     script = EXAMPLES / "fsdp2_hsdp.py"
-    straight = _run(
-        [*torchrun, "2", script, "--mode", "fsdp2", "--ckpt", tmp_path / "a", "--steps", "4"], cwd=tmp_path
-    )
+    straight = _run([*torchrun, "2", script, "--mode", "fsdp2", "--ckpt", tmp_path / "a", "--steps", "4"], cwd=tmp_path)
     _run([*torchrun, "4", script, "--mode", "hsdp", "--ckpt", tmp_path / "b", "--steps", "2"], cwd=tmp_path)
     resumed = _run(
         [*torchrun, "2", script, "--mode", "fsdp2", "--ckpt", tmp_path / "b", "--steps", "4", "--resume"],

@@ -50,9 +50,7 @@ def test_accelerate_fsdp2_prepare_equals_one_process_and_resumes(tmp_path, hsdp)
     assert res["placements"] == (["(Replicate(), Shard(dim=0))"] if hsdp else ["(Shard(dim=0),)"])
     assert res["rel_vs_one_process"] <= 1e-5  # fp32 NS
     assert res["rel_resumed_vs_uninterrupted"] == 0.0  # SHARDED_STATE_DICT through accelerate
-    assert (tmp_path / "ckpt" / "optimizer_0").is_dir() and (
-        tmp_path / "ckpt" / "pytorch_model_fsdp_0"
-    ).is_dir()
+    assert (tmp_path / "ckpt" / "optimizer_0").is_dir() and (tmp_path / "ckpt" / "pytorch_model_fsdp_0").is_dir()
 
 
 def _state(kind, fsdp_version=2, replicate=1):
@@ -70,17 +68,11 @@ def test_layout_line_states_what_the_run_has(caplog, monkeypatch):
     assert run_layout(args, _state("MULTI_CPU")) == "DDP ×2"
     assert run_layout(SimpleNamespace(world_size=1, fsdp=[]), _state("NO")) == "single process"
     assert run_layout(args, _state("FSDP")) == "FSDP2 mesh (2,)"
-    assert (
-        run_layout(SimpleNamespace(world_size=4, fsdp=[]), _state("FSDP", replicate=2)) == "HSDP mesh (2, 2)"
-    )
+    assert run_layout(SimpleNamespace(world_size=4, fsdp=[]), _state("FSDP", replicate=2)) == "HSDP mesh (2, 2)"
     with caplog.at_level("WARNING", logger="hf_muon"):
         layout = run_layout(SimpleNamespace(world_size=2, fsdp=["full_shard"]), _state("MULTI_CPU"))
     assert layout == "DDP ×2 (FSDP requested, not applied)"
-    assert (
-        "FSDP was requested" in caplog.text
-        and "NOT sharded" in caplog.text
-        and "MULTI_CPU on cpu" in caplog.text
-    )
+    assert "FSDP was requested" in caplog.text and "NOT sharded" in caplog.text and "MULTI_CPU on cpu" in caplog.text
 
 
 @pytest.mark.slow

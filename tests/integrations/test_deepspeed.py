@@ -66,10 +66,7 @@ def test_knobs_deepspeed_cannot_honour_are_refused_by_name(optim_args):
 def test_honoured_knobs_pass_and_defaults_map_to_deepspeeds_muon():
     raw = "momentum=0.9,ns_method=newton_schulz,coefficients=keller,ns_steps=5,scale_mode=keller,lora_policy=adamw"
     config = hf_muon.MuonConfig.from_optim_args(raw)
-    assert (
-        ds.check_config({"zero_optimization": {"stage": 1}}, config, explicit_knobs(raw))
-        == "DeepSpeed ZeRO-1"
-    )
+    assert ds.check_config({"zero_optimization": {"stage": 1}}, config, explicit_knobs(raw)) == "DeepSpeed ZeRO-1"
     assert ds.NS_METHOD["auto"] == "gram" and ds.NS_METHOD["newton_schulz"] == "standard"
 
 
@@ -79,10 +76,7 @@ def test_config_checks_name_the_fix(caplog):
         with pytest.raises(ValueError, match=r"ZeRO stage 1, 2 or 3.*\"stage\": 2"):
             ds.check_config(stage0, cfg, set())
     z3 = {"zero_optimization": {"stage": 3}}
-    assert (
-        ds.check_config(z3, cfg, set()) == "DeepSpeed ZeRO-3"
-        and z3["zero_optimization"]["reduce_scatter"] is False
-    )
+    assert ds.check_config(z3, cfg, set()) == "DeepSpeed ZeRO-3" and z3["zero_optimization"]["reduce_scatter"] is False
     with pytest.raises(ValueError, match="reduce_scatter"):
         ds.check_config({"zero_optimization": {"stage": 3, "reduce_scatter": True}}, cfg, set())
     with pytest.raises(ValueError, match="optimizer section is 'AdamW'"):
@@ -153,9 +147,7 @@ def test_training_arguments_refuse_stage_0_while_parsing(tmp_path):
     from transformers import TrainingArguments
 
     with pytest.raises(ValueError, match="ZeRO stage 1, 2 or 3"):
-        TrainingArguments(
-            str(tmp_path), optim="muon", use_cpu=True, deepspeed={"zero_optimization": {"stage": 0}}
-        )
+        TrainingArguments(str(tmp_path), optim="muon", use_cpu=True, deepspeed={"zero_optimization": {"stage": 0}})
 
 
 # ------------------------------------------------------------------ 2 CPU ranks, DeepSpeed's CPU accelerator
@@ -254,20 +246,14 @@ def test_deepspeed_zero_trains_holds_the_routing_and_resumes(tmp_path, model_dir
     assert summary["world_size"] == 2 and summary["optimizer"].startswith("DeepSpeedZeroOptimizer")
     assert summary["loaded_partitioned"] is (stage == 3)  # ZeRO-3: from_pretrained ran under zero.Init
     assert routing["layout"] == f"DeepSpeed ZeRO-{stage}" and routing["muon_params"] > 0
-    held = (
-        f"DeepSpeed ZeRO-{stage} holds {routing['muon_tensors']} tensors ({routing['muon_params']:,} params"
-    )
+    held = f"DeepSpeed ZeRO-{stage} holds {routing['muon_tensors']} tensors ({routing['muon_params']:,} params"
     assert held in full.stderr and "= hf_muon's routing" in full.stderr
     losses = summary["losses"]
     assert len(losses) == 6 and losses[-1] < losses[0]
-    resumed = _train(
-        tmp_path / "full", stage, model_dir, resume_from_checkpoint=tmp_path / "full" / "checkpoint-3"
-    )
+    resumed = _train(tmp_path / "full", stage, model_dir, resume_from_checkpoint=tmp_path / "full" / "checkpoint-3")
     assert resumed.returncode == 0, resumed.stderr[-4000:]
     again = json.loads((tmp_path / "full" / "summary.json").read_text())["losses"]
-    assert (
-        len(again) == 6 and again[:3] == losses[:3]
-    )  # steps 1-3 come back from the checkpoint's trainer state
+    assert len(again) == 6 and again[:3] == losses[:3]  # steps 1-3 come back from the checkpoint's trainer state
     # fp32 weights and Adam state on CPU, same data order: steps 4-6 continue the curve (DeepSpeed's bf16 NS)
     assert again[3:] == pytest.approx(losses[3:], rel=1e-5), (losses, again)
     print(f"ZeRO-{stage} losses {losses}, resumed at 3: {again[3:]}")
@@ -282,9 +268,7 @@ def test_deepspeed_update_matches_hf_muons_own(tmp_path):
     for stage in ("1", "2", "3"):
         assert res["stages"][stage]["fp32"]["rel_update_diff_muon"] < 1e-3, res  # same rule, fp32 NS
         assert res["stages"][stage]["bf16"]["rel_update_diff_muon"] < 0.1, res  # DeepSpeed's bf16 NS
-    assert "wte.weight" in (
-        res["explicit_section_gpt2"] or ""
-    )  # name-based tagging is caught before any step
+    assert "wte.weight" in (res["explicit_section_gpt2"] or "")  # name-based tagging is caught before any step
 
 
 @pytest.mark.slow

@@ -39,9 +39,7 @@ def _env(**extra):
 
 
 def _run(cmd, cwd, **env):
-    return subprocess.run(
-        [str(c) for c in cmd], capture_output=True, text=True, env=_env(**env), cwd=cwd, timeout=600
-    )
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=_env(**env), cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module", params=["wheel", "editable"])
@@ -69,9 +67,7 @@ def fresh(request, tmp_path_factory):
     ]
     if request.param == "wheel":
         src = root / "src"
-        shutil.copytree(
-            REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info")
-        )
+        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info"))
         subprocess.run(
             [
                 sys.executable,
@@ -129,9 +125,7 @@ def test_hf_muon_command(fresh, tmp_path):
     py, root = fresh
     hf_muon = py.parent / "hf-muon"
     listing = _run([hf_muon, "config"], cwd=tmp_path)
-    assert listing.returncode == 0 and all(
-        n in listing.stdout for n in ("ddp.yaml", "fsdp2.yaml", "hsdp.yaml")
-    )
+    assert listing.returncode == 0 and all(n in listing.stdout for n in ("ddp.yaml", "fsdp2.yaml", "hsdp.yaml"))
     for name in ("ddp", "fsdp2", "hsdp"):
         wrote = _run([hf_muon, "config", name, "--out", tmp_path / f"{name}.yaml"], cwd=tmp_path)
         assert wrote.returncode == 0, wrote.stderr[-2000:]

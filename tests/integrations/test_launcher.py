@@ -18,19 +18,43 @@ BIN = Path(sys.executable).parent
 
 
 def _env(**extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO)
+    )
     env.update(extra)
     return env
 
 
 def _clm_args(out, steps=6, **extra):
     d = data_dir()
-    args = ["--train_file", str(d / "pretrain" / "tinystories_validation_head.txt"),
-            "--tokenizer_dir", str(d / "tokenizers" / "gpt2"), "--output_dir", str(out), "--use_cpu", "true",
-            "--report_to", "none", "--max_steps", str(steps), "--per_device_train_batch_size", "4",
-            "--learning_rate", "3e-3", "--logging_steps", "1", "--seed", "0", "--disable_tqdm", "true",
-            "--save_strategy", "no", "--optim", "muon"]
+    args = [
+        "--train_file",
+        str(d / "pretrain" / "tinystories_validation_head.txt"),
+        "--tokenizer_dir",
+        str(d / "tokenizers" / "gpt2"),
+        "--output_dir",
+        str(out),
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--max_steps",
+        str(steps),
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "3e-3",
+        "--logging_steps",
+        "1",
+        "--seed",
+        "0",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        "--optim",
+        "muon",
+    ]
     for k, v in extra.items():
         args += [f"--{k}", str(v)]
     return args
@@ -52,8 +76,10 @@ def test_unmodified_script_works_through_the_startup_hook_and_the_launcher(tmp_p
     bad = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "bad", optim_args="ns_step=5")])
     assert bad.returncode != 0 and "unknown optim_args key 'ns_step'" in bad.stderr
     assert "parse_args_into_dataclasses" in bad.stderr  # raised while parsing arguments: no data or model work yet
-    ok = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "b", optim_args="ns_steps=5")],
-              env=dict(_env(), HF_MUON_AUTOREGISTER="0"))
+    ok = _run(
+        [sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "b", optim_args="ns_steps=5")],
+        env=dict(_env(), HF_MUON_AUTOREGISTER="0"),
+    )
     assert ok.returncode == 0, ok.stderr[-3000:]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["optimizer"] == "Muon" and len(summary["losses"]) == 6
@@ -70,19 +96,27 @@ def _final_weights(out):
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     common = dict(save_strategy="steps", save_steps=4, lr_scheduler_type="cosine", warmup_steps=2)
-    full = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT),
-                 *_clm_args(tmp_path / "full", steps=8, **common)])
+    full = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "full", steps=8, **common)])
     assert full.returncode == 0, full.stderr[-3000:]
-    killed = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "run", steps=8, **common)],
-                  env=_env(HF_MUON_TEST_KILL_AT_STEP="4"))
+    killed = _run(
+        [sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "run", steps=8, **common)],
+        env=_env(HF_MUON_TEST_KILL_AT_STEP="4"),
+    )
     assert killed.returncode == -signal.SIGKILL
     ckpt = tmp_path / "run" / "checkpoint-4"
     assert (ckpt / "optimizer.pt").exists() and not (tmp_path / "run" / "checkpoint-8").exists()
     # the optimizer checkpoint is plain tensors + primitives
     sd = torch.load(ckpt / "optimizer.pt", weights_only=True)
     assert any(g["use_muon"] for g in sd["param_groups"])
-    resumed = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT),
-                    *_clm_args(tmp_path / "run", steps=8, resume_from_checkpoint=ckpt, **common)])
+    resumed = _run(
+        [
+            sys.executable,
+            "-m",
+            "hf_muon.run",
+            str(SCRIPT),
+            *_clm_args(tmp_path / "run", steps=8, resume_from_checkpoint=ckpt, **common),
+        ]
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "run")
     assert a.keys() == b.keys()
@@ -97,8 +131,18 @@ def test_torchrun_ddp(tmp_path, launcher):
         pytest.skip("torchrun not installed")
     out = tmp_path / "ddp"
     entry = ["-m", "hf_muon.run", str(SCRIPT)] if launcher else [str(SCRIPT)]
-    proc = _run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), *entry,
-                 *_clm_args(out, steps=3, ddp_backend="gloo")], timeout=300)
+    proc = _run(
+        [
+            str(BIN / "torchrun"),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            *entry,
+            *_clm_args(out, steps=3, ddp_backend="gloo"),
+        ],
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["optimizer"] == "Muon"
@@ -110,9 +154,23 @@ def test_torchrun_ddp(tmp_path, launcher):
 @pytest.mark.slow
 def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
     out = tmp_path / "acc"
-    proc = _run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port",
-                 str(free_port()), "-m", "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=3)],
-                env=_env(ACCELERATE_USE_CPU="true"), timeout=300)
+    proc = _run(
+        [
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "hf_muon.run",
+            str(SCRIPT),
+            *_clm_args(out, steps=3),
+        ],
+        env=_env(ACCELERATE_USE_CPU="true"),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["optimizer"] == "Muon"
@@ -121,9 +179,25 @@ def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
 @pytest.mark.slow
 def test_shipped_ddp_config_runs_on_cpu(tmp_path):
     out = tmp_path / "cfg"
-    proc = _run([str(BIN / "accelerate"), "launch", "--config_file", str(REPO / "recipes" / "accelerate" / "ddp.yaml"),
-                 "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(free_port()), "-m",
-                 "hf_muon.run", str(SCRIPT), *_clm_args(out, steps=2)],
-                env=_env(ACCELERATE_USE_CPU="true"), timeout=300)
+    proc = _run(
+        [
+            str(BIN / "accelerate"),
+            "launch",
+            "--config_file",
+            str(REPO / "recipes" / "accelerate" / "ddp.yaml"),
+            "--num_processes",
+            "2",
+            "--mixed_precision",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "hf_muon.run",
+            str(SCRIPT),
+            *_clm_args(out, steps=2),
+        ],
+        env=_env(ACCELERATE_USE_CPU="true"),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["world_size"] == 2

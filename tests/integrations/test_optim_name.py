@@ -37,9 +37,7 @@ def test_hf_muon_name_selects_hf_muon_everywhere(tmp_path):
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(cli, torch.nn.Linear(4, 4))
     assert cls.__name__ == "MuonFactory" and kwargs["optim_args"] == {"ns_steps": "4"}
     (tmp_path / "cfg.yaml").write_text(f"output_dir: {tmp_path}\noptim: hf_muon\n")
-    assert (
-        HfArgumentParser(TrainingArguments).parse_yaml_file(str(tmp_path / "cfg.yaml"))[0].optim == "hf_muon"
-    )
+    assert HfArgumentParser(TrainingArguments).parse_yaml_file(str(tmp_path / "cfg.yaml"))[0].optim == "hf_muon"
     torch.save(cli, tmp_path / "training_args.bin")
     out = _py(
         f"import torch; a = torch.load({str(tmp_path / 'training_args.bin')!r}, weights_only=False); "
@@ -97,9 +95,7 @@ def test_muon_trainer_records_the_optimizer_that_runs(tmp_path):
     from conftest import tiny_llama
     from transformers import TrainingArguments
 
-    args = TrainingArguments(
-        str(tmp_path), use_cpu=True, report_to=[], optim="adamw_torch", optim_args="foo=1"
-    )
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to=[], optim="adamw_torch", optim_args="foo=1")
     trainer = hf_muon.MuonTrainer(model=tiny_llama(), args=args, train_dataset=[])
     assert trainer.args.optim == "hf_muon"
     trainer.create_optimizer()
@@ -113,7 +109,5 @@ def test_torch_only_install_names_the_extra(tmp_path):
     sft = _py(block + "import hf_muon; hf_muon.MuonSFTTrainer", HF_MUON_AUTOREGISTER="0")
     assert sft.returncode != 0 and "pip install" in sft.stderr
     (tmp_path / "s.py").write_text("print('ran')\n")
-    run = _py(
-        block + f"from hf_muon.run import main; main([{str(tmp_path / 's.py')!r}])", HF_MUON_AUTOREGISTER="0"
-    )
+    run = _py(block + f"from hf_muon.run import main; main([{str(tmp_path / 's.py')!r}])", HF_MUON_AUTOREGISTER="0")
     assert run.returncode == 1 and 'pip install "hf_muon[hf]"' in run.stderr and "ran" not in run.stdout

@@ -15,8 +15,18 @@ from hf_muon.integrations.optim_args import parse_optim_args
 def _args(tmp_path, **kw):
     from transformers import TrainingArguments
 
-    base = dict(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[], learning_rate=3e-3, max_steps=12,
-                per_device_train_batch_size=4, logging_steps=1, save_strategy="no", seed=0, disable_tqdm=True)
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        report_to=[],
+        learning_rate=3e-3,
+        max_steps=12,
+        per_device_train_batch_size=4,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        disable_tqdm=True,
+    )
     base.update(kw)
     return TrainingArguments(**base)
 
@@ -35,7 +45,8 @@ def test_registration_covers_every_config_path(tmp_path):
 
     assert TrainingArguments(output_dir=str(tmp_path), optim="muon").optim == "muon"
     (cli,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(
-        ["--output_dir", str(tmp_path), "--optim", "muon", "--optim_args", "ns_steps=7"])
+        ["--output_dir", str(tmp_path), "--optim", "muon", "--optim_args", "ns_steps=7"]
+    )
     assert cli.optim == OptimizerNames.MUON and cli.optim_args == "ns_steps=7"
     yaml_file = tmp_path / "cfg.yaml"
     yaml_file.write_text(f"output_dir: {tmp_path}\noptim: muon\n")
@@ -82,8 +93,14 @@ def test_trainer_optim_muon_trains_and_routes_as_reported(tmp_path):
     from transformers import Trainer
 
     model = tiny_llama()
-    args = _args(tmp_path, optim="muon", optim_args="ns_steps=5,coefficients=keller", learning_rate=2e-2,
-                 lr_scheduler_type="constant", max_steps=30)
+    args = _args(
+        tmp_path,
+        optim="muon",
+        optim_args="ns_steps=5,coefficients=keller",
+        learning_rate=2e-2,
+        lr_scheduler_type="constant",
+        max_steps=30,
+    )
     trainer = Trainer(model=model, args=args, train_dataset=_token_data(n=128))
     trainer.train()
     opt = trainer.optimizer.optimizer  # AcceleratedOptimizer -> hf_muon.Muon
@@ -100,9 +117,16 @@ def test_trainer_optim_muon_trains_and_routes_as_reported(tmp_path):
 def test_optim_args_cover_every_knob_and_lr_ratio(tmp_path):
     from transformers import Trainer
 
-    args = _args(tmp_path, optim="muon", learning_rate=1e-3, weight_decay=0.05, adam_beta1=0.8, adam_epsilon=1e-6,
-                 optim_args="muon_lr_ratio=2,scale_mode=mup,momentum=0.9,nesterov=false,ns_dtype=float32,"
-                            "nonfinite=skip,exclude=o_proj,coefficients=3.4445:-4.775:2.0315;3:-3:1,adamw_fused=false")
+    args = _args(
+        tmp_path,
+        optim="muon",
+        learning_rate=1e-3,
+        weight_decay=0.05,
+        adam_beta1=0.8,
+        adam_epsilon=1e-6,
+        optim_args="muon_lr_ratio=2,scale_mode=mup,momentum=0.9,nesterov=false,ns_dtype=float32,"
+        "nonfinite=skip,exclude=o_proj,coefficients=3.4445:-4.775:2.0315;3:-3:1,adamw_fused=false",
+    )
     trainer = Trainer(model=tiny_llama(), args=args, train_dataset=_token_data())
     opt = trainer.create_optimizer()
     muon = [g for g in opt.param_groups if g["use_muon"]]
@@ -110,7 +134,12 @@ def test_optim_args_cover_every_knob_and_lr_ratio(tmp_path):
     assert {g["lr"] for g in muon} == {2e-3} and {g["lr"] for g in adam} == {1e-3}
     g = muon[0]
     assert (g["scale_mode"], g["momentum"], g["nesterov"], g["ns_dtype"], g["nonfinite"]) == (
-        "mup", 0.9, False, "float32", "skip")
+        "mup",
+        0.9,
+        False,
+        "float32",
+        "skip",
+    )
     assert g["coefficients"] == [[3.4445, -4.775, 2.0315], [3.0, -3.0, 1.0]]
     assert adam[0]["betas"] == (0.8, 0.999) and adam[0]["eps"] == 1e-6
     assert {g["fused"] for g in opt.param_groups} == {False}
@@ -118,14 +147,20 @@ def test_optim_args_cover_every_knob_and_lr_ratio(tmp_path):
     assert {g["weight_decay"] for g in muon} == {0.05}
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("ns_step=5", "unknown optim_args key .ns_step.*valid keys: adamw_fused, auto_every, .*batched, .*coefficients"),
-    ("scale_mode=spectral", "valid values: moonlight, keller, mup, none"),
-    ("momentum=1.5", "out of range"),
-    ("nesterov=maybe", "valid values: true, false"),
-    ("coefficients=fast", "valid values: keller, polar_express"),
-    ("muon_lr=1e-3,muon_lr_ratio=2", "not both"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (
+            "ns_step=5",
+            "unknown optim_args key .ns_step.*valid keys: adamw_fused, auto_every, .*batched, .*coefficients",
+        ),
+        ("scale_mode=spectral", "valid values: moonlight, keller, mup, none"),
+        ("momentum=1.5", "out of range"),
+        ("nesterov=maybe", "valid values: true, false"),
+        ("coefficients=fast", "valid values: keller, polar_express"),
+        ("muon_lr=1e-3,muon_lr_ratio=2", "not both"),
+    ],
+)
 def test_bad_optim_args_are_clear_errors(tmp_path, bad, match):
     from transformers import Trainer
 
@@ -157,13 +192,15 @@ def test_deepspeed_stage_0_and_fsdp_v1_are_refused_with_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="FSDP v1.*fsdp_version: 2"):  # refused when the arguments are built
         _args(tmp_path, optim="muon", fsdp="full_shard", fsdp_config={"fsdp_version": 1})
     hf_muon.integrations.transformers.check_backend(
-        SimpleNamespace(deepspeed=None, fsdp=True, fsdp_config={"version": 2}))  # FSDP2 passes
+        SimpleNamespace(deepspeed=None, fsdp=True, fsdp_config={"version": 2})
+    )  # FSDP2 passes
 
 
 def test_muon_trainer_subclass_and_mixin(tmp_path):
     model = tiny_llama()
-    trainer = hf_muon.MuonTrainer(model=model, args=_args(tmp_path, max_steps=3),
-                                  train_dataset=_token_data(), muon_optim_args="ns_steps=3")
+    trainer = hf_muon.MuonTrainer(
+        model=model, args=_args(tmp_path, max_steps=3), train_dataset=_token_data(), muon_optim_args="ns_steps=3"
+    )
     trainer.train()
     opt = trainer.optimizer.optimizer
     assert isinstance(opt, hf_muon.Muon) and opt.param_groups[-1]["ns_steps"] == 3
@@ -173,11 +210,15 @@ def test_peft_lora_through_trainer(tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer
 
-    model = get_peft_model(tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                                    modules_to_save=["lm_head"]))
+    model = get_peft_model(
+        tiny_llama(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], modules_to_save=["lm_head"])
+    )
     base_q = model.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight.detach().clone()
-    trainer = Trainer(model=model, args=_args(tmp_path, optim="muon", optim_args="lora_policy=b_only", max_steps=4),
-                      train_dataset=_token_data())
+    trainer = Trainer(
+        model=model,
+        args=_args(tmp_path, optim="muon", optim_args="lora_policy=b_only", max_steps=4),
+        train_dataset=_token_data(),
+    )
     trainer.train()
     opt = trainer.optimizer.optimizer
     muon_names = [n for g in opt.param_groups if g["use_muon"] for n in g["param_names"]]

@@ -24,9 +24,19 @@ def _model(tok):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
-                                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
 
 
 def _tulu():
@@ -37,9 +47,13 @@ def _tulu():
 
 def test_chat_template_marks_exactly_the_assistant_turns():
     tok = _tokenizer()
-    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
-            {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "2+2?"},
-            {"role": "assistant", "content": "4"}]
+    msgs = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi?"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+    ]
     out = tok.apply_chat_template(msgs, return_assistant_tokens_mask=True, return_dict=True, tokenize=True)
     ids, mask = out["input_ids"], out["assistant_masks"]
     learned = tok.decode([i for i, m in zip(ids, mask) if m])
@@ -54,11 +68,24 @@ def test_muon_sft_trainer_with_assistant_only_loss(tmp_path):
     import hf_muon
 
     tok = _tokenizer()
-    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False, max_steps=4,
-                     per_device_train_batch_size=2, learning_rate=3e-3, max_length=128, assistant_only_loss=True,
-                     report_to=[], logging_steps=1, save_strategy="no", disable_tqdm=True)
-    trainer = hf_muon.MuonSFTTrainer(model=_model(tok), args=args, train_dataset=_tulu().select(range(16)),
-                                     processing_class=tok)
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_steps=4,
+        per_device_train_batch_size=2,
+        learning_rate=3e-3,
+        max_length=128,
+        assistant_only_loss=True,
+        report_to=[],
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
+    trainer = hf_muon.MuonSFTTrainer(
+        model=_model(tok), args=args, train_dataset=_tulu().select(range(16)), processing_class=tok
+    )
     row = trainer.train_dataset[0]
     learned = [i for i, lab in enumerate(row["labels"]) if lab != -100]
     assert 0 < len(learned) < len(row["input_ids"])  # prompt tokens are masked out of the loss
@@ -73,11 +100,28 @@ def test_sft_trainer_peft_config_routes_lora_to_adamw(tmp_path):
     from trl import SFTConfig, SFTTrainer
 
     tok = _tokenizer()
-    args = SFTConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, gradient_checkpointing=False, max_steps=2,
-                     per_device_train_batch_size=2, learning_rate=1e-3, max_length=96, report_to=[],
-                     save_strategy="no", disable_tqdm=True, optim="muon", optim_args="lora_policy=b_only")
-    trainer = SFTTrainer(model=_model(tok), args=args, train_dataset=_tulu().select(range(8)), processing_class=tok,
-                         peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        max_steps=2,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        max_length=96,
+        report_to=[],
+        save_strategy="no",
+        disable_tqdm=True,
+        optim="muon",
+        optim_args="lora_policy=b_only",
+    )
+    trainer = SFTTrainer(
+        model=_model(tok),
+        args=args,
+        train_dataset=_tulu().select(range(8)),
+        processing_class=tok,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
     trainer.train()
     opt = trainer.optimizer.optimizer
     assert all("lora_B" in n for g in opt.param_groups if g["use_muon"] for n in g["param_names"])
@@ -95,19 +139,48 @@ def test_trl_sft_unmodified(tmp_path, entry):
     data.mkdir()
     shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
     out = tmp_path / "out"
-    head = {"launcher": [sys.executable, "-m", "hf_muon.run", "-m", "trl.scripts.sft"],
-            "trl-cli": [str(Path(sys.executable).parent / "trl"), "sft"],
-            "trl-cli-config": [str(Path(sys.executable).parent / "trl"), "sft", "--config", str(tmp_path / "cfg.yaml")],
-            "trl-cli-peft": [str(Path(sys.executable).parent / "trl"), "sft", "--use_peft", "--lora_r", "4"]}
+    head = {
+        "launcher": [sys.executable, "-m", "hf_muon.run", "-m", "trl.scripts.sft"],
+        "trl-cli": [str(Path(sys.executable).parent / "trl"), "sft"],
+        "trl-cli-config": [str(Path(sys.executable).parent / "trl"), "sft", "--config", str(tmp_path / "cfg.yaml")],
+        "trl-cli-peft": [str(Path(sys.executable).parent / "trl"), "sft", "--use_peft", "--lora_r", "4"],
+    }
     optim = ["--optim", "muon", "--optim_args", "ns_steps=5"]
     if entry == "trl-cli-config":
         (tmp_path / "cfg.yaml").write_text("optim: muon\noptim_args: ns_steps=5\n")
         optim = []
-    cmd = [*head[entry], "--model_name_or_path", str(model_dir),
-           "--dataset_name", str(data), "--output_dir", str(out), *optim,
-           "--max_steps", "4", "--save_steps", "4", "--per_device_train_batch_size", "2", "--max_length", "128",
-           "--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true", "--report_to", "none",
-           "--assistant_only_loss", "true", "--learning_rate", "3e-3", "--dtype", "float32"]
+    cmd = [
+        *head[entry],
+        "--model_name_or_path",
+        str(model_dir),
+        "--dataset_name",
+        str(data),
+        "--output_dir",
+        str(out),
+        *optim,
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_length",
+        "128",
+        "--bf16",
+        "false",
+        "--gradient_checkpointing",
+        "false",
+        "--use_cpu",
+        "true",
+        "--report_to",
+        "none",
+        "--assistant_only_loss",
+        "true",
+        "--learning_rate",
+        "3e-3",
+        "--dtype",
+        "float32",
+    ]
     env = dict(__import__("os").environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -20,9 +20,22 @@ def _train(tmp_path, optim_args, callbacks=()):
     from transformers import Trainer, TrainingArguments
 
     torch.manual_seed(0)
-    args = TrainingArguments(str(tmp_path), optim="muon", optim_args=optim_args, learning_rate=1e-2, weight_decay=0.1,
-                             max_steps=STEPS, per_device_train_batch_size=4, lr_scheduler_type="constant", logging_steps=1,
-                             save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, seed=0)
+    args = TrainingArguments(
+        str(tmp_path),
+        optim="muon",
+        optim_args=optim_args,
+        learning_rate=1e-2,
+        weight_decay=0.1,
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
     trainer = Trainer(model=tiny_llama(), args=args, train_dataset=_data(), callbacks=list(callbacks))
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -35,8 +48,9 @@ def plain(tmp_path_factory):
     return {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
 
 
-@pytest.mark.parametrize("optim_args", ["variant=normuon", "variant=adamuon", "cautious_wd=true", "per_head=true",
-                                        "qk_clip=0.1"])
+@pytest.mark.parametrize(
+    "optim_args", ["variant=normuon", "variant=adamuon", "cautious_wd=true", "per_head=true", "qk_clip=0.1"]
+)
 def test_variant_trains_through_optim_args_and_differs_from_muon(optim_args, plain, tmp_path):
     trainer, losses = _train(tmp_path, optim_args)
     opt = trainer.optimizer.optimizer

@@ -101,9 +101,7 @@ def test_blimp_aggregate_is_the_unweighted_paradigm_mean():
 
 def test_blimp_paradigms_mirror_hub_and_bad_rows(tmp_path, monkeypatch, shared_data):
     assert len(blimp.PARADIGMS) == 67 == len(set(blimp.PARADIGMS))
-    assert sorted(p.stem for p in (shared_data / "benchmarks/blimp").glob("*.jsonl")) == sorted(
-        blimp.PARADIGMS
-    )
+    assert sorted(p.stem for p in (shared_data / "benchmarks/blimp").glob("*.jsonl")) == sorted(blimp.PARADIGMS)
     with pytest.raises(ValueError, match="unknown paradigm.*'not_a_paradigm'.*adjunct_island"):
         blimp.check_paradigms(["wh_island", "not_a_paradigm"])
     assert blimp.check_paradigms("wh_island,adjunct_island") == ["adjunct_island", "wh_island"]  # group order
@@ -120,8 +118,7 @@ def test_blimp_paradigms_mirror_hub_and_bad_rows(tmp_path, monkeypatch, shared_d
     monkeypatch.setattr(sources, "iter_hub", fake_hub)
     hub, reports = blimp.load(None, limit=5, paradigms=["wh_island"])
     assert (
-        seen == [("nyu-mll/blimp", "wh_island", "train")]
-        and reports[0].source == "hub:nyu-mll/blimp/wh_island[train]"
+        seen == [("nyu-mll/blimp", "wh_island", "train")] and reports[0].source == "hub:nyu-mll/blimp/wh_island[train]"
     )
     assert hub == blimp.load(shared_data, limit=5, paradigms=["wh_island"])[0]
     # malformed rows are counted and skipped; identical-sentence pairs are real data and are kept (lm-eval scores them)
@@ -138,9 +135,7 @@ def test_blimp_paradigms_mirror_hub_and_bad_rows(tmp_path, monkeypatch, shared_d
     (tmp_path / blimp.file_for("passive_1")).write_text("\n".join(bad) + "\n")
     got, (report,) = blimp.load(tmp_path, paradigms=["passive_1"])
     assert len(got["passive_1"]) == 2 and report.rows == 5 and report.malformed == 3
-    with pytest.raises(
-        FileNotFoundError, match="wh_island.jsonl"
-    ):  # a data dir lacking a paradigm never downloads
+    with pytest.raises(FileNotFoundError, match="wh_island.jsonl"):  # a data dir lacking a paradigm never downloads
         blimp.load(tmp_path, paradigms=["wh_island"])
 
 

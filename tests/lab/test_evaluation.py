@@ -38,9 +38,17 @@ def model(tok):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -57,17 +65,20 @@ def _rows(path, n=None):
 # ----------------------------------------------------------------------------------------------- gsm8k metric
 
 
-@pytest.mark.parametrize("generation, expected", [
-    ("She has 3 + 4 = 7 apples.\n#### 1,000", "1,000"),          # #### wins over other numbers
-    ("#### 18\nQuestion: how many? 42", "18"),                     # first ####, not the last number
-    ("so the total is 5. The answer is $18.", "$18"),              # "The answer is"
-    ("5 apples and 7 pears make 12.", "12"),                       # else the last number
-    ("It costs $1,234.50 in total", "$1,234.50"),
-    ("they lose -3 points", "-3"),
-    ("1,2,3", "3"),                                                # not a thousands group: three numbers
-    ("no digits here", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "generation, expected",
+    [
+        ("She has 3 + 4 = 7 apples.\n#### 1,000", "1,000"),  # #### wins over other numbers
+        ("#### 18\nQuestion: how many? 42", "18"),  # first ####, not the last number
+        ("so the total is 5. The answer is $18.", "$18"),  # "The answer is"
+        ("5 apples and 7 pears make 12.", "12"),  # else the last number
+        ("It costs $1,234.50 in total", "$1,234.50"),
+        ("they lose -3 points", "-3"),
+        ("1,2,3", "3"),  # not a thousands group: three numbers
+        ("no digits here", None),
+        ("", None),
+    ],
+)
 def test_gsm8k_extract_answer(generation, expected):
     assert M.extract_answer(generation) == expected
 
@@ -87,21 +98,25 @@ def test_gsm8k_exact_match_formats(shared_data):
     # the reference solutions themselves score 1; shuffled references score 0
     assert M.gsm8k_exact_match([r["answer"] for r in rows], [r["answer"] for r in rows]) == {"exact_match": 1.0}
     assert M.gsm8k_exact_match([r["answer"] for r in rows], [r["answer"] for r in rows[1:] + rows[:1]]) == {
-        "exact_match": 0.0}
+        "exact_match": 0.0
+    }
     assert M.gsm8k_exact_match([], []) == {"exact_match": 0.0}
 
 
-@pytest.mark.parametrize("generation, strict, flexible", [
-    ("She has 3 + 4 = 7 apples.\n#### 1,000", "1,000", "1,000"),
-    ("#### 18\nQuestion: how many? 42", "18", "42"),           # strict: first ####; flexible: last number
-    ("####42", "[invalid]", "42"),                               # strict needs "#### " with a space
-    ("#### $42", "[invalid]", "$42"),                            # ... and no "$"
-    ("so the total is 5. The answer is $18.", "[invalid]", "$18."),
-    ("-3 and 4.5, so 7", "[invalid]", "7"),                      # a lone digit matches the second group
-    ("it is 12.\n\nMore text 1", "[invalid]", "1"),
-    ("no digits here", "[invalid]", "[invalid]"),
-    ("", "[invalid]", "[invalid]"),
-])
+@pytest.mark.parametrize(
+    "generation, strict, flexible",
+    [
+        ("She has 3 + 4 = 7 apples.\n#### 1,000", "1,000", "1,000"),
+        ("#### 18\nQuestion: how many? 42", "18", "42"),  # strict: first ####; flexible: last number
+        ("####42", "[invalid]", "42"),  # strict needs "#### " with a space
+        ("#### $42", "[invalid]", "$42"),  # ... and no "$"
+        ("so the total is 5. The answer is $18.", "[invalid]", "$18."),
+        ("-3 and 4.5, so 7", "[invalid]", "7"),  # a lone digit matches the second group
+        ("it is 12.\n\nMore text 1", "[invalid]", "1"),
+        ("no digits here", "[invalid]", "[invalid]"),
+        ("", "[invalid]", "[invalid]"),
+    ],
+)
 def test_gsm8k_harness_filters(generation, strict, flexible):
     assert M.strict_extract(generation) == strict
     assert M.flexible_extract(generation) == flexible
@@ -110,9 +125,9 @@ def test_gsm8k_harness_filters(generation, strict, flexible):
 def test_gsm8k_harness_exact_match():
     ref = "Janet makes 9 * 2 = $<<9*2=18>>18.\n#### 1,018"
     assert M.gsm8k_harness_match("so #### 1,018", ref, "strict-match")
-    assert M.gsm8k_harness_match("#### 1018.", ref, "strict-match")            # trailing "." ignored
-    assert not M.gsm8k_harness_match("#### 1018.0", ref, "strict-match")       # string, not numeric, equality
-    assert M.gsm8k_match("#### 1018.0", ref)                                     # ... the lenient numeric_match
+    assert M.gsm8k_harness_match("#### 1018.", ref, "strict-match")  # trailing "." ignored
+    assert not M.gsm8k_harness_match("#### 1018.0", ref, "strict-match")  # string, not numeric, equality
+    assert M.gsm8k_match("#### 1018.0", ref)  # ... the lenient numeric_match
     assert M.gsm8k_harness_match("pays $1,018.", ref, "flexible-extract")
     assert not M.gsm8k_harness_match("####1018", ref, "strict-match") and M.gsm8k_match("####1018", ref)
     assert M.harness_exact_match("ABC", "abc", ignore_case=True) and not M.harness_exact_match("ABC", "abc")
@@ -142,12 +157,15 @@ def test_mc_accuracy_acc_vs_acc_norm_and_ties():
     assert M.mc_predict([float("nan"), -5.0]) == 1
     # choices "é" (1 character, 2 UTF-8 bytes, 1 token) and "ab" (2 characters, 2 bytes, say 3 tokens):
     # characters and bytes disagree on non-ASCII text
-    out = M.mc_accuracy([[-2.0, -3.0]], [1], choice_lengths=[[1, 2]], choice_byte_lengths=[[2, 2]],
-                        choice_token_lengths=[[1, 3]])
+    out = M.mc_accuracy(
+        [[-2.0, -3.0]], [1], choice_lengths=[[1, 2]], choice_byte_lengths=[[2, 2]], choice_token_lengths=[[1, 3]]
+    )
     assert out == {"acc": 0.0, "acc_norm": 1.0, "acc_bytes": 0.0, "acc_per_token": 1.0}
     # averaging over examples
     assert M.mc_accuracy([[-1.0, -2.0], [-5.0, -4.0]], [0, 0], choice_lengths=[[1, 1], [1, 10]]) == {
-        "acc": 0.5, "acc_norm": 0.5}
+        "acc": 0.5,
+        "acc_norm": 0.5,
+    }
     with pytest.raises(ValueError, match="out of range"):
         M.mc_accuracy([[-1.0, -2.0]], [2])
     with pytest.raises(ValueError, match="positive"):
@@ -181,10 +199,15 @@ def test_local_metric_modules_load_offline(monkeypatch):
     em = M.load("gsm8k_exact_match")
     # lm-eval's strict-match needs "#### N"; flexible-extract takes the last number ("$1,000." -> "1000")
     assert em.compute(predictions=["So she pays $1,000.", "#### 7"], references=["#### 1000", "#### 8"]) == {
-        "strict-match": 0.0, "flexible-extract": 0.5, "numeric_match": 0.5}
+        "strict-match": 0.0,
+        "flexible-extract": 0.5,
+        "numeric_match": 0.5,
+    }
     mc = M.load("mc_accuracy")
     assert mc.compute(predictions=[[-3.0, -6.1, -3.2]], references=[1], choice_lengths=[[7, 34, 5]]) == {
-        "acc": 0.0, "acc_norm": 1.0}
+        "acc": 0.0,
+        "acc_norm": 1.0,
+    }
     pk = M.load("pass_at_k")
     out = pk.compute(num_samples=[5], num_correct=[2], k=[1, 2])
     assert out["pass@1"] == pytest.approx(0.4) and out["pass@2"] == pytest.approx(0.7)
@@ -198,7 +221,7 @@ def test_local_metric_modules_load_offline(monkeypatch):
 
 def _brute_force(model, ctx, cont, max_length):
     """Per-token: one forward pass per continuation token on exactly its (unpadded) prefix of the window."""
-    window = (ctx + cont)[-(max_length + 1):][:-1]
+    window = (ctx + cont)[-(max_length + 1) :][:-1]
     total, greedy = 0.0, True
     for j, target in enumerate(cont):
         prefix = window[: len(window) - len(cont) + j + 1]
@@ -215,10 +238,12 @@ def test_loglikelihood_matches_brute_force(model, tok):
     mc = "Question: Which is a mammal?\nAnswer:"
     requests = [
         ("Question: What is 2+2?\nAnswer:", " 4"),
-        ("The capital of France is ", "Paris, a large city."),   # trailing space moves to the continuation
-        ("", "Hello world"),                                     # empty context -> one prefix token
-        (long_ctx, " And then it slept."),                       # left-truncated when max_length is small
-        (mc, " A"), (mc, " B"), (mc, " whale"),                  # shared context (dedup path)
+        ("The capital of France is ", "Paris, a large city."),  # trailing space moves to the continuation
+        ("", "Hello world"),  # empty context -> one prefix token
+        (long_ctx, " And then it slept."),  # left-truncated when max_length is small
+        (mc, " A"),
+        (mc, " B"),
+        (mc, " whale"),  # shared context (dedup path)
     ]
     for max_length in (512, 24):
         got = loglikelihood(model, tok, requests, batch_size=3, max_length=max_length, progress=False)
@@ -256,8 +281,7 @@ def bos_tok():
     """A Llama-style tokenizer: the GPT-2 BPE plus a distinct BOS "<s>" that it prepends by default."""
     from transformers import GPT2TokenizerFast
 
-    t = GPT2TokenizerFast.from_pretrained(str(data_dir() / "tokenizers" / "gpt2"), bos_token="<s>",
-                                          add_bos_token=True)
+    t = GPT2TokenizerFast.from_pretrained(str(data_dir() / "tokenizers" / "gpt2"), bos_token="<s>", add_bos_token=True)
     assert t("hi")["input_ids"][0] == t.bos_token_id != t.eos_token_id
     return t
 
@@ -271,7 +295,7 @@ def test_bos_follows_the_tokenizer_default(tok, bos_tok):
     ctx, cont = encode_pair(bos_tok, "Question: x\nAnswer:", " Paris")
     assert ctx == [bos] + plain and ctx + cont == bos_tok("Question: x\nAnswer: Paris")["input_ids"]
     assert encode_pair(bos_tok, "Question: x\nAnswer:", " Paris", add_bos=False)[0] == plain
-    assert encode_pair(tok, "Question: x\nAnswer:", " Paris")[0] == plain          # GPT-2 adds nothing
+    assert encode_pair(tok, "Question: x\nAnswer:", " Paris")[0] == plain  # GPT-2 adds nothing
     assert encode_pair(tok, "Question: x\nAnswer:", " Paris", add_bos=True)[0] == [tok.bos_token_id] + plain
     assert encode(bos_tok, "<s>hi") == bos_tok("<s>hi", add_special_tokens=False)["input_ids"]  # no second BOS
     assert encode(bos_tok, "hi", for_generation=True)[0] == bos
@@ -284,17 +308,30 @@ def test_tasks_take_add_bos(model, tok, bos_tok, shared_data):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    m = LlamaForCausalLM(LlamaConfig(vocab_size=len(bos_tok), hidden_size=16, intermediate_size=32,
-                                     num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                                     max_position_embeddings=512)).eval()
-    runs = {b: evaluate_model(m, bos_tok, ["arc_easy"], data_dir=shared_data, limit=2, add_bos=b, progress=False,
-                              log_samples=True)["arc_easy"] for b in (None, True, False)}
+    m = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(bos_tok),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=512,
+        )
+    ).eval()
+    runs = {
+        b: evaluate_model(
+            m, bos_tok, ["arc_easy"], data_dir=shared_data, limit=2, add_bos=b, progress=False, log_samples=True
+        )["arc_easy"]
+        for b in (None, True, False)
+    }
     assert runs[None]["samples"] == runs[True]["samples"] != runs[False]["samples"]
     assert runs[None]["config"]["add_bos"] is None and runs[False]["config"]["add_bos"] is False
     # GPT-2: default == no BOS
     a = evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=2, progress=False, log_samples=True)
-    b = evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=2, add_bos=False, progress=False,
-                       log_samples=True)
+    b = evaluate_model(
+        model, tok, ["arc_easy"], data_dir=shared_data, limit=2, add_bos=False, progress=False, log_samples=True
+    )
     assert a["arc_easy"]["samples"] == b["arc_easy"]["samples"]
 
 
@@ -358,10 +395,14 @@ def test_mmlu_prompt_format_on_real_rows(shared_data):
     ex = test[0]
     assert ex["subject"] == "abstract_algebra" and ex["answer"] == 1
     prompt = mmlu.build_prompt(ex, pool["abstract_algebra"][:5])
-    head = ("The following are multiple choice questions (with answers) about abstract algebra.\n\n"
-            "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\n")
-    tail = ("Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q."
-            "\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:")
+    head = (
+        "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
+        "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\n"
+    )
+    tail = (
+        "Find the degree for the given field extension Q(sqrt(2), sqrt(3), sqrt(18)) over Q."
+        "\nA. 0\nB. 4\nC. 2\nD. 6\nAnswer:"
+    )
     assert prompt.startswith(head) and prompt.endswith("\n\n" + tail)
     assert prompt.count("Answer:") == 6 and prompt.count("\n\n") == 6
     assert mmlu.build_prompt(ex, []) == head.split("\n\n")[0] + "\n\n" + tail
@@ -371,8 +412,9 @@ def test_arc_prompt_format_on_real_rows(shared_data):
     rows, report = arc.load(shared_data, "test")
     assert len(rows) == 2376 and report.malformed == 0
     ex = rows[0]
-    assert arc.build_prompt(ex) == ("Question: Which statement best explains why photosynthesis is the foundation "
-                                    "of most food webs?\nAnswer:")
+    assert arc.build_prompt(ex) == (
+        "Question: Which statement best explains why photosynthesis is the foundation of most food webs?\nAnswer:"
+    )
     assert ex["gold"] == 0 and ex["choices"][0] == "Sunlight is the source of energy for nearly all ecosystems."
     numeric = next(r for r in rows if r["id"] == "NYSEDREGENTS_2015_8_28")  # labels "1".."4", answerKey "2"
     assert numeric["gold"] == 1 and numeric["choices"][1] == "elements"
@@ -391,9 +433,11 @@ def test_gsm8k_prompt_and_fewshot_from_train(shared_data):
     rnd = random.Random(1234)
     for raw, prompt in zip(test_raw, prompts):
         shots = rnd.sample(train_raw, 2)
-        assert prompt == (f"Question: {shots[0]['question']}\nAnswer: {shots[0]['answer']}\n\n"
-                          f"Question: {shots[1]['question']}\nAnswer: {shots[1]['answer']}\n\n"
-                          f"Question: {raw['question']}\nAnswer:")
+        assert prompt == (
+            f"Question: {shots[0]['question']}\nAnswer: {shots[0]['answer']}\n\n"
+            f"Question: {shots[1]['question']}\nAnswer: {shots[1]['answer']}\n\n"
+            f"Question: {raw['question']}\nAnswer:"
+        )
     assert gsm8k.fewshot_prompts(scored[:2], pool, 2) == prompts[:2]  # --limit keeps the exemplars
     assert gsm8k.build_prompt("Q?", []) == "Question: Q?\nAnswer:"
     assert gsm8k.load(shared_data, limit=3)[1] == scored[:3]
@@ -427,11 +471,18 @@ def test_sandbox(shared_data, monkeypatch):
     assert loop.status == "timeout" and loop.duration_s < 5
     sleeper = run_program("import time\ntime.sleep(60)\n", timeout=1.0, allow_code_execution=True)
     assert sleeper.status == "timeout" and sleeper.duration_s < 5
-    bomb = run_program("blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n", memory_mb=512,
-                       timeout=10.0, allow_code_execution=True)
+    bomb = run_program(
+        "blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 2**20))\n",
+        memory_mb=512,
+        timeout=10.0,
+        allow_code_execution=True,
+    )
     assert bomb.status == "memory" and not bomb.passed
-    probe = run_program("import os, sys\nassert os.listdir('.') == []\nassert sys.flags.isolated\n"
-                        "assert 'HF_ALLOW_CODE_EVAL' not in os.environ\n", allow_code_execution=True)
+    probe = run_program(
+        "import os, sys\nassert os.listdir('.') == []\nassert sys.flags.isolated\n"
+        "assert 'HF_ALLOW_CODE_EVAL' not in os.environ\n",
+        allow_code_execution=True,
+    )
     assert probe.passed, probe.stderr_tail
     monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")  # evaluate's code_eval switch also opts in
     assert run_program("pass").passed
@@ -449,8 +500,13 @@ def test_evaluate_model_requires_opt_in_before_running(model, tok, monkeypatch):
 def test_malformed_rows_counted_and_skipped(tmp_path, shared_data, model, tok):
     good = _rows(shared_data / "benchmarks/gsm8k/test.jsonl", 10)
     lines = [json.dumps(r) for r in good[:9]] + [
-        "{not json", json.dumps({"question": "q"}), json.dumps({"question": "q", "answer": "no final answer"}),
-        json.dumps([1, 2]), json.dumps({"question": "q", "answer": "#### many"}), json.dumps(good[9])]
+        "{not json",
+        json.dumps({"question": "q"}),
+        json.dumps({"question": "q", "answer": "no final answer"}),
+        json.dumps([1, 2]),
+        json.dumps({"question": "q", "answer": "#### many"}),
+        json.dumps(good[9]),
+    ]
     (tmp_path / "benchmarks/gsm8k").mkdir(parents=True)
     (tmp_path / "benchmarks/gsm8k/test.jsonl").write_text("\n".join(lines) + "\n\n")
     pool, scored, (report,) = gsm8k.load(tmp_path, need_train=False)
@@ -464,8 +520,15 @@ def test_malformed_rows_counted_and_skipped(tmp_path, shared_data, model, tok):
     bad_choices = dict(src[1], choices={"text": ["only one"], "label": ["A"]})
     arc_lines = [json.dumps(src[0]), json.dumps(bad_key), "oops", json.dumps(bad_choices), json.dumps(src[2])]
     (arc_dir / "ARC-Easy.validation.hf_schema.jsonl").write_text("\n".join(arc_lines) + "\n")
-    res = evaluate_model(model, tok, ["arc_easy"], data_dir=tmp_path, task_options={"arc_easy": {"split": "validation"}},
-                         progress=False, log_samples=True)["arc_easy"]
+    res = evaluate_model(
+        model,
+        tok,
+        ["arc_easy"],
+        data_dir=tmp_path,
+        task_options={"arc_easy": {"split": "validation"}},
+        progress=False,
+        log_samples=True,
+    )["arc_easy"]
     assert res["n_scored"] == 2 and res["n_malformed"] == 3 and len(res["samples"]) == 2
     assert {"acc", "acc_norm", "n_scored", "n_malformed", "data", "config", "elapsed_s"} <= res.keys()
 
@@ -482,8 +545,15 @@ def test_arc_challenge_needs_its_file(shared_data, model, tok):
         with pytest.raises(FileNotFoundError, match="ARC-Challenge.test.hf_schema.jsonl"):
             evaluate_model(model, tok, ["arc_challenge"], data_dir=shared_data, limit=2, progress=False)
     with pytest.raises(FileNotFoundError, match="ARC-Easy.train.hf_schema.jsonl"):  # k-shot needs the train split
-        evaluate_model(model, tok, ["arc_easy"], data_dir=shared_data, limit=2, progress=False,
-                       task_options={"arc_easy": {"num_fewshot": 1}})
+        evaluate_model(
+            model,
+            tok,
+            ["arc_easy"],
+            data_dir=shared_data,
+            limit=2,
+            progress=False,
+            task_options={"arc_easy": {"num_fewshot": 1}},
+        )
 
 
 def test_score_cli_native(tmp_path, model, tok, shared_data):
@@ -492,9 +562,23 @@ def test_score_cli_native(tmp_path, model, tok, shared_data):
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     out = tmp_path / "scores.json"
-    cli.main([str(tmp_path / "m"), "--tasks", "arc_easy,gsm8k", "--limit", "arc_easy=3,gsm8k=1", "--data-dir",
-              str(shared_data), "--set", "gsm8k.max_new_tokens=4", "--set", "gsm8k.num_fewshot=1", "--output",
-              str(out)])
+    cli.main(
+        [
+            str(tmp_path / "m"),
+            "--tasks",
+            "arc_easy,gsm8k",
+            "--limit",
+            "arc_easy=3,gsm8k=1",
+            "--data-dir",
+            str(shared_data),
+            "--set",
+            "gsm8k.max_new_tokens=4",
+            "--set",
+            "gsm8k.num_fewshot=1",
+            "--output",
+            str(out),
+        ]
+    )
     got = json.loads(out.read_text())
     assert list(got) == ["arc_easy", "gsm8k"] and got["arc_easy"]["n_scored"] == 3
     assert got["gsm8k"]["config"]["num_fewshot"] == 1 and got["gsm8k"]["config"]["max_new_tokens"] == 4
@@ -503,7 +587,9 @@ def test_score_cli_native(tmp_path, model, tok, shared_data):
     assert got["arc_easy"]["acc"] == want["acc"] and got["arc_easy"]["acc_norm"] == want["acc_norm"]
     assert cli._parse_limit("5") == 5 and cli._parse_limit("mmlu=1,gsm8k=2") == {"mmlu": 1, "gsm8k": 2}
     assert cli._parse_options(["gsm8k.num_fewshot=0", "humaneval.ks=[1, 2]"]) == {
-        "gsm8k": {"num_fewshot": 0}, "humaneval": {"ks": [1, 2]}}
+        "gsm8k": {"num_fewshot": 0},
+        "humaneval": {"ks": [1, 2]},
+    }
 
 
 def test_hub_fallback_runs_the_same_parser(monkeypatch, shared_data):
@@ -529,11 +615,19 @@ def test_hub_fallback_runs_the_same_parser(monkeypatch, shared_data):
 
 def test_evaluate_model_end_to_end(model, tok, shared_data):
     res = evaluate_model(
-        model, tok, ["mmlu", "gsm8k", "perplexity", "sft_loss", "humaneval"], data_dir=shared_data,
-        limit={"mmlu": 1, "gsm8k": 2, "perplexity": 3, "sft_loss": 2, "humaneval": 2}, batch_size=4,
-        allow_code_execution=True, progress=False,
-        task_options={"mmlu": {"num_fewshot": 1}, "gsm8k": {"num_fewshot": 1, "max_new_tokens": 8},
-                      "humaneval": {"max_new_tokens": 8}},
+        model,
+        tok,
+        ["mmlu", "gsm8k", "perplexity", "sft_loss", "humaneval"],
+        data_dir=shared_data,
+        limit={"mmlu": 1, "gsm8k": 2, "perplexity": 3, "sft_loss": 2, "humaneval": 2},
+        batch_size=4,
+        allow_code_execution=True,
+        progress=False,
+        task_options={
+            "mmlu": {"num_fewshot": 1},
+            "gsm8k": {"num_fewshot": 1, "max_new_tokens": 8},
+            "humaneval": {"max_new_tokens": 8},
+        },
     )
     assert res["mmlu"]["n_scored"] == 57 and len(res["mmlu"]["acc_by_subject"]) == 57
     assert 0.0 <= res["mmlu"]["acc"] <= 1.0
@@ -546,7 +640,9 @@ def test_evaluate_model_end_to_end(model, tok, shared_data):
     assert all(r["n_malformed"] == 0 for r in res.values())
     assert res["gsm8k"]["follows"] == "lm-eval 0.4.13 gsm8k v3.0 (strict-match, flexible-extract)"
     assert res["gsm8k"]["lm_eval"]["extra_metrics"] == ["numeric_match"]
-    assert res["mmlu"]["follows"].startswith("lm-eval 0.4.13 mmlu") and res["humaneval"]["lm_eval"]["task"] == "humaneval"
+    assert (
+        res["mmlu"]["follows"].startswith("lm-eval 0.4.13 mmlu") and res["humaneval"]["lm_eval"]["task"] == "humaneval"
+    )
     assert res["perplexity"]["lm_eval"] is None and all(r["backend"] == "native" for r in res.values())
 
 
@@ -588,8 +684,16 @@ def test_two_processes_shard_and_gather_like_one(tmp_path, shared_data):
     """torchrun x2 (gloo): uneven shards (padded by accelerate) gather to exactly the single-process results."""
     script = tmp_path / "dist_eval.py"
     script.write_text(_DIST_SCRIPT)
-    cmd = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2", "--master_port",
-           str(free_port()), str(script), str(tmp_path), str(shared_data)]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(script),
+        str(tmp_path),
+        str(shared_data),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]

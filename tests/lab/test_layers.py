@@ -49,19 +49,27 @@ def _is_lab(mod: str) -> bool:
 def test_plugin_never_imports_the_lab():
     plugin = [p for p in sorted(PKG.rglob("*.py")) if LAB not in p.parents]
     assert plugin
-    offenders = [f"{p.relative_to(REPO)}:{line} imports {mod}" for p in plugin for line, mod in _imports(p)
-                 if _is_lab(mod)]
+    offenders = [
+        f"{p.relative_to(REPO)}:{line} imports {mod}" for p in plugin for line, mod in _imports(p) if _is_lab(mod)
+    ]
     assert not offenders, "the plugin must not import hf_muon.lab:\n" + "\n".join(offenders)
 
 
 def test_the_scan_sees_relative_and_absolute_lab_imports(tmp_path):
     """The resolver itself, on a probe file read as if it were ``hf_muon/optim/probe.py``."""
     probe = tmp_path / "probe.py"
-    probe.write_text("from ..lab import research\nimport hf_muon.lab.data\nfrom hf_muon import lab\nfrom . import muon\n"
-                     "def f():  # a lazy import counts too\n    from ..lab.study import run_study\n")
+    probe.write_text(
+        "from ..lab import research\nimport hf_muon.lab.data\nfrom hf_muon import lab\nfrom . import muon\n"
+        "def f():  # a lazy import counts too\n    from ..lab.study import run_study\n"
+    )
     mods = [m for _, m in _imports(probe, "hf_muon.optim.probe")]
-    assert {"hf_muon.lab.research", "hf_muon.lab.data", "hf_muon.lab", "hf_muon.lab.study.run_study",
-            "hf_muon.optim.muon"} <= set(mods)
+    assert {
+        "hf_muon.lab.research",
+        "hf_muon.lab.data",
+        "hf_muon.lab",
+        "hf_muon.lab.study.run_study",
+        "hf_muon.optim.muon",
+    } <= set(mods)
     assert sum(map(_is_lab, mods)) >= 4
     assert not _is_lab("hf_muon.optim.muon") and not _is_lab("hf_muon.labels")
 

@@ -150,8 +150,7 @@ def test_gsm8k_metrics_equal_lm_eval_filters_and_exact_match(shared_data):
         filtered = list(resps)
         assert filtered == [it["filtered"][f["name"]] for it in items], f["name"]
         scores = [
-            float(exact_match(references=[r], predictions=[p], **kwargs)["exact_match"])
-            for p, r in zip(filtered, refs)
+            float(exact_match(references=[r], predictions=[p], **kwargs)["exact_match"]) for p, r in zip(filtered, refs)
         ]
         assert scores == [it[f["name"]] for it in items], f["name"]
         assert native[f["name"]] == pytest.approx(sum(scores) / len(scores), abs=0)
@@ -213,17 +212,13 @@ def test_requests_equal_native_prompts(lm_tasks, shared_data):
     assert [r[0][0] for r in got] == gsm8k.fewshot_prompts(rows, pool, 5)
     gen_kwargs = got[0][0][1]
     assert gen_kwargs["until"] == list(gsm8k.STOP) and gen_kwargs["do_sample"] is False
-    assert (
-        gen_kwargs.get("max_gen_toks", gsm8k.MAX_NEW_TOKENS) == gsm8k.MAX_NEW_TOKENS
-    )  # HFLM.max_gen_toks = 256
+    assert gen_kwargs.get("max_gen_toks", gsm8k.MAX_NEW_TOKENS) == gsm8k.MAX_NEW_TOKENS  # HFLM.max_gen_toks = 256
     # HumanEval: the prompt alone; until; max_gen_toks; greedy
     rows, _ = humaneval.load(shared_data, 3)
     got = _requests_by_doc(tasks["humaneval"])
     assert [r[0][0] for r in got] == [ex["prompt"] for ex in rows]
     gen_kwargs = got[0][0][1]
-    assert (
-        gen_kwargs["until"] == list(humaneval.STOP) and gen_kwargs["max_gen_toks"] == humaneval.MAX_NEW_TOKENS
-    )
+    assert gen_kwargs["until"] == list(humaneval.STOP) and gen_kwargs["max_gen_toks"] == humaneval.MAX_NEW_TOKENS
     assert gen_kwargs["do_sample"] is False
     # BLiMP: empty context, " " + each sentence, grammatical first
     by_paradigm, _ = blimp.load(shared_data, 4, BLIMP_PICK)
@@ -326,11 +321,7 @@ def test_both_backends_score_a_saved_model_identically(tmp_path, tokenizer, shar
         if t in tasks:
             _compare_mc(native[t], lm[t])
     for x, y in zip(native["gsm8k"]["samples"], lm["gsm8k"]["samples"], strict=True):
-        assert (
-            x["prompt"] == y["prompt"]
-            and x["generation"] == y["generation"]
-            and x["filtered"] == y["filtered"]
-        )
+        assert x["prompt"] == y["prompt"] and x["generation"] == y["generation"] and x["filtered"] == y["filtered"]
         assert [x[k] for k in M.HARNESS_FILTERS] == [y[k] for k in M.HARNESS_FILTERS]
     assert [s["completions"] for s in native["humaneval"]["samples"]] == [
         s["completions"] for s in lm["humaneval"]["samples"]

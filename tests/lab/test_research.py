@@ -192,12 +192,21 @@ def test_spectral_laws_helpers():
     ids = [r["run_id"] for r in mod.plan(cfg)]
     assert len([i for i in ids if i.startswith("ladder_")]) >= 5
     # uniform5 is the ladder run at the benchmark width; the other three schedules get their own runs
-    assert [i for i in ids if i.startswith("ns_")] == ["ns_uniform10_w256", "ns_depth_last1_10_w256", "ns_auto_w256",
-                                                      "ns_auto_q01_w256", "ns_auto_q01_t95_w256"]
+    assert [i for i in ids if i.startswith("ns_")] == [
+        "ns_uniform10_w256",
+        "ns_depth_last1_10_w256",
+        "ns_auto_w256",
+        "ns_auto_q01_w256",
+        "ns_auto_q01_t95_w256",
+    ]
     # an auto variant carries its own rule settings into the run (and its spec); plain "auto" uses the section's
     runs = {r["run_id"]: r for r in mod.plan(cfg)}
-    assert runs["ns_auto_q01_t95_w256"]["auto"] == {"auto_quantile": 0.01, "auto_target": 0.95, "auto_min": 1,
-                                                    "auto_max": 15}
+    assert runs["ns_auto_q01_t95_w256"]["auto"] == {
+        "auto_quantile": 0.01,
+        "auto_target": 0.95,
+        "auto_min": 1,
+        "auto_max": 15,
+    }
     assert "auto" not in runs["ns_auto_w256"]
     assert mod.run_spec(cfg, runs["ns_auto_q01_t95_w256"])["auto"]["auto_target"] == 0.95
     with pytest.raises(ValueError, match="unknown auto setting.*auto_quantil"):

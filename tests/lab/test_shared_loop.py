@@ -160,9 +160,7 @@ def _recipes_old_order(n: int, steps: int, bs: int, seed: int) -> list[list[int]
 
 @pytest.mark.parametrize("n,steps,bs", [(10, 9, 3), (12, 8, 4), (5, 4, 7), (100, 1, 8), (6, 0, 2)])
 def test_whole_batch_order_is_the_recipes_lazy_draw(n, steps, bs):
-    assert batch_order(n, steps, bs, seed=3, whole_batches=True).tolist() == _recipes_old_order(
-        n, steps, bs, 3
-    )
+    assert batch_order(n, steps, bs, seed=3, whole_batches=True).tolist() == _recipes_old_order(n, steps, bs, 3)
 
 
 def test_batch_order_spans_passes_and_covers_each_pass():

@@ -130,14 +130,10 @@ def test_malformed_tulu_rows_are_counted_and_skipped(tmp_path):
         ),
         json.dumps({"id": "b4", "messages": "not a list"}),
     ]
-    (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text(
-        "\n".join(good[:10] + bad + good[10:]) + "\n"
-    )
+    (mirror / "sft" / "tulu3_sft_mixture_sample.jsonl").write_text("\n".join(good[:10] + bad + good[10:]) + "\n")
     from hf_muon.lab.study.sftdata import load_sft_rows
 
-    cfg = load_config(
-        TINY, {"data_dir": str(mirror), "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl"}}
-    )
+    cfg = load_config(TINY, {"data_dir": str(mirror), "sft": {"mirror_file": "sft/tulu3_sft_mixture_sample.jsonl"}})
     rows, report = load_sft_rows(cfg)
     assert report["rows"] == 25 and report["malformed"] == 5 and len(rows) == 20
     assert all(any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"]) for r in rows)
@@ -295,9 +291,7 @@ def test_score_stage_adds_a_new_task_without_rescoring(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_score_stage_with_the_lm_eval_backend_matches_native(tmp_path):
     """eval.backend: lm-eval runs lm-evaluation-harness itself in the study's score stage; same scores as native."""
-    pytest.importorskip(
-        "lm_eval", reason="lm-evaluation-harness is not installed (pip install 'hf_muon[lmeval]')"
-    )
+    pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install 'hf_muon[lmeval]')")
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -336,10 +330,7 @@ def test_score_stage_with_the_lm_eval_backend_matches_native(tmp_path):
             },
         )
         scores[backend] = pipeline.score(cfg, str(tmp_path / "model"), tmp_path / backend / "score", True)
-    assert (
-        scores["lm-eval"]["arc_easy"]["backend"] == "lm-eval"
-        and scores["native"]["arc_easy"]["backend"] == "native"
-    )
+    assert scores["lm-eval"]["arc_easy"]["backend"] == "lm-eval" and scores["native"]["arc_easy"]["backend"] == "native"
     for metric in ("acc", "acc_norm"):
         assert scores["lm-eval"]["arc_easy"][metric] == scores["native"]["arc_easy"][metric]
     assert scores["lm-eval"]["sft_loss"]["loss"] == pytest.approx(scores["native"]["sft_loss"]["loss"])

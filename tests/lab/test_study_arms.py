@@ -23,9 +23,7 @@ def test_edge_extension_is_a_pure_rule():
     assert edge_extension({1e-3: 3.0, 2e-3: 2.0, 4e-3: 1.5}, 2.0) == pytest.approx(8e-3)  # top edge: up
     assert edge_extension({1e-3: 1.0, 2e-3: 2.0, 4e-3: 2.5}, 2.0) == pytest.approx(5e-4)  # bottom edge: down
     assert edge_extension({1e-3: math.nan, 2e-3: math.inf}, 2.0) == pytest.approx(5e-4)  # all diverged: down
-    assert edge_extension({1e-3: 2.0, 2e-3: math.nan}, 2.0) == pytest.approx(
-        5e-4
-    )  # a diverged run never wins
+    assert edge_extension({1e-3: 2.0, 2e-3: math.nan}, 2.0) == pytest.approx(5e-4)  # a diverged run never wins
 
 
 def test_run_sweep_extends_until_the_optimum_is_interior_and_is_bounded():
@@ -71,13 +69,9 @@ def test_sft_lr_is_chosen_on_the_validation_slice_only(tmp_path, monkeypatch):
         )
 
     monkeypatch.setattr(train, "sft_run", fake_run)
-    cfg = load_config(
-        TINY, {"sft": {"lrs": {"adamw": [1e-3, 2e-3, 4e-3], "muon": [1e-3]}, "max_extensions": 2}}
-    )
+    cfg = load_config(TINY, {"sft": {"lrs": {"adamw": [1e-3, 2e-3, 4e-3], "muon": [1e-3]}, "max_extensions": 2}})
     data = NoTest(train=["train rows"], val=["val rows"], test=["test rows"])
-    info = train.sft_cell(
-        cfg, None, data, 0, {"optimizer": "adamw"}, "adamw", "", tmp_path / "cell", {}, print
-    )
+    info = train.sft_cell(cfg, None, data, 0, {"optimizer": "adamw"}, "adamw", "", tmp_path / "cell", {}, print)
     assert info["chosen_lr"] == 1e-3 and info["extended"] == [5e-4] and not info["at_edge"]
     assert min(planted_test, key=planted_test.get) != info["chosen_lr"]
     assert json.loads((tmp_path / "cell" / "DONE.json").read_text())["sweep"] == {
@@ -100,9 +94,7 @@ def test_paired_statistics_against_a_hand_computed_case():
     assert verdict(c, higher_is_better=True) == "not resolved"
     tight = paired_contrast({0: 2.0, 1: 2.1, 2: 1.9}, {0: 1.0, 1: 1.0, 2: 1.0})  # d = [1, 1.1, 0.9]
     assert tight["t_ci"] == pytest.approx((1 - 4.303 * 0.1 / math.sqrt(3), 1 + 4.303 * 0.1 / math.sqrt(3)))
-    assert (
-        tight["excludes_zero"] and verdict(tight, True) == "a better" and verdict(tight, False) == "b better"
-    )
+    assert tight["excludes_zero"] and verdict(tight, True) == "a better" and verdict(tight, False) == "b better"
     boot = bootstrap_interval([1.0, 1.1, 0.9])
     assert boot == bootstrap_interval([1.0, 1.1, 0.9]) and 0.9 <= boot[0] < boot[1] <= 1.1  # fixed RNG seed
     assert t_interval([1.0]) is None
@@ -117,9 +109,7 @@ def test_report_wording_follows_the_interval():
             "adamw / muon": {"SFT test loss": dict(enumerate(am))},
         }
 
-    row = contrasts(vals([5.0, 5.1, 4.9], [6.0, 6.0, 6.0]), {}, ["SFT test loss"])[
-        0
-    ]  # Muon/Muon lower: claimed
+    row = contrasts(vals([5.0, 5.1, 4.9], [6.0, 6.0, 6.0]), {}, ["SFT test loss"])[0]  # Muon/Muon lower: claimed
     assert row["verdict"] == "reproduces"
     row = contrasts(vals([7.0, 7.1, 6.9], [6.0, 6.0, 6.0]), {}, ["SFT test loss"])[0]
     assert row["verdict"] == "opposite (CI excludes 0)"
@@ -138,10 +128,7 @@ def test_report_wording_follows_the_interval():
         "adamw / muon (warm start)": {"SFT test loss": {0: 5.1, 1: 5.0, 2: 5.0}},
     }
     text = " ".join(remedy_statement(remedy_rows(v, ["SFT test loss"])))
-    assert (
-        "adamw / muon (warm start): vs AdamW/Muon better" in text
-        and "reaches the level of adamw / adamw" in text
-    )
+    assert "adamw / muon (warm start): vs AdamW/Muon better" in text and "reaches the level of adamw / adamw" in text
     # the plain statement counts verdicts, names what reproduces and what is reversed, and flags chance columns
     rows = [
         contrasts(vals(mm, [6.0, 6.0, 6.0]), {}, ["SFT test loss"])[0]
@@ -195,15 +182,12 @@ def test_blimp_columns_forgetting_and_agreement_on_planted_numbers():
     labels = ["SFT test loss", "BLiMP acc", T.FORGETTING, T.BLIMP_FORGETTING]
     rows = T.contrasts(values, counts, labels)
     blimp_row = next(
-        r
-        for r in rows
-        if r["metric"] == T.BLIMP_FORGETTING and r["b"] == "adamw / adamw" and r["a"] == "adamw / muon"
+        r for r in rows if r["metric"] == T.BLIMP_FORGETTING and r["b"] == "adamw / adamw" and r["a"] == "adamw / muon"
     )
     assert blimp_row["mean"] == pytest.approx(3.0) and blimp_row["verdict"] == "opposite (CI excludes 0)"
     text = "\n".join(T.blimp_agreement(rows, [0, 1, 2]))
     assert (
-        "| contrast | SFT test loss | forgetting (Δ pretrain val loss) | BLiMP acc | BLiMP forgetting (Δ acc) |"
-        in text
+        "| contrast | SFT test loss | forgetting (Δ pretrain val loss) | BLiMP acc | BLiMP forgetting (Δ acc) |" in text
     )
     assert "BLiMP reads the same as the loss columns on" in text
     assert T.blimp_agreement(rows, [0])[-1] == "1 seed: no interval, so no agreement is judged."
@@ -282,13 +266,9 @@ def test_both_sft_files_deduplicated_malformed_counted_and_split_by_hash(tmp_pat
     a = (data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl").read_text().splitlines()
     b = (data_dir() / "sft" / "tulu3_preference_chosen_as_sft.jsonl").read_text().splitlines()
     bad = ["{not json", json.dumps({"id": "x", "messages": [{"role": "user", "content": "q only"}]})]
-    (mirror / "sft" / "one.jsonl").write_text(
-        "\n".join(a[:30] + bad + a[:3]) + "\n"
-    )  # 3 repeats within the file
+    (mirror / "sft" / "one.jsonl").write_text("\n".join(a[:30] + bad + a[:3]) + "\n")  # 3 repeats within the file
     (mirror / "sft" / "two.jsonl").write_text("\n".join(a[10:15] + b[:20] + bad[:1]) + "\n")  # 5 across files
-    cfg = load_config(
-        TINY, {"data_dir": str(mirror), "sft": {"mirror_file": ["sft/one.jsonl", "sft/two.jsonl"]}}
-    )
+    cfg = load_config(TINY, {"data_dir": str(mirror), "sft": {"mirror_file": ["sft/one.jsonl", "sft/two.jsonl"]}})
     rows, rep = load_sft_rows(cfg)
     one, two = rep["files"]
     assert (one["rows"], one["malformed"], one["duplicates"]) == (35, 2, 3)
@@ -296,13 +276,9 @@ def test_both_sft_files_deduplicated_malformed_counted_and_split_by_hash(tmp_pat
     assert rep["unique"] == len(rows) == 50 and rep["malformed"] == 3 and rep["duplicates"] == 8
     train, val, test = split_rows(rows, 6, 7)
     assert (len(train), len(val), len(test)) == (37, 6, 7)
-    cfg2 = load_config(
-        TINY, {"data_dir": str(mirror), "sft": {"mirror_file": ["sft/two.jsonl", "sft/one.jsonl"]}}
-    )
+    cfg2 = load_config(TINY, {"data_dir": str(mirror), "sft": {"mirror_file": ["sft/two.jsonl", "sft/one.jsonl"]}})
     _, val2, test2 = split_rows(load_sft_rows(cfg2)[0], 6, 7)  # the slices do not depend on the file order
-    assert [r["key"] for r in val2] == [r["key"] for r in val] and [r["key"] for r in test2] == [
-        r["key"] for r in test
-    ]
+    assert [r["key"] for r in val2] == [r["key"] for r in val] and [r["key"] for r in test2] == [r["key"] for r in test]
     keys = {r["key"] for r in train}
     assert not keys & {r["key"] for r in val + test}
     with pytest.raises(ValueError, match="leave no training rows"):

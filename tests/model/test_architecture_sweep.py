@@ -89,11 +89,7 @@ def tiny_config(model_type: str):
     from transformers import AutoConfig
 
     cfg = AutoConfig.for_model(model_type)
-    subs = [
-        getattr(cfg, k)
-        for k in ("text_config", "decoder", "encoder")
-        if hasattr(getattr(cfg, k, None), "to_dict")
-    ]
+    subs = [getattr(cfg, k) for k in ("text_config", "decoder", "encoder") if hasattr(getattr(cfg, k, None), "to_dict")]
     for c in [cfg] + subs:
         for k, v in SMALL.items():
             cur = getattr(c, k, None)
@@ -126,13 +122,7 @@ class _Products(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name in MATMULS:
             # the matrix operands only: not the added input of baddbmm/addmm, not linear's bias
-            operands = (
-                args[1:3]
-                if name in ("baddbmm", "addmm", "addbmm")
-                else args[:2]
-                if name == "linear"
-                else args
-            )
+            operands = args[1:3] if name in ("baddbmm", "addmm", "addbmm") else args[:2] if name == "linear" else args
             for a in operands:
                 for t in a if isinstance(a, (list, tuple)) else [a]:
                     if isinstance(t, torch.Tensor) and t.ndim >= 2:
@@ -201,9 +191,7 @@ def _check(model_type: str) -> str | None:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(cfg)
     except Exception as e:  # noqa: BLE001
-        return (
-            f"not buildable tiny from its default config ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
-        )
+        return f"not buildable tiny from its default config ({type(e).__name__}: {str(e).splitlines()[0][:90]})"
     routes = hf_muon.route(model)
     opt = hf_muon.create_optimizer(model, lr=1e-3)
     x = torch.randint(3, 100, (1, 8), generator=torch.Generator().manual_seed(0))
@@ -217,12 +205,8 @@ def _check(model_type: str) -> str | None:
     forbidden = _forbidden_on_muon(model)
     for r in routes:
         if r.kind == "muon":
-            assert id(r.param) not in forbidden, (
-                f"{model_type}: {r.name} is a {forbidden[id(r.param)]} on Muon"
-            )
-        elif (
-            r.kind == "adamw" and r.param.ndim >= 2 and r.param.untyped_storage().data_ptr() in probe.storages
-        ):
+            assert id(r.param) not in forbidden, f"{model_type}: {r.name} is a {forbidden[id(r.param)]} on Muon"
+        elif r.kind == "adamw" and r.param.ndim >= 2 and r.param.untyped_storage().data_ptr() in probe.storages:
             assert any(k in r.reason for k in ADAMW_REASONS) or id(r.param) in forbidden, (
                 f"{model_type}: hidden projection {r.name} {r.shape} on AdamW: {r.reason}"
             )
@@ -239,9 +223,7 @@ def test_every_causal_lm_architecture_routes_and_steps():
         for model_type in _architectures():
             why = _check(model_type)
             (checked.append(model_type) if why is None else skipped.__setitem__(model_type, why))
-    print(
-        f"\n{len(checked)} architectures checked, {len(skipped)} not ({time.perf_counter() - start:.0f} s):"
-    )
+    print(f"\n{len(checked)} architectures checked, {len(skipped)} not ({time.perf_counter() - start:.0f} s):")
     for k, v in skipped.items():
         print(f"  {k}: {v}")
     assert len(checked) >= 150, skipped

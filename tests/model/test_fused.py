@@ -13,21 +13,27 @@ from hf_muon.model.fused import detect
 from hf_muon.ns.blocks import Split, assemble, blocks
 
 
-@pytest.mark.parametrize("split, shape", [
-    (Split(-2, (8, 4, 4)), (16, 6)),          # Phi-3 qkv_proj with GQA
-    (Split(-1, (5, 5, 5)), (5, 15)),          # GPT-2 c_attn (Conv1D, stored (in, out))
-    (Split(-2, (3, 3, 3), 4), (36, 7)),       # GPT-NeoX query_key_value, per-head [q, k, v]
-    (Split(-2, (6, 6)), (4, 12, 5)),          # MoE experts gate_up_proj (E, 2I, H)
-    (Split(-1, (1, 1), 6), (4, 5, 12)),       # GPT-OSS experts (E, H, 2I), gate/up alternating columns
-])
+@pytest.mark.parametrize(
+    "split, shape",
+    [
+        (Split(-2, (8, 4, 4)), (16, 6)),  # Phi-3 qkv_proj with GQA
+        (Split(-1, (5, 5, 5)), (5, 15)),  # GPT-2 c_attn (Conv1D, stored (in, out))
+        (Split(-2, (3, 3, 3), 4), (36, 7)),  # GPT-NeoX query_key_value, per-head [q, k, v]
+        (Split(-2, (6, 6)), (4, 12, 5)),  # MoE experts gate_up_proj (E, 2I, H)
+        (Split(-1, (1, 1), 6), (4, 5, 12)),  # GPT-OSS experts (E, H, 2I), gate/up alternating columns
+    ],
+)
 def test_blocks_and_assemble_are_inverse(split, shape):
     t = torch.randn(shape)
     parts = blocks(t, split)
     assert len(parts) == len(split.sizes)
     assert torch.equal(assemble(parts, split, shape), t)
-    assert torch.allclose(assemble(parts, split, shape, (2.0, 3.0, 1.0)[: len(parts)]),
-                          torch.cat([b * r for b, r in zip(parts, (2.0, 3.0, 1.0))], dim=split.axis)
-                          if split.groups == 1 else assemble([b * r for b, r in zip(parts, (2.0, 3.0, 1.0))], split, shape))
+    assert torch.allclose(
+        assemble(parts, split, shape, (2.0, 3.0, 1.0)[: len(parts)]),
+        torch.cat([b * r for b, r in zip(parts, (2.0, 3.0, 1.0))], dim=split.axis)
+        if split.groups == 1
+        else assemble([b * r for b, r in zip(parts, (2.0, 3.0, 1.0))], split, shape),
+    )
 
 
 def test_neox_interleaved_blocks_pick_each_heads_rows():
@@ -40,7 +46,11 @@ def test_neox_interleaved_blocks_pick_each_heads_rows():
 class Separate(torch.nn.Module):
     def __init__(self, d, kv):
         super().__init__()
-        self.q, self.k, self.v = torch.nn.Linear(d, d, bias=False), torch.nn.Linear(d, kv, bias=False), torch.nn.Linear(d, kv, bias=False)
+        self.q, self.k, self.v = (
+            torch.nn.Linear(d, d, bias=False),
+            torch.nn.Linear(d, kv, bias=False),
+            torch.nn.Linear(d, kv, bias=False),
+        )
 
 
 @pytest.mark.parametrize("scale_mode", ["moonlight", "keller", "mup"])
@@ -96,34 +106,62 @@ def _cfg_model(kind):
 
     torch.manual_seed(0)
     if kind == "phi3":
-        return Phi3ForCausalLM(Phi3Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-                                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=0))
+        return Phi3ForCausalLM(
+            Phi3Config(
+                vocab_size=64,
+                hidden_size=32,
+                intermediate_size=48,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                pad_token_id=0,
+            )
+        )
     if kind == "neox":
-        return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
-                                                num_hidden_layers=1, num_attention_heads=4))
+        return GPTNeoXForCausalLM(
+            GPTNeoXConfig(
+                vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4
+            )
+        )
     if kind == "gpt_oss":
-        return GptOssForCausalLM(GptOssConfig(vocab_size=64, hidden_size=32, intermediate_size=16, num_hidden_layers=1,
-                                              num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-                                              num_local_experts=4, num_experts_per_tok=2))
+        return GptOssForCausalLM(
+            GptOssConfig(
+                vocab_size=64,
+                hidden_size=32,
+                intermediate_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=8,
+                num_local_experts=4,
+                num_experts_per_tok=2,
+            )
+        )
     return {"gpt2": tiny_gpt2, "qwen3_moe": tiny_qwen3_moe}[kind]()
 
 
-@pytest.mark.parametrize("kind, name, expected", [
-    ("phi3", "model.layers.0.self_attn.qkv_proj.weight", Split(-2, (32, 16, 16), 1, "qkv")),
-    ("phi3", "model.layers.0.mlp.gate_up_proj.weight", Split(-2, (48, 48), 1, "gate_up")),
-    ("neox", "gpt_neox.layers.0.attention.query_key_value.weight", Split(-2, (8, 8, 8), 4, "qkv")),
-    ("gpt2", "transformer.h.0.attn.c_attn.weight", None),  # filled in below from the config
-    ("qwen3_moe", "model.layers.0.mlp.experts.gate_up_proj", None),
-    ("gpt_oss", "model.layers.0.mlp.experts.gate_up_proj", Split(-1, (1, 1), 16, "gate_up")),
-])
+@pytest.mark.parametrize(
+    "kind, name, expected",
+    [
+        ("phi3", "model.layers.0.self_attn.qkv_proj.weight", Split(-2, (32, 16, 16), 1, "qkv")),
+        ("phi3", "model.layers.0.mlp.gate_up_proj.weight", Split(-2, (48, 48), 1, "gate_up")),
+        ("neox", "gpt_neox.layers.0.attention.query_key_value.weight", Split(-2, (8, 8, 8), 4, "qkv")),
+        ("gpt2", "transformer.h.0.attn.c_attn.weight", None),  # filled in below from the config
+        ("qwen3_moe", "model.layers.0.mlp.experts.gate_up_proj", None),
+        ("gpt_oss", "model.layers.0.mlp.experts.gate_up_proj", Split(-1, (1, 1), 16, "gate_up")),
+    ],
+)
 def test_routing_detects_fused_layouts_from_the_config(kind, name, expected):
     model = _cfg_model(kind)
     routes = {r.name: r for r in hf_muon.route(model, moe_experts="muon", split_fused=True)}
     r = routes[name]
     if expected is None:
         cfg = model.config
-        expected = (Split(-1, (cfg.n_embd,) * 3, 1, "qkv") if kind == "gpt2"
-                    else Split(-2, (cfg.moe_intermediate_size,) * 2, 1, "gate_up"))
+        expected = (
+            Split(-1, (cfg.n_embd,) * 3, 1, "qkv")
+            if kind == "gpt2"
+            else Split(-2, (cfg.moe_intermediate_size,) * 2, 1, "gate_up")
+        )
     assert r.kind == "muon" and r.split == expected, r.reason
     assert "split" in r.reason
     # off by default; the report says so per parameter when on
@@ -144,8 +182,9 @@ def test_unknown_fused_layout_is_kept_whole_and_reported():
         hidden_size, num_attention_heads = 32, 4
 
     lin = torch.nn.Linear(32, 96)
-    split, note = detect("h.0.self_attention.query_key_value.weight", lin, lin.weight, Cfg(), transposed=False,
-                         experts=False)
+    split, note = detect(
+        "h.0.self_attention.query_key_value.weight", lin, lin.weight, Cfg(), transposed=False, experts=False
+    )
     assert split is None and "layout not known" in note
 
 

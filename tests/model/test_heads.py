@@ -13,38 +13,76 @@ from hf_muon.model.heads import attention_sites, heads_of
 def _phi3():
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    return Phi3ForCausalLM(Phi3Config(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=4, num_key_value_heads=2, pad_token_id=0, bos_token_id=0,
-                                      eos_token_id=1))
+    return Phi3ForCausalLM(
+        Phi3Config(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            pad_token_id=0,
+            bos_token_id=0,
+            eos_token_id=1,
+        )
+    )
 
 
 def _neox():
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    return GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                            num_attention_heads=4, bos_token_id=0, eos_token_id=1))
+    return GPTNeoXForCausalLM(
+        GPTNeoXConfig(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            bos_token_id=0,
+            eos_token_id=1,
+        )
+    )
 
 
 def _mla():
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
-    return DeepseekV3ForCausalLM(DeepseekV3Config(
-        vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16, num_hidden_layers=1,
-        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
-        kv_lora_rank=8, q_lora_rank=8, qk_rope_head_dim=4, v_head_dim=8, qk_nope_head_dim=4, first_k_dense_replace=1))
+    return DeepseekV3ForCausalLM(
+        DeepseekV3Config(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            moe_intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            n_routed_experts=4,
+            num_experts_per_tok=2,
+            n_shared_experts=1,
+            kv_lora_rank=8,
+            q_lora_rank=8,
+            qk_rope_head_dim=4,
+            v_head_dim=8,
+            qk_nope_head_dim=4,
+            first_k_dense_replace=1,
+        )
+    )
 
 
 def _splits(model, **kw):
     return {r.name.rsplit(".", 2)[-2]: r.split for r in hf_muon.route(model, per_head=True, **kw) if r.split}
 
 
-@pytest.mark.parametrize("make, want", [
-    (tiny_llama, {"q_proj": (-2, 4), "k_proj": (-2, 2), "v_proj": (-2, 2)}),        # GQA 4 q / 2 kv heads of 8
-    (_phi3, {"qkv_proj": (-2, 8)}),                                                 # 4 q + 2 k + 2 v heads
-    (_neox, {"query_key_value": (-2, 12)}),                                         # [q_h, k_h, v_h] per head
-    (tiny_gpt2, {"c_attn": (-1, 12)}),                                              # Conv1D: heads in the columns
-    (tiny_qwen3_moe, {"q_proj": (-2, 4), "k_proj": (-2, 2), "v_proj": (-2, 2)}),    # experts stay whole
-])
+@pytest.mark.parametrize(
+    "make, want",
+    [
+        (tiny_llama, {"q_proj": (-2, 4), "k_proj": (-2, 2), "v_proj": (-2, 2)}),  # GQA 4 q / 2 kv heads of 8
+        (_phi3, {"qkv_proj": (-2, 8)}),  # 4 q + 2 k + 2 v heads
+        (_neox, {"query_key_value": (-2, 12)}),  # [q_h, k_h, v_h] per head
+        (tiny_gpt2, {"c_attn": (-1, 12)}),  # Conv1D: heads in the columns
+        (tiny_qwen3_moe, {"q_proj": (-2, 4), "k_proj": (-2, 2), "v_proj": (-2, 2)}),  # experts stay whole
+    ],
+)
 def test_head_splits_come_from_the_config(make, want):
     model = make()
     got = {leaf: (s.axis, len(s.sizes)) for leaf, s in _splits(model).items()}
@@ -62,7 +100,7 @@ def test_a_per_head_step_equals_each_head_as_its_own_matrix():
     """Three steps on a (4·8, 32) q weight split per head == the same steps on four (8, 32) weights."""
     torch.manual_seed(0)
     q = torch.nn.Parameter(torch.randn(32, 32))
-    heads = [torch.nn.Parameter(q.detach()[8 * h:8 * (h + 1)].clone()) for h in range(4)]
+    heads = [torch.nn.Parameter(q.detach()[8 * h : 8 * (h + 1)].clone()) for h in range(4)]
     model = tiny_llama()
     split = next(r.split for r in hf_muon.route(model, per_head=True) if r.name.endswith("q_proj.weight"))
     kw = dict(lr=0.02, weight_decay=0.1, ns_dtype="float32", scale_mode="mup")
@@ -73,7 +111,7 @@ def test_a_per_head_step_equals_each_head_as_its_own_matrix():
         grad = torch.randn(32, 32, generator=g)
         q.grad = grad
         for h, p in enumerate(heads):
-            p.grad = grad[8 * h:8 * (h + 1)].clone()
+            p.grad = grad[8 * h : 8 * (h + 1)].clone()
         opt.step(), ref.step()
     assert torch.allclose(q.detach(), torch.cat([p.detach() for p in heads]), atol=1e-6)
 

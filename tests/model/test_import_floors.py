@@ -30,12 +30,8 @@ def _imports(path: Path) -> list[str]:
     return out
 
 
-FILES = [
-    p for p in sorted(PKG.rglob("*.py")) if p.relative_to(PKG).parts[0] != "lab" and p.name != "__init__.py"
-]
-FILES += [
-    p for p in sorted(PKG.rglob("__init__.py")) if p.parent != PKG and p.relative_to(PKG).parts[0] != "lab"
-]
+FILES = [p for p in sorted(PKG.rglob("*.py")) if p.relative_to(PKG).parts[0] != "lab" and p.name != "__init__.py"]
+FILES += [p for p in sorted(PKG.rglob("__init__.py")) if p.parent != PKG and p.relative_to(PKG).parts[0] != "lab"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PKG)))

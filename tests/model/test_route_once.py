@@ -69,7 +69,5 @@ def test_route_takes_a_config_and_rejects_non_routing_keywords():
     by_cfg = route(model, MuonConfig(moe_experts="adamw", exclude="o_proj"))
     by_kw = route(model, moe_experts="adamw", exclude="o_proj")
     assert [(r.name, r.kind, r.reason) for r in by_cfg] == [(r.name, r.kind, r.reason) for r in by_kw]
-    with pytest.raises(
-        TypeError, match="unexpected keyword argument 'ns_steps'; routing knobs: conv, exclude"
-    ):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'ns_steps'; routing knobs: conv, exclude"):
         route(model, ns_steps=3)

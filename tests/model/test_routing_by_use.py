@@ -33,9 +33,7 @@ EXPECT = {
         "model.layers.0.feed_forward.experts.down_proj": (True, True, None),
     },
     "aria_text": {"model.layers.0.mlp.experts.gate_up_proj": (True, True, "columns 128+128")},
-    "gpt_oss": {
-        "model.layers.0.mlp.experts.gate_up_proj": (True, True, "columns 1+1 interleaved over 128 groups")
-    },
+    "gpt_oss": {"model.layers.0.mlp.experts.gate_up_proj": (True, True, "columns 1+1 interleaved over 128 groups")},
     "jetmoe": {
         "model.layers.0.mlp.input_linear.weight": (False, True, "rows 128+128"),
         "model.layers.0.self_attention.kv_proj.weight": (False, False, "rows 32+32"),

@@ -36,9 +36,7 @@ def test_a_weight_tied_to_an_embedding_is_adamw_in_either_registration_order(hea
 
 def test_the_last_linear_of_a_plain_model_is_named_with_the_exclude_that_keeps_it_on_adamw():
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    with pytest.warns(
-        UserWarning, match=r"'2.weight' \(10, 128\) is the last nn.Linear.*exclude='\^2\[\.\]'"
-    ):
+    with pytest.warns(UserWarning, match=r"'2.weight' \(10, 128\) is the last nn.Linear.*exclude='\^2\[\.\]'"):
         hf_muon.route(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -54,9 +52,7 @@ def test_hf_models_get_no_plain_head_warning():
         hf_muon.route(tiny_llama())
 
 
-class _TopKGating(
-    nn.Module
-):  # jetmoe's shape: a router class wrapping a Linear whose leaf is not a router name
+class _TopKGating(nn.Module):  # jetmoe's shape: a router class wrapping a Linear whose leaf is not a router name
     def __init__(self):
         super().__init__()
         self.layer = nn.Linear(32, 4, bias=False)

@@ -42,8 +42,11 @@ def real_momenta():
         model(input_ids=ids, labels=ids).loss.backward()
         opt.step()
         opt.zero_grad()
-    mats = [opt.state[p]["momentum_buffer"].double() for p in model.parameters()
-            if "momentum_buffer" in opt.state[p] and p.shape[0] != p.shape[1]]
+    mats = [
+        opt.state[p]["momentum_buffer"].double()
+        for p in model.parameters()
+        if "momentum_buffer" in opt.state[p] and p.shape[0] != p.shape[1]
+    ]
     assert mats, "no rectangular Muon matrices"
     return tuple(mats)
 
@@ -54,9 +57,12 @@ def stats(O, G):
     wide = O if O.size(-2) <= O.size(-1) else O.mT
     eye = torch.eye(wide.size(-2), dtype=torch.float64)
     ref = svd_orthogonalize(G)
-    return {"smin": s.min().item(), "smax": s.max().item(),
-            "orth": torch.linalg.matrix_norm(wide @ wide.mT - eye, ord=2).max().item(),
-            "err": (torch.linalg.matrix_norm(O - ref) / torch.linalg.matrix_norm(ref)).max().item()}
+    return {
+        "smin": s.min().item(),
+        "smax": s.max().item(),
+        "orth": torch.linalg.matrix_norm(wide @ wide.mT - eye, ord=2).max().item(),
+        "err": (torch.linalg.matrix_norm(O - ref) / torch.linalg.matrix_norm(ref)).max().item(),
+    }
 
 
 CASES = {
@@ -75,8 +81,10 @@ def test_gram_fp32_equals_standard_and_tracks_svd(case, steps):
     gram = newton_schulz(G, steps=steps, dtype="float32", method="gram")
     assert gram.shape == G.shape
     ref = newton_schulz(G.double(), steps=steps, dtype="float64")  # the same iteration in exact-ish arithmetic
+
     def rel(x):
         return (torch.linalg.matrix_norm(x.double() - ref) / torch.linalg.matrix_norm(ref)).max().item()
+
     assert rel(std) < 1e-4 and rel(gram) < 3e-3  # measured: standard ≤ 1.2e-5, Gram ≤ 1.7e-3 (σ down to 1e-4)
     a, b = stats(gram, G.double()), stats(std, G.double())
     for k in a:
@@ -98,14 +106,16 @@ def test_gram_bf16_quality_gate(case, steps):
 
 def _low_rank(m, n, seed):
     G = known_spectrum(m, n, batch=2, lo=1e-3, seed=seed)
-    G[:, m // 3:] = 0  # rank m/3 plus a little noise: the case that needs the restarts most
+    G[:, m // 3 :] = 0  # rank m/3 plus a little noise: the case that needs the restarts most
     return G + 1e-6 * torch.randn(G.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-LARGE = {"known_256x688": lambda: known_spectrum(256, 688, batch=2, lo=1e-4),
-         "gauss_688x256": lambda: torch.randn(2, 688, 256, dtype=torch.float64),
-         "low_rank_256x688": lambda: _low_rank(256, 688, 0),
-         "low_rank_384x1036": lambda: _low_rank(384, 1036, 1)}
+LARGE = {
+    "known_256x688": lambda: known_spectrum(256, 688, batch=2, lo=1e-4),
+    "gauss_688x256": lambda: torch.randn(2, 688, 256, dtype=torch.float64),
+    "low_rank_256x688": lambda: _low_rank(256, 688, 0),
+    "low_rank_384x1036": lambda: _low_rank(384, 1036, 1),
+}
 
 
 @pytest.mark.parametrize("steps", [5, 6])
@@ -153,8 +163,12 @@ def test_bf16_without_restarts_is_what_the_restarts_prevent():
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_gram_batched_equals_one_by_one(dtype):
     g = torch.Generator().manual_seed(1)
-    mats = [torch.randn(96, 256, generator=g), torch.randn(256, 96, generator=g), torch.randn(2, 96, 256, generator=g),
-            torch.randn(64, 64, generator=g)]
+    mats = [
+        torch.randn(96, 256, generator=g),
+        torch.randn(256, 96, generator=g),
+        torch.randn(2, 96, 256, generator=g),
+        torch.randn(64, 64, generator=g),
+    ]
     jobs = [Job(t, NSConfig(5, "polar_express", dtype, "gram")) for t in mats]
     batched = run_jobs(jobs, batched=True)
     alone = run_jobs(jobs, batched=False)
@@ -205,8 +219,10 @@ def test_config_and_optim_args_accept_gram():
     torch.manual_seed(0)
     models = [tiny_llama(hidden=64), tiny_llama(hidden=64)]
     models[1].load_state_dict(models[0].state_dict())
-    opts = [create_optimizer(m, MuonConfig(lr=0.02, ns_method=k, ns_dtype="float32"))
-            for m, k in zip(models, ("newton_schulz", "gram"))]
+    opts = [
+        create_optimizer(m, MuonConfig(lr=0.02, ns_method=k, ns_dtype="float32"))
+        for m, k in zip(models, ("newton_schulz", "gram"))
+    ]
     ids = torch.randint(0, 128, (2, 16))
     for m, o in zip(models, opts):
         m(input_ids=ids, labels=ids).loss.backward()
@@ -237,7 +253,8 @@ def test_four_steps_of_the_1e2_ladder_match_five_polar_express_steps_on_real_mom
     models' momenta, with many smaller σ, they do not: benchmarks/bench_ns_defaults.py.)"""
     for G in real_momenta():
         five = stats(newton_schulz(G.float(), steps=5, dtype="bfloat16"), G)
-        four = stats(newton_schulz(G.float(), steps=4, coefficients="polar_express_1e-2", dtype="bfloat16",
-                                   method=method), G)
+        four = stats(
+            newton_schulz(G.float(), steps=4, coefficients="polar_express_1e-2", dtype="bfloat16", method=method), G
+        )
         assert four["smin"] >= five["smin"] - 0.02 and four["smax"] <= five["smax"] + 0.02, (four, five)
         assert four["err"] <= five["err"], (four, five)

@@ -79,8 +79,9 @@ def test_optimizer_steps_agree_with_eager_kernels(monkeypatch):
     import copy
 
     torch.manual_seed(0)
-    base = torch.nn.Sequential(torch.nn.Linear(COLS, ROWS, bias=False), torch.nn.Linear(ROWS, COLS, bias=False),
-                               torch.nn.Linear(COLS, 8))
+    base = torch.nn.Sequential(
+        torch.nn.Linear(COLS, ROWS, bias=False), torch.nn.Linear(ROWS, COLS, bias=False), torch.nn.Linear(COLS, 8)
+    )
     models = [base, copy.deepcopy(base)]
     opts = [hf_muon.Muon(hf_muon.param_groups(m), lr=0.02, kernels=k) for m, k in zip(models, ("auto", "eager"))]
     for step in range(4):
@@ -110,16 +111,16 @@ def test_run_jobs_with_compiled_cast_matches_eager():
     g = torch.Generator().manual_seed(2)
     mats = [torch.randn(ROWS, COLS, generator=g), torch.randn(COLS, ROWS, generator=g)]
     auto = run_jobs([Job(t, NSConfig(5, "polar_express", "bfloat16", "newton_schulz")) for t in mats])
-    eager = run_jobs([Job(t, NSConfig(5, "polar_express", "bfloat16", "newton_schulz", kernels="eager"))
-                      for t in mats])
+    eager = run_jobs([Job(t, NSConfig(5, "polar_express", "bfloat16", "newton_schulz", kernels="eager")) for t in mats])
     for a, e in zip(auto, eager):
-        assert (a.float() - e.float()).abs().max() <= 2 ** -7  # bf16 NS: a last-place difference of X₀ at most
+        assert (a.float() - e.float()).abs().max() <= 2**-7  # bf16 NS: a last-place difference of X₀ at most
 
 
 def test_failing_compiler_falls_back_to_eager_once(fresh_kernels, monkeypatch):
     def broken_compile(fn, **kw):
         def call(*a):
             raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -138,9 +139,11 @@ def test_failing_compiler_falls_back_to_eager_once(fresh_kernels, monkeypatch):
 def test_optimizer_probes_the_compiler_before_writing(fresh_kernels, monkeypatch):
     """A compiler that does not work is found at the first step before anything is written: with warnings as
     errors that step raises and leaves weights and state as they were; otherwise it warns once and runs eager."""
+
     def broken_compile(fn, **kw):
         def call(*a):
             raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken_compile)

@@ -82,8 +82,9 @@ def test_vectors_and_extreme_aspect(shape):
 
 def test_wide_and_tall_are_transposes():
     G = torch.randn(30, 70)
-    assert torch.allclose(orthogonalize(G.T.contiguous(), dtype="float32"), orthogonalize(G, dtype="float32").T,
-                          atol=1e-6)
+    assert torch.allclose(
+        orthogonalize(G.T.contiguous(), dtype="float32"), orthogonalize(G, dtype="float32").T, atol=1e-6
+    )
 
 
 def test_batched_equals_per_matrix():

@@ -52,8 +52,16 @@ def test_power_endpoints_and_general_p():
 def test_adam_family_at_p1_is_adamw_and_msgd_at_p1_is_momentum_sgd():
     w = torch.nn.Parameter(torch.randn(16, 24))
     w_ref = torch.nn.Parameter(w.detach().clone())
-    opt = Muon([w], lr=1e-2, weight_decay=0.1, spectral_power=1.0, update_base="adam", scale_mode="none",
-               betas=(0.9, 0.95), eps=1e-8)
+    opt = Muon(
+        [w],
+        lr=1e-2,
+        weight_decay=0.1,
+        spectral_power=1.0,
+        update_base="adam",
+        scale_mode="none",
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
     ref = torch.optim.AdamW([w_ref], lr=1e-2, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8)
     for s in range(5):
         g = torch.randn(16, 24, generator=torch.Generator().manual_seed(s))

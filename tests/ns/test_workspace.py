@@ -12,9 +12,13 @@ from hf_muon.ns.batching import Job, NSConfig, run_jobs
 
 def _mats(seed):
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(64, 172, generator=g), torch.randn(172, 64, generator=g),  # one standard stack of 2
-            torch.randn(256, 600, generator=g), torch.randn(600, 256, generator=g),  # Gram {2, 4} restarts in bf16
-            torch.randn(48, 48, generator=g)]  # a 2-D call alone
+    return [
+        torch.randn(64, 172, generator=g),
+        torch.randn(172, 64, generator=g),  # one standard stack of 2
+        torch.randn(256, 600, generator=g),
+        torch.randn(600, 256, generator=g),  # Gram {2, 4} restarts in bf16
+        torch.randn(48, 48, generator=g),
+    ]  # a 2-D call alone
 
 
 def _jobs(mats, dtype, method, steps=5):

@@ -18,18 +18,30 @@ def env(**extra):
 def torchrun(world, *args, script=SCRIPT, timeout=240, check=True, extra_env=None):
     """``torchrun --nproc_per_node world script args`` (``extra_env``: more environment variables); asserts success
     unless ``check=False``."""
-    cmd = [os.path.join(BIN, "torchrun"), "--nproc_per_node", str(world), "--master_port", str(free_port()),
-           str(script), *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), cwd=REPO,
-                          timeout=timeout)
+    cmd = [
+        os.path.join(BIN, "torchrun"),
+        "--nproc_per_node",
+        str(world),
+        "--master_port",
+        str(free_port()),
+        str(script),
+        *map(str, args),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), cwd=REPO, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
 
 def single(*args):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--mode", "single", *map(str, args)], capture_output=True,
-                          text=True, env=env(), cwd=REPO, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--mode", "single", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=REPO,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 

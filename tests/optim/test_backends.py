@@ -18,8 +18,11 @@ def _llama_shapes(h, layers, inter, kv_ratio=1):
 
 
 @pytest.mark.parametrize("world", [2, 4, 8])
-@pytest.mark.parametrize("shapes", [_llama_shapes(256, 4, 688), _llama_shapes(2048, 16, 5632, 4),
-                                    _llama_shapes(576, 30, 1536, 3)], ids=["7.4M", "1B", "135M"])
+@pytest.mark.parametrize(
+    "shapes",
+    [_llama_shapes(256, 4, 688), _llama_shapes(2048, 16, 5632, 4), _llama_shapes(576, 30, 1536, 3)],
+    ids=["7.4M", "1B", "135M"],
+)
 def test_flop_balanced_assignment(world, shapes):
     costs = [ns_cost(s, 5) for s in shapes]
     owners = assign_owners(costs, world)

@@ -59,9 +59,7 @@ def test_an_overflow_in_one_ranks_shard_is_refused_or_skipped_on_every_rank(seen
     assert r0 == r1 and r0["written"] == [False]
     if mode == "error":
         assert (
-            r0["error"] == "FloatingPointError"
-            and "non-finite momentum" in r0["message"]
-            and "'w0'" in r0["message"]
+            r0["error"] == "FloatingPointError" and "non-finite momentum" in r0["message"] and "'w0'" in r0["message"]
         )
         assert r0["skipped"] == 0
     else:

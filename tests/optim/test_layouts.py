@@ -33,8 +33,9 @@ TOL = 1e-6  # the issue asks ≤ 1e-5; fp32 NS on fp64 models is exact up to sum
 def _shards(placements, shape, mesh_shape, experts=None):
     from hf_muon.optim.backends.layout import _all_coords
 
-    layout = Layout(SimpleNamespace(size=lambda d: mesh_shape[d]), tuple(placements), shape,
-                    tuple(range(len(mesh_shape))))
+    layout = Layout(
+        SimpleNamespace(size=lambda d: mesh_shape[d]), tuple(placements), shape, tuple(range(len(mesh_shape)))
+    )
     return layout, pieces(layout, _all_coords(mesh_shape), experts)
 
 
@@ -47,8 +48,10 @@ def test_strided_shards_follow_fsdp2_plus_tp():
     assert [p.index[0] for p in ps] == [slice(0, 2), slice(4, 6), slice(2, 4), slice(6, 8)]
 
 
-@pytest.mark.parametrize("placements,shape", [("s0 s1", (5, 7)), ("s1", (4, 9)), ("s1 s0", (3, 10)),
-                                              ("strided s0", (10, 4)), ("s0 s0", (3, 4))])  # (3, 4): an empty shard
+@pytest.mark.parametrize(
+    "placements,shape",
+    [("s0 s1", (5, 7)), ("s1", (4, 9)), ("s1 s0", (3, 10)), ("strided s0", (10, 4)), ("s0 s0", (3, 4))],
+)  # (3, 4): an empty shard
 def test_pieces_tile_the_matrix_exactly_once(placements, shape):
     from torch.distributed.tensor import Shard
     from torch.distributed.tensor.placement_types import _StridedShard
@@ -98,8 +101,9 @@ def test_ns_dtype_decided_once_and_saved_in_the_state_dict():
 
 
 def test_pinned_dtypes_and_backend_switches():
-    jobs = pin_dtypes([Job(torch.ones(4, 4), NSConfig(dtype="auto")), Job(torch.ones(4, 4, dtype=torch.float64))],
-                      cpu_bf16=True)
+    jobs = pin_dtypes(
+        [Job(torch.ones(4, 4), NSConfig(dtype="auto")), Job(torch.ones(4, 4, dtype=torch.float64))], cpu_bf16=True
+    )
     assert [j.config.dtype for j in jobs] == [torch.bfloat16, torch.float64]
     assert pin_dtypes(jobs[:1], cpu_bf16=False)[0].config.dtype == torch.bfloat16  # an explicit dtype stays
     backend = select_backend("auto", replica_check=False)
@@ -152,11 +156,27 @@ def references(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode,world,model", [("hsdp", 4, "llama"), ("tp", 2, "llama"), ("fsdp_tp", 4, "llama"),
-                                              ("moe", 2, "qwen3-moe")])
+@pytest.mark.parametrize(
+    "mode,world,model", [("hsdp", 4, "llama"), ("tp", 2, "llama"), ("fsdp_tp", 4, "llama"), ("moe", 2, "qwen3-moe")]
+)
 def test_layout_matches_one_process_and_round_trips_through_dcp(mode, world, model, references, tmp_path):
-    torchrun(world, "--mode", mode, "--model", model, "--out", tmp_path, "--steps", 4, "--ckpt", tmp_path / "ck",
-             "--save-every", 2, "--roundtrip", 2)
+    torchrun(
+        world,
+        "--mode",
+        mode,
+        "--model",
+        model,
+        "--out",
+        tmp_path,
+        "--steps",
+        4,
+        "--ckpt",
+        tmp_path / "ck",
+        "--save-every",
+        2,
+        "--roundtrip",
+        2,
+    )
     assert max_rel_diff(tmp_path, references[model]) <= TOL
     assert max_rel_diff(tmp_path, references[model], "weights_roundtrip.pt") <= TOL
     stats = json.loads((tmp_path / "stats.json").read_text())
@@ -176,8 +196,9 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("where,step,resumes_at", [("step", 5, 4), ("save", 4, 2)])
 def test_sigkill_then_restart_equals_an_uninterrupted_run(where, step, resumes_at, uninterrupted, tmp_path):
     common = ["--mode", "fsdp2", "--steps", 6, "--ckpt", tmp_path / "ck", "--save-every", 2]
-    killed = torchrun(2, *common, "--out", tmp_path / "killed", "--kill-rank", 1, "--kill-step", step,
-                      "--kill-in", where, check=False)
+    killed = torchrun(
+        2, *common, "--out", tmp_path / "killed", "--kill-rank", 1, "--kill-step", step, "--kill-in", where, check=False
+    )
     assert killed.returncode != 0 and "Signal 9 (SIGKILL) received" in killed.stderr
     partial = tmp_path / "ck" / "step-000004"
     if where == "save":
@@ -201,16 +222,45 @@ def test_resume_across_world_sizes_and_layouts(tmp_path):
 # ------------------------------------------------------------------ the misconfigured launch (slow)
 def _clm(out, use_cpu):
     d = data_dir()
-    return ["--train_file", str(d / "pretrain" / "tinystories_validation_head.txt"), "--tokenizer_dir",
-            str(d / "tokenizers" / "gpt2"), "--output_dir", str(out), "--report_to", "none", "--max_steps", "3",
-            "--per_device_train_batch_size", "4", "--learning_rate", "3e-3", "--seed", "0", "--disable_tqdm", "true",
-            "--save_strategy", "no", "--optim", "muon"] + (["--use_cpu", "true"] if use_cpu else [])
+    return [
+        "--train_file",
+        str(d / "pretrain" / "tinystories_validation_head.txt"),
+        "--tokenizer_dir",
+        str(d / "tokenizers" / "gpt2"),
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "none",
+        "--max_steps",
+        "3",
+        "--per_device_train_batch_size",
+        "4",
+        "--learning_rate",
+        "3e-3",
+        "--seed",
+        "0",
+        "--disable_tqdm",
+        "true",
+        "--save_strategy",
+        "no",
+        "--optim",
+        "muon",
+    ] + (["--use_cpu", "true"] if use_cpu else [])
 
 
 @pytest.mark.slow
 def test_torchrun_without_use_cpu_stops_with_the_fix(tmp_path):
-    cmd = [str(BIN) + "/torchrun", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hf_muon.run",
-           str(REPO / "tests" / "scripts" / "train_clm.py"), *_clm(tmp_path, use_cpu=False)]
+    cmd = [
+        str(BIN) + "/torchrun",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "hf_muon.run",
+        str(REPO / "tests" / "scripts" / "train_clm.py"),
+        *_clm(tmp_path, use_cpu=False),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=REPO, timeout=300)
     assert proc.returncode != 0 and "--use_cpu true" in proc.stderr
     assert not (tmp_path / "summary.json").exists()

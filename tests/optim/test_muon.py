@@ -24,17 +24,33 @@ def _grads_like(params, seed):
 
 
 # hf_muon's default (fused=None) takes torch's fused kernel on CPU; fused=False is torch's default path.
-@pytest.mark.parametrize("ours,theirs", [(dict(), dict(fused=True)), (dict(fused=False), dict()),
-                                         (dict(foreach=True), dict(foreach=True))], ids=["auto-fused", "unfused", "foreach"])
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [(dict(), dict(fused=True)), (dict(fused=False), dict()), (dict(foreach=True), dict(foreach=True))],
+    ids=["auto-fused", "unfused", "foreach"],
+)
 def test_adamw_groups_are_bit_identical_to_torch_adamw(ours, theirs):
     muon_w = _params([(16, 8)])
     adam = _params([(8,), (32, 8), (5,)])
     adam_ref = [torch.nn.Parameter(p.detach().clone()) for p in adam]
-    opt = Muon([dict(params=muon_w), dict(params=adam[:2], use_muon=False, weight_decay=0.05),
-                dict(params=adam[2:], use_muon=False, weight_decay=0.0)],
-               lr=3e-3, betas=(0.9, 0.95), eps=1e-7, **ours)
-    ref = torch.optim.AdamW([dict(params=adam_ref[:2], weight_decay=0.05), dict(params=adam_ref[2:], weight_decay=0.0)],
-                            lr=3e-3, betas=(0.9, 0.95), eps=1e-7, **theirs)
+    opt = Muon(
+        [
+            dict(params=muon_w),
+            dict(params=adam[:2], use_muon=False, weight_decay=0.05),
+            dict(params=adam[2:], use_muon=False, weight_decay=0.0),
+        ],
+        lr=3e-3,
+        betas=(0.9, 0.95),
+        eps=1e-7,
+        **ours,
+    )
+    ref = torch.optim.AdamW(
+        [dict(params=adam_ref[:2], weight_decay=0.05), dict(params=adam_ref[2:], weight_decay=0.0)],
+        lr=3e-3,
+        betas=(0.9, 0.95),
+        eps=1e-7,
+        **theirs,
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
     sched_ref = torch.optim.lr_scheduler.LambdaLR(ref, lambda s: 1.0 / (1 + s))
     for step in range(6):
@@ -96,8 +112,15 @@ def test_muon_update_matches_float64_reference(scale_mode, nesterov, coefficient
     shapes = [(24, 40), (40, 24), (24, 40), (7, 7)]
     params = _params(shapes, dtype=torch.float64)
     start = [p.detach().clone() for p in params]
-    kw = dict(lr=0.02, weight_decay=0.1, momentum=0.9, nesterov=nesterov, ns_steps=5, coefficients=coefficients,
-              scale_mode=scale_mode)
+    kw = dict(
+        lr=0.02,
+        weight_decay=0.1,
+        momentum=0.9,
+        nesterov=nesterov,
+        ns_steps=5,
+        coefficients=coefficients,
+        scale_mode=scale_mode,
+    )
     opt = Muon(params, **kw)
     ref_w, ref_b = start, [torch.zeros_like(p, dtype=torch.float64) for p in params]
     for step in range(3):
@@ -149,8 +172,10 @@ def test_layouts_match_reference(layout):
 def test_orientation_of_scale_modes():
     lin = torch.nn.Parameter(torch.zeros(64, 16))  # nn.Linear (out=64, in=16)
     c1d = torch.nn.Parameter(torch.zeros(16, 64))  # Conv1D (in=16, out=64): same map
-    g_lin, g_c1d = dict(transposed=False, experts=False, scale_mode="keller"), dict(transposed=True, experts=False,
-                                                                                  scale_mode="keller")
+    g_lin, g_c1d = (
+        dict(transposed=False, experts=False, scale_mode="keller"),
+        dict(transposed=True, experts=False, scale_mode="keller"),
+    )
     assert Muon.update_scale(lin, g_lin) == Muon.update_scale(c1d, g_c1d) == 2.0  # sqrt(max(1, 64/16))
     assert Muon.update_scale(c1d, dict(g_lin)) == 1.0  # read as (out=16, in=64) it would be 1
     assert Muon.update_scale(lin, dict(g_lin, scale_mode="mup")) == 2.0
@@ -160,8 +185,10 @@ def test_orientation_of_scale_modes():
 
 def test_lr_zero_step_leaves_every_weight_unchanged():
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Linear(16, 4))
-    groups = [dict(params=[model[0].weight, model[1].weight]),
-              dict(params=[model[0].bias, model[1].bias], use_muon=False)]
+    groups = [
+        dict(params=[model[0].weight, model[1].weight]),
+        dict(params=[model[0].bias, model[1].bias], use_muon=False),
+    ]
     opt = Muon(groups, lr=0.0, weight_decay=0.1)
     before = copy.deepcopy(model.state_dict())
     for _ in range(3):
@@ -184,11 +211,17 @@ def _train(model, opt, steps, seed=0):
 def test_state_dict_round_trip_with_weights_only_and_exact_resume():
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+
     def make(m):
-        return Muon([dict(params=[m[0].weight, m[2].weight], param_names=["0.weight", "2.weight"]),
-                     dict(params=[m[0].bias, m[2].bias], param_names=["0.bias", "2.bias"], use_muon=False,
-                          lr=1e-2)],
-                    lr=2e-2, coefficients=[(3.4445, -4.775, 2.0315)])
+        return Muon(
+            [
+                dict(params=[m[0].weight, m[2].weight], param_names=["0.weight", "2.weight"]),
+                dict(params=[m[0].bias, m[2].bias], param_names=["0.bias", "2.bias"], use_muon=False, lr=1e-2),
+            ],
+            lr=2e-2,
+            coefficients=[(3.4445, -4.775, 2.0315)],
+        )
+
     opt = make(model)
     _train(model, opt, 3)
     model2, opt2 = weights_only_resume(model, opt, make)
@@ -247,8 +280,10 @@ def test_cpu_buckets_are_cut_to_the_cache_budget_with_the_same_result():
     for p in params:
         p.grad = torch.randn_like(p)
     snap = [p.detach().clone() for p in params]
-    with mock.patch.object(batching, "stack_limit", return_value=2 * 16 * 32 * 4), \
-            mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy:
+    with (
+        mock.patch.object(batching, "stack_limit", return_value=2 * 16 * 32 * 4),
+        mock.patch.object(batching, "_run_stack", wraps=batching._run_stack) as spy,
+    ):
         Muon(params, lr=1e-2, ns_dtype="float32").step()
     assert [sum(w.size(0) for w in c.args[0]) for c in spy.call_args_list] == [2, 2, 1]
     cut = [p.detach().clone() for p in params]
@@ -323,8 +358,12 @@ def test_validation_errors_name_the_culprit():
     with pytest.raises(ValueError, match="valid: moonlight, keller, mup, none"):
         Muon(_params([(4, 4)]), scale_mode="spectral")
     with pytest.raises(ValueError, match=r"'norm.weight' \(shape \(4,\)\) is 1-D"):
-        Muon([dict(params=_params([(4,)]), param_names=["norm.weight"]),
-              dict(params=_params([(4, 4)]), param_names=["q.weight"])])
+        Muon(
+            [
+                dict(params=_params([(4,)]), param_names=["norm.weight"]),
+                dict(params=_params([(4, 4)]), param_names=["q.weight"]),
+            ]
+        )
     with pytest.raises(ValueError, match="FSDP v1 FlatParameter or a DeepSpeed"):
         Muon(_params([(4,)]))
     with pytest.raises(ValueError, match="no parameter is routed to it"):
@@ -351,7 +390,7 @@ def test_adamw_lr_default_and_describe():
     rows = opt.describe()
     assert rows[0]["kind"] == "muon" and rows[0]["lr"] == 2e-3
     assert rows[1]["kind"] == "adamw" and rows[1]["lr"] == 5e-4
-    assert rows[0]["effective_lr"][0] == pytest.approx(2e-3 * 0.2 * 8 ** 0.5)
+    assert rows[0]["effective_lr"][0] == pytest.approx(2e-3 * 0.2 * 8**0.5)
 
 
 def test_groups_added_later_are_validated_too():

@@ -47,9 +47,7 @@ def test_an_all_zero_update_stays_finite_under_rms_matching(variant, shape):
 
 def test_one_zero_expert_of_a_stack_stays_finite_and_the_others_move():
     p = _param((3, 16, 32))
-    opt = Muon(
-        [{"params": [p], "use_muon": True, "experts": True}], lr=1e-2, variant="normuon", weight_decay=0.0
-    )
+    opt = Muon([{"params": [p], "use_muon": True, "experts": True}], lr=1e-2, variant="normuon", weight_decay=0.0)
     w0 = p.detach().clone()
     p.grad = torch.randn(3, 16, 32)
     p.grad[1] = 0
@@ -108,9 +106,7 @@ def test_bf16_gradients_that_overflow_the_nesterov_mix_raise_naming_the_paramete
     steps = [g["step"] for g in opt.param_groups]
     p.grad = (torch.randn(16, 32).sign() * 2e38).bfloat16()
     q.grad = torch.randn(16, 32).bfloat16()
-    with pytest.raises(
-        FloatingPointError, match=r"non-finite momentum .*'hot.weight'.*step 2.*nothing was updated"
-    ):
+    with pytest.raises(FloatingPointError, match=r"non-finite momentum .*'hot.weight'.*step 2.*nothing was updated"):
         opt.step()
     assert _same_state(before, _state(opt))
     assert torch.equal(weights[0], p.detach()) and torch.equal(weights[1], q.detach())
@@ -140,9 +136,7 @@ def test_fp32_momentum_takes_the_bf16_max_gradient_without_overflow():
 def test_adam_base_moments_that_overflow_raise_with_nothing_written():
     p = _param((16, 32))
     opt = Muon([{"params": [p], "use_muon": True, "param_names": ["w"]}], lr=1e-3, update_base="adam")
-    p.grad = torch.full(
-        (16, 32), 1e20
-    )  # over the guard's limit, but (1 − β2)·G² fits: checked, finite, applied
+    p.grad = torch.full((16, 32), 1e20)  # over the guard's limit, but (1 − β2)·G² fits: checked, finite, applied
     w0 = p.detach().clone()
     opt.step()
     assert torch.isfinite(p).all() and not torch.equal(p.detach(), w0)
@@ -161,9 +155,7 @@ def test_a_nonfinite_state_reaching_orthogonalize_is_named_and_no_weight_is_writ
     opt.step()
     opt.state[p]["momentum_buffer"][0, 0] = float("inf")  # e.g. loaded from a broken checkpoint
     w0 = p.detach().clone()
-    with pytest.raises(
-        FloatingPointError, match=r"orthogonalize for 'layer.weight'.*momentum_buffer.*no weight"
-    ):
+    with pytest.raises(FloatingPointError, match=r"orthogonalize for 'layer.weight'.*momentum_buffer.*no weight"):
         opt.step()
     assert torch.equal(p.detach(), w0)
 
@@ -185,9 +177,7 @@ def test_qk_clip_with_a_nonfinite_max_logit_refuses_the_step(bad):
     model(input_ids=x, labels=x).loss.backward()
     opt.qk_clip.logits.values[1][2] = bad
     before = copy.deepcopy(model.state_dict())
-    with pytest.raises(
-        FloatingPointError, match=r"qk_clip: attention module 'model.layers.1.self_attn' head 2"
-    ):
+    with pytest.raises(FloatingPointError, match=r"qk_clip: attention module 'model.layers.1.self_attn' head 2"):
         opt.step()
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 

@@ -24,9 +24,10 @@ def _direct(q, k, keep):
     G = H // k.shape[1]
     out = torch.full((H,), float("-inf"), dtype=torch.float64)
     for h in range(H):
-        s = q[:, h].double() @ k[:, h // G].double().transpose(-1, -2) / D ** 0.5
-        out[h] = s.masked_fill(~keep[:, 0] if keep is not None else torch.zeros_like(s, dtype=torch.bool),
-                               float("-inf")).max()
+        s = q[:, h].double() @ k[:, h // G].double().transpose(-1, -2) / D**0.5
+        out[h] = s.masked_fill(
+            ~keep[:, 0] if keep is not None else torch.zeros_like(s, dtype=torch.bool), float("-inf")
+        ).max()
     return out
 
 
@@ -44,9 +45,13 @@ def test_max_logits_equal_a_direct_float64_computation(mask_kind, monkeypatch):
     if mask_kind == "bool":
         keep[1, 0, 3, :] = False
         keep[1, 0, 3, 0] = True
-    mask = {"causal": None, "bool": keep, "additive": torch.where(keep, 0.0, torch.finfo(torch.float32).min),
-            "padding_2d": pad.long()}[mask_kind]
-    got = max_logits(q, k, mask, 8 ** -0.5, causal=True)
+    mask = {
+        "causal": None,
+        "bool": keep,
+        "additive": torch.where(keep, 0.0, torch.finfo(torch.float32).min),
+        "padding_2d": pad.long(),
+    }[mask_kind]
+    got = max_logits(q, k, mask, 8**-0.5, causal=True)
     assert torch.allclose(got.double(), _direct(q, k, keep), atol=1e-5)
 
 
@@ -93,7 +98,9 @@ def test_clip_site_equals_the_float64_reference_for_gqa():
     S = torch.tensor([0.5, 3.0, 1.5, 0.9])  # τ = 1: heads 1 and 2 clipped; kv 0 by head 1, kv 1 by head 2
     assert clip_site_(site, S, 1.0) == 2
     rq, rk = reference_qk_clip(wq, wk, S, 1.0, heads=4, kv_heads=2, head_dim=8)
-    assert torch.allclose(site.q.weight.double(), rq, atol=1e-7) and torch.allclose(site.k.weight.double(), rk, atol=1e-7)
+    assert torch.allclose(site.q.weight.double(), rq, atol=1e-7) and torch.allclose(
+        site.k.weight.double(), rk, atol=1e-7
+    )
     assert torch.equal(site.q.weight[:8], wq[:8]) and torch.equal(site.q.weight[24:], wq[24:])
 
 
@@ -115,9 +122,23 @@ def _post_step_max(model, opt, x):
 def test_tiny_tau_bounds_the_post_step_max_logit_of_every_clipped_head(make):
     from transformers import Phi3Config, Phi3ForCausalLM
 
-    model = tiny_llama() if make == "llama" else Phi3ForCausalLM(Phi3Config(
-        vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, pad_token_id=0, bos_token_id=0, eos_token_id=1))
+    model = (
+        tiny_llama()
+        if make == "llama"
+        else Phi3ForCausalLM(
+            Phi3Config(
+                vocab_size=128,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                pad_token_id=0,
+                bos_token_id=0,
+                eos_token_id=1,
+            )
+        )
+    )
     x = torch.randint(0, 128, (3, 16))
     probe = hf_muon.create_optimizer(copy.deepcopy(model), lr=1e-4, qk_clip=1e6)
     tau = 0.5 * float(_post_step_max(probe.qk_clip.logits.model, probe, x).min())  # below every head's max
@@ -156,8 +177,8 @@ def test_untouched_heads_and_non_muon_weights_stay_bit_identical():
     other = slice(8 * (1 - h // 2), 8 * (1 - h // 2) + 8)
     assert torch.equal(wk[other], tk[other])  # the other kv head is untouched
     gamma = tau / top
-    assert torch.allclose(wq[8 * h:8 * h + 8], tq[8 * h:8 * h + 8] * gamma ** 0.5)
-    assert torch.allclose(wk[kv], tk[kv] * gamma ** 0.5)
+    assert torch.allclose(wq[8 * h : 8 * h + 8], tq[8 * h : 8 * h + 8] * gamma**0.5)
+    assert torch.allclose(wk[kv], tk[kv] * gamma**0.5)
 
 
 def test_biases_of_biased_qk_projections_are_never_scaled():
@@ -205,8 +226,15 @@ def test_ranks_share_the_max_and_clip_identically(tmp_path):
     """Two gloo ranks see different batches: the clip uses the max over both, weights stay equal across ranks, and a
     row-sharded DTensor weight is scaled as the full one."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    cmd = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2", "--master_port",
-           str(free_port()), str(REPO / "tests" / "scripts" / "qk_clip_dist.py"), str(tmp_path)]
+    cmd = [
+        os.path.join(os.path.dirname(sys.executable), "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(REPO / "tests" / "scripts" / "qk_clip_dist.py"),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))

@@ -63,9 +63,22 @@ def test_fp32_momentum_survives_trainer_resume_from_checkpoint(tmp_path):
     data = [{"input_ids": torch.randint(0, 128, (16,)), "labels": torch.randint(0, 128, (16,))} for _ in range(32)]
 
     def args(out, **kw):
-        return TrainingArguments(str(out), optim="muon", optim_args="momentum_dtype=float32", learning_rate=1e-3,
-                                 per_device_train_batch_size=4, max_steps=6, save_steps=3, save_strategy="steps",
-                                 report_to=[], use_cpu=True, disable_tqdm=True, logging_steps=100, seed=1, **kw)
+        return TrainingArguments(
+            str(out),
+            optim="muon",
+            optim_args="momentum_dtype=float32",
+            learning_rate=1e-3,
+            per_device_train_batch_size=4,
+            max_steps=6,
+            save_steps=3,
+            save_strategy="steps",
+            report_to=[],
+            use_cpu=True,
+            disable_tqdm=True,
+            logging_steps=100,
+            seed=1,
+            **kw,
+        )
 
     def model():
         torch.manual_seed(0)
@@ -92,8 +105,14 @@ def _snapshot(opt, params):
 def test_a_nonfinite_gradient_in_the_last_group_changes_nothing():
     w = [torch.nn.Parameter(torch.randn(8, 4)) for _ in range(2)]
     b = [torch.nn.Parameter(torch.randn(4)) for _ in range(2)]
-    opt = Muon([dict(params=b, use_muon=False, param_names=["b0", "b1"]), dict(params=w[:1], param_names=["w0"]),
-                dict(params=w[1:], param_names=["last.weight"])], lr=1e-2)
+    opt = Muon(
+        [
+            dict(params=b, use_muon=False, param_names=["b0", "b1"]),
+            dict(params=w[:1], param_names=["w0"]),
+            dict(params=w[1:], param_names=["last.weight"]),
+        ],
+        lr=1e-2,
+    )
     params = b + w
     for s in range(2):
         for p, g in zip(params, _grads(params, s)):
@@ -128,27 +147,44 @@ def test_skip_policy_skips_only_the_offending_parameters():
     assert "momentum_buffer" not in opt.state[w[1]]
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(lr=-1.0), r"param_groups\[0\]: lr=-1.0 is out of range"),
-    (dict(weight_decay=-0.1), r"param_groups\[0\]: weight_decay=-0.1 is out of range"),
-    (dict(betas=(1.0, 0.999)), r"param_groups\[0\]: betas=\(1.0, 0.999\) is not valid; valid: two floats in \[0, 1\)"),
-    (dict(eps=-1e-8), r"param_groups\[0\]: eps=-1e-08 is out of range"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(lr=-1.0), r"param_groups\[0\]: lr=-1.0 is out of range"),
+        (dict(weight_decay=-0.1), r"param_groups\[0\]: weight_decay=-0.1 is out of range"),
+        (
+            dict(betas=(1.0, 0.999)),
+            r"param_groups\[0\]: betas=\(1.0, 0.999\) is not valid; valid: two floats in \[0, 1\)",
+        ),
+        (dict(eps=-1e-8), r"param_groups\[0\]: eps=-1e-08 is out of range"),
+    ],
+)
 def test_invalid_adamw_group_hyperparameters_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
-        Muon([dict(params=[torch.nn.Parameter(torch.randn(4))], use_muon=False, **bad),
-              dict(params=[torch.nn.Parameter(torch.randn(4, 4))])])
+        Muon(
+            [
+                dict(params=[torch.nn.Parameter(torch.randn(4))], use_muon=False, **bad),
+                dict(params=[torch.nn.Parameter(torch.randn(4, 4))]),
+            ]
+        )
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(lr=-1e-3), r"param_groups\[1\]: lr=-0.001 is out of range"),
-    (dict(momentum=1.0), r"param_groups\[1\]: momentum=1.0 is out of range"),
-    (dict(ns_steps=-1), r"param_groups\[1\]: ns_steps"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(lr=-1e-3), r"param_groups\[1\]: lr=-0.001 is out of range"),
+        (dict(momentum=1.0), r"param_groups\[1\]: momentum=1.0 is out of range"),
+        (dict(ns_steps=-1), r"param_groups\[1\]: ns_steps"),
+    ],
+)
 def test_invalid_muon_group_hyperparameters_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
-        Muon([dict(params=[torch.nn.Parameter(torch.randn(4))], use_muon=False),
-              dict(params=[torch.nn.Parameter(torch.randn(4, 4))], **bad)])
+        Muon(
+            [
+                dict(params=[torch.nn.Parameter(torch.randn(4))], use_muon=False),
+                dict(params=[torch.nn.Parameter(torch.randn(4, 4))], **bad),
+            ]
+        )
 
 
 def test_invalid_constructor_values_name_the_key():

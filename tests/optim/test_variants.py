@@ -38,23 +38,35 @@ def _run(layout, variant, cautious, dtype, ns_dtype, scale_mode="moonlight", ste
     torch.manual_seed(0)
     p = torch.nn.Parameter(torch.randn(*shape, dtype=dtype))
     g = dict(params=[p], **group, **({"split": split.spec()} if split else {}))
-    opt = Muon([g], variant=variant, cautious_wd=cautious, ns_dtype=ns_dtype, scale_mode=scale_mode, variant_beta2=0.9,
-               **KW)
+    opt = Muon(
+        [g], variant=variant, cautious_wd=cautious, ns_dtype=ns_dtype, scale_mode=scale_mode, variant_beta2=0.9, **KW
+    )
     w, st = p.detach().double().clone(), _ref_state(shape, group, variant)
     gen = torch.Generator().manual_seed(1)
     for _ in range(steps):
         grad = torch.randn(shape, generator=gen, dtype=torch.float64)
         p.grad = grad.to(dtype)
         opt.step()
-        w, st = reference_variant_step(w, grad, st, variant=variant, cautious_wd=cautious, split=split, beta2=0.9,
-                                       scale_mode=scale_mode, transposed=group.get("transposed", False),
-                                       experts=group.get("experts", False), **KW)
+        w, st = reference_variant_step(
+            w,
+            grad,
+            st,
+            variant=variant,
+            cautious_wd=cautious,
+            split=split,
+            beta2=0.9,
+            scale_mode=scale_mode,
+            transposed=group.get("transposed", False),
+            experts=group.get("experts", False),
+            **KW,
+        )
     return p, opt, w, st
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-@pytest.mark.parametrize("variant,cautious", [("normuon", False), ("adamuon", False), ("muon", True),
-                                              ("normuon", True)])
+@pytest.mark.parametrize(
+    "variant,cautious", [("normuon", False), ("adamuon", False), ("muon", True), ("normuon", True)]
+)
 def test_float64_fast_path_equals_the_reference_over_four_steps(layout, variant, cautious):
     p, opt, w, st = _run(layout, variant, cautious, torch.float64, "auto", scale_mode="mup")
     assert torch.allclose(p.detach(), w, rtol=0, atol=1e-10)
@@ -63,9 +75,16 @@ def test_float64_fast_path_equals_the_reference_over_four_steps(layout, variant,
         assert torch.allclose(opt.state[p][key].reshape(-1), st["v"].reshape(-1), rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("variant,cautious,layout", [("normuon", False, "linear"), ("adamuon", False, "conv1d"),
-                                                     ("muon", True, "experts"), ("adamuon", True, "per_head"),
-                                                     ("muon", False, "per_head")])
+@pytest.mark.parametrize(
+    "variant,cautious,layout",
+    [
+        ("normuon", False, "linear"),
+        ("adamuon", False, "conv1d"),
+        ("muon", True, "experts"),
+        ("adamuon", True, "per_head"),
+        ("muon", False, "per_head"),
+    ],
+)
 def test_fast_fp32_matches_the_float64_reference(variant, cautious, layout):
     p, _, w, _ = _run(layout, variant, cautious, torch.float32, "float32")
     assert ((p.detach().double() - w).abs().max() / w.abs().max()) < 2e-6
@@ -83,8 +102,15 @@ def test_update_rms_is_matched_to_adamw_size(variant):
         assert opt.last_stats["update_rms_muon"] == pytest.approx(0.2 * 0.01, rel=1e-5)
 
 
-@pytest.mark.parametrize("knobs", [dict(variant="normuon"), dict(variant="adamuon"), dict(cautious_wd=True),
-                                   dict(variant="adamuon", cautious_wd=True, per_head=True)])
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        dict(variant="normuon"),
+        dict(variant="adamuon"),
+        dict(cautious_wd=True),
+        dict(variant="adamuon", cautious_wd=True, per_head=True),
+    ],
+)
 def test_lr_zero_is_a_no_op_for_every_variant(knobs):
     from conftest import tiny_llama
 
@@ -143,8 +169,11 @@ def test_state_layout_and_bytes_are_exact():
         opt = Muon([dict(params=[lin]), dict(params=[c1d], transposed=True)], lr=1e-3, variant=variant)
         lin.grad, c1d.grad = torch.randn_like(lin), torch.randn_like(c1d)
         opt.step()
-        keys = {"muon": {"momentum_buffer"}, "normuon": {"momentum_buffer", "normuon_v"},
-                "adamuon": {"momentum_buffer", "adamuon_v"}}[variant]
+        keys = {
+            "muon": {"momentum_buffer"},
+            "normuon": {"momentum_buffer", "normuon_v"},
+            "adamuon": {"momentum_buffer", "adamuon_v"},
+        }[variant]
         assert set(opt.state[lin]) == set(opt.state[c1d]) == keys
         nbytes = sum(t.numel() * t.element_size() for st in opt.state.values() for t in st.values())
         assert nbytes == 4 * (2 * 48 * 32 + extra)
@@ -167,8 +196,12 @@ def test_knobs_are_reachable_four_ways(tmp_path):
     want = dict(variant="adamuon", cautious_wd=True, per_head=True, qk_clip=50.0, variant_beta2=0.9)
     y = tmp_path / "muon.yaml"
     y.write_text("".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in want.items()))
-    configs = [MuonConfig(**want), MuonConfig.from_dict(want), MuonConfig.from_yaml(y),
-               MuonConfig.from_optim_args("variant=adamuon,cautious_wd=true,per_head=true,qk_clip=50,variant_beta2=0.9")]
+    configs = [
+        MuonConfig(**want),
+        MuonConfig.from_dict(want),
+        MuonConfig.from_yaml(y),
+        MuonConfig.from_optim_args("variant=adamuon,cautious_wd=true,per_head=true,qk_clip=50,variant_beta2=0.9"),
+    ]
     assert all(c == configs[0] for c in configs)
     model = tiny_llama()
     opt = hf_muon.create_optimizer(model, configs[2])
@@ -179,13 +212,16 @@ def test_knobs_are_reachable_four_ways(tmp_path):
     assert direct.qk_clip is not None and Muon([torch.nn.Parameter(torch.randn(4, 4))], variant="normuon")
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(variant="nor_muon"), "variant='nor_muon' is not valid; valid: muon, normuon, adamuon"),
-    (dict(variant="adamuon", update_base="adam"), "variant='adamuon' needs update_base='momentum'"),
-    (dict(variant="normuon", spectral_power=0.5), "needs update_base='momentum' and spectral_power=0"),
-    (dict(qk_clip=-1.0), r"qk_clip=-1.0 is out of range"),
-    (dict(variant_beta2=1.0), r"variant_beta2=1.0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(variant="nor_muon"), "variant='nor_muon' is not valid; valid: muon, normuon, adamuon"),
+        (dict(variant="adamuon", update_base="adam"), "variant='adamuon' needs update_base='momentum'"),
+        (dict(variant="normuon", spectral_power=0.5), "needs update_base='momentum' and spectral_power=0"),
+        (dict(qk_clip=-1.0), r"qk_clip=-1.0 is out of range"),
+        (dict(variant_beta2=1.0), r"variant_beta2=1.0 is out of range"),
+    ],
+)
 def test_bad_variant_settings_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         MuonConfig(**bad)

@@ -124,9 +124,7 @@ def _weights_stay_finite_or_the_step_raises_with_nothing_written(setup, pattern)
     for v in opt.state[p].values():
         assert torch.isfinite(v).all()
     if opt.param_groups[0]["nonfinite_skipped"]:
-        assert torch.equal(before[0], p.detach()) and all(
-            torch.equal(before[1][k], opt.state[p][k]) for k in before[1]
-        )
+        assert torch.equal(before[0], p.detach()) and all(torch.equal(before[1][k], opt.state[p][k]) for k in before[1])
 
 
 def _a_zero_gradient_with_momentum_zero_changes_weights_only_by_decay(setup):
@@ -135,9 +133,7 @@ def _a_zero_gradient_with_momentum_zero_changes_weights_only_by_decay(setup):
     w0 = p.detach().clone()
     p.grad = torch.zeros(shape, dtype=dtype)
     opt.step()
-    torch._foreach_mul_(
-        [w0], 1 - 1e-2 * 0.1
-    )  # the decay as the optimizer computes it (fp16 rounds the factor)
+    torch._foreach_mul_([w0], 1 - 1e-2 * 0.1)  # the decay as the optimizer computes it (fp16 rounds the factor)
     assert torch.equal(p.detach(), w0)
 
 
@@ -151,15 +147,11 @@ def _the_update_is_invariant_to_scaling_the_gradient_by_a_power_of_two(setup, k)
         p, opt = _make(shape, dtype, group, dict(knobs, nonfinite="error"), seed)
         w0 = p.detach().clone()
         p.grad = (g * scale).to(dtype)
-        if dtype != torch.float32 and not torch.equal(
-            (g * scale).to(dtype).float() / scale, g.to(dtype).float()
-        ):
+        if dtype != torch.float32 and not torch.equal((g * scale).to(dtype).float() / scale, g.to(dtype).float()):
             return  # the scaled gradient rounds differently in this dtype (subnormals): not the same input
         try:
             opt.step()
-        except (
-            FloatingPointError
-        ):  # 2^k·G overflows a fp16 state: refused, nothing written (the first property)
+        except FloatingPointError:  # 2^k·G overflows a fp16 state: refused, nothing written (the first property)
             assume(False)
         updates.append(p.detach().float() - w0.float())
     torch.testing.assert_close(updates[1], updates[0], rtol=0, atol=0)
@@ -173,9 +165,7 @@ def _lr_zero_is_a_no_op(setup, pattern):
     assume(torch.isfinite(p.grad).all())  # huge in fp16 is inf: the screen's case, not this property's
     try:
         opt.step()
-    except (
-        FloatingPointError
-    ):  # a state overflow is refused at lr = 0 too (found by the slow profile), unwritten
+    except FloatingPointError:  # a state overflow is refused at lr = 0 too (found by the slow profile), unwritten
         pass
     assert torch.equal(p.detach(), w0)
 
@@ -204,9 +194,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 (
     test_weights_stay_finite_or_the_step_raises_with_nothing_written,
     test_weights_stay_finite_or_the_step_raises_with_nothing_written_slow,
-) = _fast_and_slow(
-    _weights_stay_finite_or_the_step_raises_with_nothing_written, setups(), st.sampled_from(PATTERNS)
-)
+) = _fast_and_slow(_weights_stay_finite_or_the_step_raises_with_nothing_written, setups(), st.sampled_from(PATTERNS))
 
 (
     test_a_zero_gradient_with_momentum_zero_changes_weights_only_by_decay,
@@ -216,9 +204,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 (
     test_the_update_is_invariant_to_scaling_the_gradient_by_a_power_of_two,
     test_the_update_is_invariant_to_scaling_the_gradient_by_a_power_of_two_slow,
-) = _fast_and_slow(
-    _the_update_is_invariant_to_scaling_the_gradient_by_a_power_of_two, setups(), st.integers(-30, 30)
-)
+) = _fast_and_slow(_the_update_is_invariant_to_scaling_the_gradient_by_a_power_of_two, setups(), st.integers(-30, 30))
 
 test_lr_zero_is_a_no_op, test_lr_zero_is_a_no_op_slow = _fast_and_slow(
     _lr_zero_is_a_no_op, setups(), st.sampled_from(PATTERNS[:7])

@@ -41,14 +41,19 @@ def dtensor_param(local, mesh, placements, shape=None):
     from torch.distributed.tensor import DTensor
 
     shape = shape or None
-    t = DTensor.from_local(local, mesh, placements, run_check=False, shape=shape,
-                           stride=None if shape is None else (shape[1], 1))
+    t = DTensor.from_local(
+        local, mesh, placements, run_check=False, shape=shape, stride=None if shape is None else (shape[1], 1)
+    )
     return torch.nn.Parameter(t)
 
 
 def step_once(params, grads, **knobs):
-    opt = hf_muon.Muon([{"params": params, "param_names": [f"w{i}" for i in range(len(params))]}], lr=0.1,
-                       ns_dtype=knobs.pop("ns_dtype", "float32"), **knobs)
+    opt = hf_muon.Muon(
+        [{"params": params, "param_names": [f"w{i}" for i in range(len(params))]}],
+        lr=0.1,
+        ns_dtype=knobs.pop("ns_dtype", "float32"),
+        **knobs,
+    )
     opt.backend.bind(opt)
     for p, g in zip(params, grads):
         p.grad = g
@@ -107,8 +112,12 @@ def scenario(name, rank, mesh):
     return {"ok": True}
 
 
-NONFINITE = [f"nonfinite-{lay}-{where}-{mode}" for lay in ("ddp", "fsdp") for where in ("owner", "other", "all")
-             for mode in ("error", "skip")] + ["guard-error", "guard-skip"]
+NONFINITE = [
+    f"nonfinite-{lay}-{where}-{mode}"
+    for lay in ("ddp", "fsdp")
+    for where in ("owner", "other", "all")
+    for mode in ("error", "skip")
+] + ["guard-error", "guard-skip"]
 
 
 def outcome(opt, params, before, local=lambda t: t.to_local()):
@@ -127,8 +136,11 @@ def guard(mode, mesh):
     """Rank 0's rows of the gradient overflow bf16's Nesterov mix; rank 1's do not."""
     from torch.distributed.tensor import Shard, distribute_tensor
 
-    p = torch.nn.Parameter(distribute_tensor(torch.randn(8, 8, generator=torch.Generator().manual_seed(5))
-                                             .to(torch.bfloat16), mesh, [Shard(0)]))
+    p = torch.nn.Parameter(
+        distribute_tensor(
+            torch.randn(8, 8, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16), mesh, [Shard(0)]
+        )
+    )
     opt = hf_muon.Muon([{"params": [p], "param_names": ["w0"]}], lr=0.1, ns_dtype="float32", nonfinite=mode)
     opt.backend.bind(opt)
     grad = torch.ones(8, 8, dtype=torch.bfloat16)

@@ -41,7 +41,7 @@ def batch(step, rank, world):
     g = torch.Generator().manual_seed(1000 + step)
     ids = (torch.randint(0, VOCAB, (GLOBAL_BATCH, 1), generator=g) + torch.arange(SEQ)) % VOCAB
     per = GLOBAL_BATCH // world
-    return ids[rank * per: (rank + 1) * per]
+    return ids[rank * per : (rank + 1) * per]
 
 
 def build_model(kind="llama"):
@@ -49,22 +49,54 @@ def build_model(kind="llama"):
     if kind == "phi3-split":
         from transformers import Phi3Config, Phi3ForCausalLM
 
-        return Phi3ForCausalLM(Phi3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                                          num_attention_heads=4, num_key_value_heads=2, pad_token_id=0,
-                                          bos_token_id=0, eos_token_id=1))
+        return Phi3ForCausalLM(
+            Phi3Config(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                intermediate_size=48,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                pad_token_id=0,
+                bos_token_id=0,
+                eos_token_id=1,
+            )
+        )
     if kind == "qwen3-moe":
         from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-        return Qwen3MoeForCausalLM(Qwen3MoeConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
-                                                  moe_intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
-                                                  num_key_value_heads=2, num_experts=4, num_experts_per_tok=2,
-                                                  head_dim=8, bos_token_id=0, eos_token_id=1,
-                                                  experts_implementation="eager"))  # grouped_mm has no fp64
+        return Qwen3MoeForCausalLM(
+            Qwen3MoeConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                intermediate_size=64,
+                moe_intermediate_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                num_experts=4,
+                num_experts_per_tok=2,
+                head_dim=8,
+                bos_token_id=0,
+                eos_token_id=1,
+                experts_implementation="eager",
+            )
+        )  # grouped_mm has no fp64
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    return LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=80, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False,
-                                        bos_token_id=0, eos_token_id=1))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=32,
+            intermediate_size=80,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=False,
+            bos_token_id=0,
+            eos_token_id=1,
+        )
+    )
 
 
 def data_parallel(mode, rank, world):
@@ -113,13 +145,21 @@ def setup(a, world):
         for layer in model.model.layers:
             experts = layer.mlp.experts
             names = {id(p): n for n, p in experts.named_parameters()}
-            fully_shard(experts, mesh=full,
-                        shard_placement_fn=lambda p, names=names: Shard(1) if names[id(p)] in inner else Shard(0))
+            fully_shard(
+                experts,
+                mesh=full,
+                shard_placement_fn=lambda p, names=names: Shard(1) if names[id(p)] in inner else Shard(0),
+            )
             fully_shard(layer, mesh=full["shard"])
         fully_shard(model, mesh=full["shard"])
     inner_model = model.module if hasattr(model, "module") else model
-    config = hf_muon.MuonConfig(lr=2e-2, weight_decay=0.1, ns_dtype="float32", split_fused=a.model == "phi3-split",
-                                moe_experts="muon" if a.model == "qwen3-moe" else "adamw")
+    config = hf_muon.MuonConfig(
+        lr=2e-2,
+        weight_decay=0.1,
+        ns_dtype="float32",
+        split_fused=a.model == "phi3-split",
+        moe_experts="muon" if a.model == "qwen3-moe" else "adamw",
+    )
     return model, hf_muon.create_optimizer(inner_model, config)
 
 
@@ -228,9 +268,13 @@ def main():
     ap.add_argument("--kill-rank", type=int, default=None)
     ap.add_argument("--kill-step", type=int, default=None)
     ap.add_argument("--kill-in", choices=["step", "save"], default="step")
-    ap.add_argument("--dtype", choices=["float32", "float64"], default="float64",
-                    help="model dtype; NS always runs in fp32. fp64 weights/grads keep the DDP summation-order "
-                         "noise (~1e-7 relative in fp32 grads) out of the comparison")
+    ap.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float64",
+        help="model dtype; NS always runs in fp32. fp64 weights/grads keep the DDP summation-order "
+        "noise (~1e-7 relative in fp32 grads) out of the comparison",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
     import faulthandler
@@ -269,8 +313,15 @@ def main():
     if rank == 0:
         for name, sd in outputs.items():
             torch.save(sd, os.path.join(a.out, name))
-        stats = dict(world=world, first_step=first, bytes_sent=opt.comm_stats.bytes_sent, calls=opt.comm_stats.calls,
-                     steps=opt.comm_stats.steps, ns_flops=flops, ns_dtype=opt.backend.ns_dtype)
+        stats = dict(
+            world=world,
+            first_step=first,
+            bytes_sent=opt.comm_stats.bytes_sent,
+            calls=opt.comm_stats.calls,
+            steps=opt.comm_stats.steps,
+            ns_flops=flops,
+            ns_dtype=opt.backend.ns_dtype,
+        )
         json.dump(stats, open(os.path.join(a.out, "stats.json"), "w"))
     if dist.is_initialized():
         dist.barrier()

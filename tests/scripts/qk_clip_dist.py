@@ -35,9 +35,16 @@ def main(out: Path) -> None:
     scale = torch.arange(1.0, 9.0)
     sharded = distribute_tensor(full.clone(), mesh, [Shard(0)])
     _scale_(sharded, -2, scale)
-    torch.save({"S": opt.qk_clip.maxima, "local": local, "clipped": opt.qk_clip.last["qk_clip_heads_clipped"],
-                "weights": [p.detach() for p in model.parameters()],
-                "dtensor_ok": bool(torch.equal(sharded.full_tensor(), full * scale[:, None]))}, out / f"rank{rank}.pt")
+    torch.save(
+        {
+            "S": opt.qk_clip.maxima,
+            "local": local,
+            "clipped": opt.qk_clip.last["qk_clip_heads_clipped"],
+            "weights": [p.detach() for p in model.parameters()],
+            "dtensor_ok": bool(torch.equal(sharded.full_tensor(), full * scale[:, None])),
+        },
+        out / f"rank{rank}.pt",
+    )
     dist.destroy_process_group()
 
 

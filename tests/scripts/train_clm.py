@@ -31,9 +31,7 @@ class ScriptArguments:
     max_blocks: int = 256
     hidden_size: int = 32
     num_layers: int = 2
-    model_dir: str = field(
-        default="", metadata={"help": "load with from_pretrained (ZeRO-3: zero.Init, as HF does)"}
-    )
+    model_dir: str = field(default="", metadata={"help": "load with from_pretrained (ZeRO-3: zero.Init, as HF does)"})
 
 
 class KillAfterSave(TrainerCallback):
@@ -46,9 +44,7 @@ class KillAfterSave(TrainerCallback):
 
 
 def main():
-    script_args, training_args = HfArgumentParser(
-        (ScriptArguments, TrainingArguments)
-    ).parse_args_into_dataclasses()
+    script_args, training_args = HfArgumentParser((ScriptArguments, TrainingArguments)).parse_args_into_dataclasses()
     print(
         f"rank {training_args.process_index} of {training_args.world_size}, device {training_args.device}"
     )  # as run_clm.py

@@ -28,18 +28,35 @@ from __future__ import annotations
 from .cli import cli, main, parse_args
 from .report import format_table, loss_table, save_plot, steps_to_reach, summarize
 from .setup import (
-           FULL,
-           LABELS,
-           OPTIMIZERS,
-           QUICK,
-           Setup,
-           build_config,
-           build_model,
-           keep_freed_memory,
-           make_optimizer,
+    FULL,
+    LABELS,
+    OPTIMIZERS,
+    QUICK,
+    Setup,
+    build_config,
+    build_model,
+    keep_freed_memory,
+    make_optimizer,
 )
 from .trainer import train_one
 
-__all__ = ["FULL", "LABELS", "OPTIMIZERS", "QUICK", "Setup", "build_config", "build_model", "cli", "format_table",
-           "keep_freed_memory", "loss_table", "main", "make_optimizer", "parse_args", "save_plot", "steps_to_reach",
-           "summarize", "train_one"]
+__all__ = [
+    "FULL",
+    "LABELS",
+    "OPTIMIZERS",
+    "QUICK",
+    "Setup",
+    "build_config",
+    "build_model",
+    "cli",
+    "format_table",
+    "keep_freed_memory",
+    "loss_table",
+    "main",
+    "make_optimizer",
+    "parse_args",
+    "save_plot",
+    "steps_to_reach",
+    "summarize",
+    "train_one",
+]

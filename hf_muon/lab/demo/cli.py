@@ -36,15 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the initial weights and the data order")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate, the same for both optimizers")
-    p.add_argument(
-        "--weight-decay", type=float, default=0.1, help="decoupled weight decay for both (matrices)"
-    )
+    p.add_argument("--weight-decay", type=float, default=0.1, help="decoupled weight decay for both (matrices)")
     p.add_argument("--warmup", type=float, default=0.1, help="warmup: fraction of steps (<1) or steps (>=1)")
     p.add_argument("--batch-size", type=int, default=None, help="blocks per step")
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma list out of: adamw, muon")
-    p.add_argument(
-        "--quick", action="store_true", help="a handful of steps on a very small model (a smoke test)"
-    )
+    p.add_argument("--quick", action="store_true", help="a handful of steps on a very small model (a smoke test)")
     args = p.parse_args(argv)
     root = resolve_data_dir(args.data)
     if root is None:
@@ -88,9 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = build_config(setup, len(tok), tok.eos_token_id)
     probe = build_model(config, args.seed)
     n_params = sum(p.numel() for p in probe.parameters())
-    print(
-        f"hf_muon {hf_muon.__version__} demo | torch {torch.__version__} | {torch.get_num_threads()} CPU threads"
-    )
+    print(f"hf_muon {hf_muon.__version__} demo | torch {torch.__version__} | {torch.get_num_threads()} CPU threads")
     print(
         f"data: {args.corpus} -> {len(train_ds)} train / {len(val_ds)} val blocks of {setup.block_size} tokens "
         f"({len(train_ds) * setup.block_size:,} train tokens; {steps} steps x {batch} blocks = "

@@ -45,8 +45,7 @@ def summarize(results: dict[str, dict]) -> dict:
     return {
         "logged_steps_compared": len(later),
         "logged_steps_muon_lower": sum(r["muon"] < r["adamw"] for r in later),
-        "mean_train_loss_gap_muon_minus_adamw": sum(r["muon"] - r["adamw"] for r in later)
-        / max(1, len(later)),
+        "mean_train_loss_gap_muon_minus_adamw": sum(r["muon"] - r["adamw"] for r in later) / max(1, len(later)),
         "val_loss_gap_muon_minus_adamw": m["val_loss"] - a["val_loss"],
         "adamw_final_train_loss": target,
         "muon_step_reaching_adamw_final_train_loss": steps_to_reach(m["train_curve"], target),

@@ -110,7 +110,5 @@ def train_one(name: str, config, train_ds, val_ds, args, setup: Setup, workdir: 
         "steps": steps,
     }
     if groups is not None:
-        result["groups"] = [
-            {k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()} for row in groups
-        ]
+        result["groups"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in row.items()} for row in groups]
     return result

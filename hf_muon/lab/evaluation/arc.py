@@ -70,8 +70,13 @@ def load(data_dir=None, split: str = "test", limit: int | None = None, *, task: 
         raise ValueError(f"ARC task must be one of {sorted(CONFIGS)}, got {task!r}")
     if split not in SPLITS:
         raise ValueError(f"ARC split must be one of {list(SPLITS)}, got {split!r}")
-    rows, report = load_rows(task if split == "test" else f"{task}:{split}", parse_row, data_dir=data_dir,
-                             rel_path=file_for(task, split), hub=HubSpec("allenai/ai2_arc", CONFIGS[task], split))
+    rows, report = load_rows(
+        task if split == "test" else f"{task}:{split}",
+        parse_row,
+        data_dir=data_dir,
+        rel_path=file_for(task, split),
+        hub=HubSpec("allenai/ai2_arc", CONFIGS[task], split),
+    )
     return (rows if limit is None else rows[:limit]), report
 
 
@@ -99,25 +104,44 @@ def evaluate_arc(
     if num_fewshot > 0:
         pool, train_report = load(data_dir, "train", task=task)
         reports.append(train_report)
-    draws = fewshot_draws(pool, num_fewshot, len(rows), sampler="default", seed=fewshot_seed,
-                          docs=rows if split == "train" else None)
+    draws = fewshot_draws(
+        pool, num_fewshot, len(rows), sampler="default", seed=fewshot_seed, docs=rows if split == "train" else None
+    )
     prompts = [build_prompt(ex, shots) for ex, shots in zip(rows, draws)]
     requests, spans = [], []
     for ex, prompt in zip(rows, prompts):
         start = len(requests)
         requests.extend((prompt, " " + c) for c in ex["choices"])
         spans.append((start, len(requests)))
-    results = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length,
-                            add_bos=add_bos, accelerator=accelerator, progress=progress, desc=task)
+    results = loglikelihood(
+        model,
+        tokenizer,
+        requests,
+        batch_size=batch_size,
+        max_length=max_length,
+        add_bos=add_bos,
+        accelerator=accelerator,
+        progress=progress,
+        desc=task,
+    )
     lls = [[r.logprob for r in results[a:b]] for a, b in spans]
     golds = [ex["gold"] for ex in rows]
     lengths = [[float(len(c)) for c in ex["choices"]] for ex in rows]
     metrics = mc_accuracy(lls, golds, choice_lengths=lengths) if rows else {"acc": 0.0, "acc_norm": 0.0}
     samples = None
     if log_samples:
-        samples = [{"id": ex["id"], "prompt": prompts[j], "choices": ex["choices"], "loglikelihoods": lls[j],
-                    "gold": golds[j], "pred": mc_predict(lls[j]), "pred_norm": mc_predict(lls[j], lengths[j])}
-                   for j, ex in enumerate(rows)]
+        samples = [
+            {
+                "id": ex["id"],
+                "prompt": prompts[j],
+                "choices": ex["choices"],
+                "loglikelihoods": lls[j],
+                "gold": golds[j],
+                "pred": mc_predict(lls[j]),
+                "pred_norm": mc_predict(lls[j], lengths[j]),
+            }
+            for j, ex in enumerate(rows)
+        ]
     config = {"split": split, "num_fewshot": num_fewshot, "add_bos": add_bos}
     if num_fewshot:
         config.update(fewshot_split="train", fewshot_sampler="default", fewshot_seed=fewshot_seed)
@@ -135,5 +159,14 @@ def evaluate_arc_challenge(model, tokenizer, **kwargs) -> dict[str, Any]:
     """ARC-Challenge ``acc`` / ``acc_norm`` (lm-eval ``arc_challenge``); keywords as :func:`evaluate_arc`."""
     return evaluate_arc(model, tokenizer, task="arc_challenge", **kwargs)
 
-__all__ = ["CONFIGS", "build_prompt", "evaluate_arc", "evaluate_arc_challenge", "evaluate_arc_easy", "file_for",
-           "load", "parse_row"]
+
+__all__ = [
+    "CONFIGS",
+    "build_prompt",
+    "evaluate_arc",
+    "evaluate_arc_challenge",
+    "evaluate_arc_easy",
+    "file_for",
+    "load",
+    "parse_row",
+]

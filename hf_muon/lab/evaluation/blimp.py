@@ -123,9 +123,7 @@ def check_paradigms(paradigms) -> list[str]:
         paradigms = [p.strip() for p in paradigms.split(",") if p.strip()]
     unknown = [p for p in paradigms if p not in PARADIGMS]
     if unknown or not paradigms:
-        raise ValueError(
-            f"blimp: unknown paradigm(s) {unknown or '(none given)'}; valid: {', '.join(PARADIGMS)}"
-        )
+        raise ValueError(f"blimp: unknown paradigm(s) {unknown or '(none given)'}; valid: {', '.join(PARADIGMS)}")
     return [p for p in PARADIGMS if p in set(paradigms)]
 
 

@@ -29,9 +29,7 @@ def _load_native(model_dir, device: str | None):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype="auto"
-    )  # the saved dtype, as HFLM's default
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype="auto")  # the saved dtype, as HFLM's default
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(device), AutoTokenizer.from_pretrained(str(model_dir))
 
@@ -152,9 +150,7 @@ def _summary(results: Mapping[str, Mapping[str, Any]]) -> str:
             and k not in ("n_scored", "n_malformed", "elapsed_s")
         }
         values = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-        lines.append(
-            f"{task:14s} [{res.get('backend')}] n={res.get('n_scored')}  {values}   ({res.get('follows')})"
-        )
+        lines.append(f"{task:14s} [{res.get('backend')}] n={res.get('n_scored')}  {values}   ({res.get('follows')})")
     return "\n".join(lines)
 
 
@@ -181,16 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="first N rows of every task (MMLU: per subject; BLiMP: per paradigm), or TASK=N,...",
     )
-    p.add_argument(
-        "--data-dir", default=None, help="the local data mirror (default: $HF_MUON_DATA, else the Hub)"
-    )
-    p.add_argument(
-        "--output", default=None, help="write the result JSON here (default: print only the summary)"
-    )
+    p.add_argument("--data-dir", default=None, help="the local data mirror (default: $HF_MUON_DATA, else the Hub)")
+    p.add_argument("--output", default=None, help="write the result JSON here (default: print only the summary)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument(
-        "--max-length", type=int, default=None, help="context window (default: the model config's)"
-    )
+    p.add_argument("--max-length", type=int, default=None, help="context window (default: the model config's)")
     p.add_argument(
         "--add-bos",
         choices=("auto", "true", "false"),
@@ -213,9 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-samples", action="store_true", help="include per-item samples in the JSON")
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
-    p.add_argument(
-        "--work-dir", default=None, help="lm-eval backend: keep its data copies and task YAMLs here"
-    )
+    p.add_argument("--work-dir", default=None, help="lm-eval backend: keep its data copies and task YAMLs here")
     return p
 
 

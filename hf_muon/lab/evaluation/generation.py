@@ -59,7 +59,8 @@ def _eos_ids(model, tokenizer) -> list[int] | int | None:
     ids: list[int] = []
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     for value in ([gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])) + [
-            getattr(tokenizer, "eos_token_id", None)]:
+        getattr(tokenizer, "eos_token_id", None)
+    ]:
         if value is not None and int(value) not in ids:
             ids.append(int(value))
     if not ids:
@@ -112,8 +113,13 @@ def generate_until(
     device = model_device(gen_model)
     pad = pad_id(tokenizer)
     eos = _eos_ids(gen_model, tokenizer)
-    config = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_return_sequences=num_samples,
-                  pad_token_id=pad, eos_token_id=eos)
+    config = dict(
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        num_return_sequences=num_samples,
+        pad_token_id=pad,
+        eos_token_id=eos,
+    )
     if do_sample:
         config.update(temperature=temperature, top_p=top_p, top_k=0)
     gen_config = GenerationConfig(**config)
@@ -131,8 +137,12 @@ def generate_until(
         with torch.random.fork_rng(devices=devices, enabled=do_sample):
             if do_sample:
                 torch.manual_seed(seed + batch[0])
-            out = gen_model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                     generation_config=gen_config, stopping_criteria=criteria)
+            out = gen_model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                generation_config=gen_config,
+                stopping_criteria=criteria,
+            )
         texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         texts = [truncate_at_stop(t, stop) for t in texts]
         return [texts[r * num_samples : (r + 1) * num_samples] for r in range(len(batch))]

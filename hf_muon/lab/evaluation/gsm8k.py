@@ -81,14 +81,14 @@ def load(data_dir=None, limit: int | None = None, *, need_train: bool = True):
     reports = [report]
     pool: list[dict[str, Any]] = []
     if need_train:
-        pool, train_report = load_rows("gsm8k:train", parse_row, data_dir=data_dir, rel_path=TRAIN_FILE,
-                                       hub=HUB_TRAIN)
+        pool, train_report = load_rows("gsm8k:train", parse_row, data_dir=data_dir, rel_path=TRAIN_FILE, hub=HUB_TRAIN)
         reports.append(train_report)
     return pool, (rows if limit is None else rows[:limit]), reports
 
 
-def fewshot_prompts(rows: list[dict[str, Any]], pool: list[dict[str, Any]], num_fewshot: int,
-                    seed: int = FEWSHOT_SEED) -> list[str]:
+def fewshot_prompts(
+    rows: list[dict[str, Any]], pool: list[dict[str, Any]], num_fewshot: int, seed: int = FEWSHOT_SEED
+) -> list[str]:
     """The prompts lm-eval builds for ``rows`` (documents ``0..len(rows)-1`` of the test split)."""
     draws = fewshot_draws(pool, num_fewshot, len(rows), sampler="default", seed=seed)
     return [build_prompt(ex["question"], shots) for ex, shots in zip(rows, draws)]
@@ -98,15 +98,18 @@ def score_generations(generations: list[str], references: list[str]) -> tuple[di
     """``(metrics, per-item records)`` for generations against GSM8K ``answer`` fields (see the module docstring)."""
     items = []
     for g, ref in zip(generations, references, strict=True):
-        items.append({
-            "strict-match": float(gsm8k_harness_match(g, ref, "strict-match")),
-            "flexible-extract": float(gsm8k_harness_match(g, ref, "flexible-extract")),
-            "numeric_match": float(gsm8k_match(g, ref)),
-            "filtered": {"strict-match": strict_extract(g), "flexible-extract": flexible_extract(g)},
-        })
+        items.append(
+            {
+                "strict-match": float(gsm8k_harness_match(g, ref, "strict-match")),
+                "flexible-extract": float(gsm8k_harness_match(g, ref, "flexible-extract")),
+                "numeric_match": float(gsm8k_match(g, ref)),
+                "filtered": {"strict-match": strict_extract(g), "flexible-extract": flexible_extract(g)},
+            }
+        )
     n = len(items)
-    metrics = {k: (sum(it[k] for it in items) / n if n else 0.0)
-               for k in ("strict-match", "flexible-extract", "numeric_match")}
+    metrics = {
+        k: (sum(it[k] for it in items) / n if n else 0.0) for k in ("strict-match", "flexible-extract", "numeric_match")
+    }
     return metrics, items
 
 
@@ -130,25 +133,59 @@ def evaluate_gsm8k(
     """GSM8K ``strict-match`` and ``flexible-extract`` (lm-eval) + ``numeric_match`` + the common keys."""
     pool, rows, reports = load(data_dir, limit, need_train=num_fewshot > 0)
     prompts = fewshot_prompts(rows, pool, num_fewshot, fewshot_seed)
-    gens = generate_until(model, tokenizer, prompts, stop=stop, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                          max_length=max_length, add_bos=add_bos, accelerator=accelerator, progress=progress,
-                          desc="gsm8k")
+    gens = generate_until(
+        model,
+        tokenizer,
+        prompts,
+        stop=stop,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        max_length=max_length,
+        add_bos=add_bos,
+        accelerator=accelerator,
+        progress=progress,
+        desc="gsm8k",
+    )
     preds = [g[0] for g in gens]
     metrics, items = score_generations(preds, [ex["answer"] for ex in rows])
-    config = {"num_fewshot": num_fewshot, "fewshot_split": "train", "fewshot_sampler": "default",
-              "fewshot_seed": fewshot_seed, "max_new_tokens": max_new_tokens, "stop": list(stop),
-              "do_sample": False, "add_bos": add_bos}
+    config = {
+        "num_fewshot": num_fewshot,
+        "fewshot_split": "train",
+        "fewshot_sampler": "default",
+        "fewshot_seed": fewshot_seed,
+        "max_new_tokens": max_new_tokens,
+        "stop": list(stop),
+        "do_sample": False,
+        "add_bos": add_bos,
+    }
     samples = None
     if log_samples:
-        samples = [{"doc_id": j, "question": ex["question"], "prompt": prompts[j], "generation": p,
-                    "filtered": it["filtered"], "extracted": extract_answer(p),
-                    "reference": extract_reference(ex["answer"]),
-                    **{k: it[k] for k in ("strict-match", "flexible-extract", "numeric_match")}}
-                   for j, (ex, p, it) in enumerate(zip(rows, preds, items))]
+        samples = [
+            {
+                "doc_id": j,
+                "question": ex["question"],
+                "prompt": prompts[j],
+                "generation": p,
+                "filtered": it["filtered"],
+                "extracted": extract_answer(p),
+                "reference": extract_reference(ex["answer"]),
+                **{k: it[k] for k in ("strict-match", "flexible-extract", "numeric_match")},
+            }
+            for j, (ex, p, it) in enumerate(zip(rows, preds, items))
+        ]
     out = task_result(metrics, n_scored=len(rows), reports=reports, config=config, samples=samples)
     out.update(protocol("gsm8k"))
     return out
 
 
-__all__ = ["MAX_NEW_TOKENS", "NUM_FEWSHOT", "STOP", "build_prompt", "evaluate_gsm8k", "fewshot_prompts", "load",
-           "parse_row", "score_generations"]
+__all__ = [
+    "MAX_NEW_TOKENS",
+    "NUM_FEWSHOT",
+    "STOP",
+    "build_prompt",
+    "evaluate_gsm8k",
+    "fewshot_prompts",
+    "load",
+    "parse_row",
+    "score_generations",
+]

@@ -122,9 +122,7 @@ def fewshot_draws(
             out.append(rnd.sample(pool, k))
             continue
         shots = [x for x in rnd.sample(pool, k + 1) if x != docs[i]][:k]
-        if (
-            len(shots) < k
-        ):  # duplicates of the document were drawn: lm-eval resamples from the pool without it
+        if len(shots) < k:  # duplicates of the document were drawn: lm-eval resamples from the pool without it
             shots = rnd.sample([x for x in pool if x != docs[i]], k)
         out.append(shots)
     return out

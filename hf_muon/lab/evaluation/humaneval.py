@@ -95,15 +95,36 @@ def evaluate_humaneval(
         raise ValueError(f"pass@k needs 1 <= k <= num_samples={num_samples}; got ks={list(ks)}")
     rows, report = load(data_dir, limit)
     sampling = num_samples > 1
-    gens = generate_until(model, tokenizer, [ex["prompt"] for ex in rows], stop=STOP, max_new_tokens=max_new_tokens,
-                          batch_size=batch_size, max_length=max_length, num_samples=num_samples, do_sample=sampling,
-                          temperature=temperature, top_p=top_p, seed=seed, add_bos=add_bos, accelerator=accelerator,
-                          progress=progress, desc="humaneval")
+    gens = generate_until(
+        model,
+        tokenizer,
+        [ex["prompt"] for ex in rows],
+        stop=STOP,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        max_length=max_length,
+        num_samples=num_samples,
+        do_sample=sampling,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        add_bos=add_bos,
+        accelerator=accelerator,
+        progress=progress,
+        desc="humaneval",
+    )
     programs = [build_program(ex, c) for ex, cs in zip(rows, gens) for c in cs]
     outcomes = None
     if accelerator is None or accelerator.is_main_process:
-        results = run_programs(programs, workers=workers, timeout=timeout, memory_mb=memory_mb,
-                               allow_code_execution=True, progress=progress, desc="humaneval: execute")
+        results = run_programs(
+            programs,
+            workers=workers,
+            timeout=timeout,
+            memory_mb=memory_mb,
+            allow_code_execution=True,
+            progress=progress,
+            desc="humaneval: execute",
+        )
         outcomes = [(r.status, r.stderr_tail[-500:]) for r in results]
     if accelerator is not None and accelerator.num_processes > 1:
         from accelerate.utils import broadcast_object_list
@@ -114,16 +135,29 @@ def evaluate_humaneval(
     c = [sum(s == "passed" for s in statuses[j * num_samples : (j + 1) * num_samples]) for j in range(len(rows))]
     metrics = pass_at_k(n, c, ks) if rows else {f"pass@{k}": 0.0 for k in ks if k <= num_samples}
     metrics["status_counts"] = dict(Counter(statuses))
-    config = {"num_samples": num_samples, "ks": list(ks), "do_sample": sampling,
-              "temperature": temperature if sampling else None, "top_p": top_p if sampling else None,
-              "max_new_tokens": max_new_tokens, "timeout": timeout, "memory_mb": memory_mb, "stop": list(STOP),
-              "add_bos": add_bos}
+    config = {
+        "num_samples": num_samples,
+        "ks": list(ks),
+        "do_sample": sampling,
+        "temperature": temperature if sampling else None,
+        "top_p": top_p if sampling else None,
+        "max_new_tokens": max_new_tokens,
+        "timeout": timeout,
+        "memory_mb": memory_mb,
+        "stop": list(STOP),
+        "add_bos": add_bos,
+    }
     samples = None
     if log_samples:
-        samples = [{"task_id": ex["task_id"], "completions": gens[j],
-                    "statuses": statuses[j * num_samples : (j + 1) * num_samples],
-                    "stderr_tails": [t for _, t in outcomes[j * num_samples : (j + 1) * num_samples]]}
-                   for j, ex in enumerate(rows)]
+        samples = [
+            {
+                "task_id": ex["task_id"],
+                "completions": gens[j],
+                "statuses": statuses[j * num_samples : (j + 1) * num_samples],
+                "stderr_tails": [t for _, t in outcomes[j * num_samples : (j + 1) * num_samples]],
+            }
+            for j, ex in enumerate(rows)
+        ]
     out = task_result(metrics, n_scored=len(rows), reports=[report], config=config, samples=samples)
     out.update(protocol("humaneval", extra_metrics=[f"pass@{k}" for k in ks if int(k) != 1 or sampling]))
     return out

@@ -93,9 +93,7 @@ def require_lm_eval() -> str:
             "(or use --backend native, the default)"
         )
     if version != LM_EVAL_VERSION:
-        logger.warning(
-            "lm-eval %s is installed; the native tasks follow lm-eval %s", version, LM_EVAL_VERSION
-        )
+        logger.warning("lm-eval %s is installed; the native tasks follow lm-eval %s", version, LM_EVAL_VERSION)
     return version
 
 
@@ -208,9 +206,7 @@ def evaluate_with_lm_eval(
         prepared = {}
         for t in tasks:
             lim = limit.get(t) if isinstance(limit, Mapping) else limit
-            prepared[t] = write_task_configs(
-                t, work, data_dir=data_dir, limit=lim, options=task_options.get(t)
-            )
+            prepared[t] = write_task_configs(t, work, data_dir=data_dir, limit=lim, options=task_options.get(t))
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs: dict[str, Any] = {"batch_size": batch_size, "device": device}
         if add_bos is not None:

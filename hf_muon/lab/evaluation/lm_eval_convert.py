@@ -68,9 +68,7 @@ def _convert_blimp(out: dict, config: dict, log_samples: bool) -> dict[str, Any]
     return {"metrics": metrics, "n": len(recs), "samples": recs if log_samples else None}
 
 
-def convert(
-    task: str, names: list[str], out: dict, log_samples: bool, config: dict | None = None
-) -> dict[str, Any]:
+def convert(task: str, names: list[str], out: dict, log_samples: bool, config: dict | None = None) -> dict[str, Any]:
     """Native-layout metrics + samples of one task from an lm-eval ``simple_evaluate`` output."""
     from ..metrics import mc_predict
 
@@ -160,9 +158,7 @@ def convert(
 
         docs = _by_doc(samples.get("humaneval", []))
         metrics = {"pass@1": float(res["pass@1,create_test"]), "status_counts": dict(Counter(EXEC_LOG))}
-        recs = [
-            {"task_id": g[0]["doc"]["task_id"], "completions": list(g[0]["resps"][0])} for g in docs.values()
-        ]
+        recs = [{"task_id": g[0]["doc"]["task_id"], "completions": list(g[0]["resps"][0])} for g in docs.values()]
         return {"metrics": metrics, "n": len(docs), "samples": recs if log_samples else None}
     raise ValueError(task)
 

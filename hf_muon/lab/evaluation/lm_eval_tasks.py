@@ -242,9 +242,7 @@ def write_task_configs(
                 "stop": list(humaneval.STOP),
             },
         )
-    raise ValueError(
-        f"{task!r} has no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}"
-    )
+    raise ValueError(f"{task!r} has no lm-eval counterpart; lm-eval backend tasks: {', '.join(LM_EVAL_TASKS)}")
 
 
 def _blimp_configs(official: Path, out: Path, data_dir, limit, paradigms):

@@ -62,10 +62,9 @@ class LoglikResult:
     num_tokens: int
 
 
-def encode_pair(tokenizer, context: str, continuation: str,
-                add_bos: bool | None = None) -> tuple[list[int], list[int]]:
+def encode_pair(tokenizer, context: str, continuation: str, add_bos: bool | None = None) -> tuple[list[int], list[int]]:
     """``(context_ids, continuation_ids)`` per the split trick described in the module docstring."""
-    if not continuation and not context[len(context.rstrip()):]:
+    if not continuation and not context[len(context.rstrip()) :]:
         raise ValueError("empty continuation: nothing to score")
     if not context:
         first = prefix_token_id(tokenizer)
@@ -81,7 +80,7 @@ def encode_pair(tokenizer, context: str, continuation: str,
         context = context[:-n_spaces]
     whole = encode(tokenizer, context + continuation, add_bos)
     ctx = encode(tokenizer, context, add_bos)
-    cont = whole[len(ctx):]
+    cont = whole[len(ctx) :]
     if not cont:
         raise ValueError(f"continuation {continuation!r} produced no tokens after context {context[-40:]!r}")
     if not ctx:  # a whitespace-only context that encodes to nothing: condition on the prefix token
@@ -142,7 +141,7 @@ def loglikelihood_tokens(
         if len(cont) > max_length:
             raise ValueError(f"request {i}: continuation of {len(cont)} tokens exceeds max_length={max_length}")
         whole = list(ctx) + list(cont)
-        inputs.append(tuple(whole[-(max_length + 1):][:-1]))
+        inputs.append(tuple(whole[-(max_length + 1) :][:-1]))
         conts.append(tuple(int(t) for t in cont))
 
     # requests with an identical model input share a forward pass
@@ -187,8 +186,9 @@ def loglikelihood_tokens(
         return out
 
     with eval_mode(model):
-        by_unique = run_batches(order, score, batch_size=batch_size, accelerator=accelerator, progress=progress,
-                                desc=desc)
+        by_unique = run_batches(
+            order, score, batch_size=batch_size, accelerator=accelerator, progress=progress, desc=desc
+        )
     results: list[LoglikResult | None] = [None] * len(requests)
     for u, members in enumerate(groups):
         for i, (value, greedy) in zip(members, by_unique[u]):

@@ -111,8 +111,17 @@ def evaluate_mmlu(
     test, pool, reports = load(data_dir, limit)
     prompts = [build_prompt(ex, pool.get(ex["subject"], [])[:num_fewshot]) for ex in test]
     requests = [(p, f" {letter}") for p in prompts for letter in LETTERS]
-    results = loglikelihood(model, tokenizer, requests, batch_size=batch_size, max_length=max_length,
-                            add_bos=add_bos, accelerator=accelerator, progress=progress, desc="mmlu")
+    results = loglikelihood(
+        model,
+        tokenizer,
+        requests,
+        batch_size=batch_size,
+        max_length=max_length,
+        add_bos=add_bos,
+        accelerator=accelerator,
+        progress=progress,
+        desc="mmlu",
+    )
     lls = [[r.logprob for r in results[4 * j : 4 * j + 4]] for j in range(len(test))]
     golds = [ex["answer"] for ex in test]
     by_subject: dict[str, list[int]] = defaultdict(list)
@@ -127,13 +136,27 @@ def evaluate_mmlu(
         "acc_by_subject": acc_by_subject,
     }
     short = sorted(s for s in by_subject if len(pool.get(s, [])) < num_fewshot)
-    config = {"num_fewshot": num_fewshot, "fewshot_split": "dev", "fewshot_sampler": "first_n",
-              "limit_per_subject": limit, "subjects": len(by_subject), "subjects_with_fewer_shots": short,
-              "add_bos": add_bos}
+    config = {
+        "num_fewshot": num_fewshot,
+        "fewshot_split": "dev",
+        "fewshot_sampler": "first_n",
+        "limit_per_subject": limit,
+        "subjects": len(by_subject),
+        "subjects_with_fewer_shots": short,
+        "add_bos": add_bos,
+    }
     samples = None
     if log_samples:
-        samples = [{"subject": ex["subject"], "prompt": prompts[j], "loglikelihoods": lls[j], "gold": golds[j],
-                    "pred": mc_predict(lls[j])} for j, ex in enumerate(test)]
+        samples = [
+            {
+                "subject": ex["subject"],
+                "prompt": prompts[j],
+                "loglikelihoods": lls[j],
+                "gold": golds[j],
+                "pred": mc_predict(lls[j]),
+            }
+            for j, ex in enumerate(test)
+        ]
     out = task_result(metrics, n_scored=len(test), reports=reports, config=config, samples=samples)
     out.update(protocol("mmlu"))
     return out

@@ -93,8 +93,16 @@ def summarize_nll(pairs: Sequence[tuple[float, int]]) -> dict[str, float]:
     return {"loss": loss, "perplexity": math.exp(loss) if loss < 700 else float("inf"), "tokens": tokens}
 
 
-def load_blocks(tokenizer, *, data_dir=None, corpus: str = "tinystories", block_size: int = 128,
-                split: str = "val", val_fraction: float = 0.1, limit: int | None = None):
+def load_blocks(
+    tokenizer,
+    *,
+    data_dir=None,
+    corpus: str = "tinystories",
+    block_size: int = 128,
+    split: str = "val",
+    val_fraction: float = 0.1,
+    limit: int | None = None,
+):
     """``(list of token blocks, LoadReport)`` for the perplexity corpus (see the module docstring)."""
     if split not in ("val", "all"):
         raise ValueError(f"split must be 'val' or 'all', got {split!r}")
@@ -137,10 +145,24 @@ def evaluate_perplexity(
     """``loss``, ``perplexity``, ``tokens``, ``blocks`` + the common keys (``n_scored`` = blocks)."""
     if max_length is not None and block_size > max_length:
         raise ValueError(f"block_size={block_size} exceeds max_length={max_length}")
-    blocks, report = load_blocks(tokenizer, data_dir=data_dir, corpus=corpus, block_size=block_size, split=split,
-                                 val_fraction=val_fraction, limit=limit)
-    pairs = sequence_nll(model, blocks, batch_size=batch_size, pad_token_id=pad_id(tokenizer),
-                         accelerator=accelerator, progress=progress, desc="perplexity")
+    blocks, report = load_blocks(
+        tokenizer,
+        data_dir=data_dir,
+        corpus=corpus,
+        block_size=block_size,
+        split=split,
+        val_fraction=val_fraction,
+        limit=limit,
+    )
+    pairs = sequence_nll(
+        model,
+        blocks,
+        batch_size=batch_size,
+        pad_token_id=pad_id(tokenizer),
+        accelerator=accelerator,
+        progress=progress,
+        desc="perplexity",
+    )
     metrics = summarize_nll(pairs)
     metrics["blocks"] = len(blocks)
     config = {"corpus": corpus, "block_size": block_size, "split": split, "val_fraction": val_fraction}

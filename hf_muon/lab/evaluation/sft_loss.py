@@ -71,8 +71,9 @@ def split_indices(n: int, split: str = "heldout", heldout_fraction: float = 0.1)
 
 def tokenize_conversation(tokenizer, messages: list[dict[str, str]], max_length: int | None = None):
     """``(input_ids, assistant_mask, truncated)`` for one conversation under the Tulu template."""
-    out = tokenizer.apply_chat_template(messages, chat_template=TULU_CHAT_TEMPLATE, tokenize=True, return_dict=True,
-                                        return_assistant_tokens_mask=True)
+    out = tokenizer.apply_chat_template(
+        messages, chat_template=TULU_CHAT_TEMPLATE, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     ids, mask = list(out["input_ids"]), [bool(x) for x in out["assistant_masks"]]
     truncated = max_length is not None and len(ids) > max_length
     if truncated:
@@ -80,8 +81,13 @@ def tokenize_conversation(tokenizer, messages: list[dict[str, str]], max_length:
     return ids, mask, truncated
 
 
-def load(data_dir=None, source: str = "tulu3_sft", split: str = "heldout", heldout_fraction: float = 0.1,
-         limit: int | None = None):
+def load(
+    data_dir=None,
+    source: str = "tulu3_sft",
+    split: str = "heldout",
+    heldout_fraction: float = 0.1,
+    limit: int | None = None,
+):
     if source not in SOURCES:
         raise ValueError(f"unknown SFT source {source!r}; choose from {sorted(SOURCES)}")
     rel, hub = SOURCES[source]
@@ -120,13 +126,26 @@ def evaluate_sft_loss(
         seqs.append(ids)
         masks.append(mask)
         kept.append(j)
-    pairs = sequence_nll(model, seqs, masks, batch_size=batch_size, pad_token_id=pad_id(tokenizer),
-                         accelerator=accelerator, progress=progress, desc="sft_loss")
+    pairs = sequence_nll(
+        model,
+        seqs,
+        masks,
+        batch_size=batch_size,
+        pad_token_id=pad_id(tokenizer),
+        accelerator=accelerator,
+        progress=progress,
+        desc="sft_loss",
+    )
     metrics = summarize_nll(pairs)
     metrics["n_truncated"] = n_trunc
     metrics["n_empty"] = len(rows) - len(kept)
-    config = {"source": source, "split": split, "heldout_fraction": heldout_fraction, "max_length": max_length,
-              "chat_template": "hf_muon.lab.chat.TULU_CHAT_TEMPLATE"}
+    config = {
+        "source": source,
+        "split": split,
+        "heldout_fraction": heldout_fraction,
+        "max_length": max_length,
+        "chat_template": "hf_muon.lab.chat.TULU_CHAT_TEMPLATE",
+    }
     samples = None
     if log_samples:
         samples = [{"id": rows[j]["id"], "nll": s, "tokens": n} for j, (s, n) in zip(kept, pairs)]

@@ -65,8 +65,14 @@ class LoadReport:
 
     def warn(self) -> None:
         if self.malformed:
-            logger.warning("%s: skipped %d malformed of %d rows from %s; first: %s", self.task, self.malformed,
-                           self.rows, self.source, "; ".join(self.reasons[:3]))
+            logger.warning(
+                "%s: skipped %d malformed of %d rows from %s; first: %s",
+                self.task,
+                self.malformed,
+                self.rows,
+                self.source,
+                "; ".join(self.reasons[:3]),
+            )
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -23,8 +23,38 @@ import statistics
 from collections.abc import Mapping
 
 # two-sided 95 % Student t quantiles t_{0.975, df}, df = 1..30; the normal 1.96 beyond
-T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 BOOTSTRAP_SEED = 12345
 BOOTSTRAP_RESAMPLES = 10_000
 
@@ -38,8 +68,7 @@ def t_quantile(df: int) -> float:
 
 def paired_differences(a: Mapping[int, float], b: Mapping[int, float]) -> dict[int, float]:
     """``{seed: a[seed] − b[seed]}`` over the seeds both cells have, finite values only."""
-    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))
-            if math.isfinite(a[s]) and math.isfinite(b[s])}
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b)) if math.isfinite(a[s]) and math.isfinite(b[s])}
 
 
 def t_interval(d: list[float]) -> tuple[float, float] | None:
@@ -50,8 +79,9 @@ def t_interval(d: list[float]) -> tuple[float, float] | None:
     return mean - half, mean + half
 
 
-def bootstrap_interval(d: list[float], resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+def bootstrap_interval(
+    d: list[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float] | None:
     """Percentile interval (2.5 %, 97.5 %) of the means of ``resamples`` resamples of ``d``; ``None`` if n < 2."""
     if len(d) < 2:
         return None
@@ -68,9 +98,16 @@ def paired_contrast(a: Mapping[int, float], b: Mapping[int, float]) -> dict:
     diffs = paired_differences(a, b)
     d = list(diffs.values())
     t_ci = t_interval(d)
-    return {"n": len(d), "seeds": list(diffs), "diffs": d, "mean": statistics.fmean(d) if d else float("nan"),
-            "sd": statistics.stdev(d) if len(d) > 1 else None, "t_ci": t_ci, "boot_ci": bootstrap_interval(d),
-            "excludes_zero": bool(t_ci and (t_ci[0] > 0 or t_ci[1] < 0))}
+    return {
+        "n": len(d),
+        "seeds": list(diffs),
+        "diffs": d,
+        "mean": statistics.fmean(d) if d else float("nan"),
+        "sd": statistics.stdev(d) if len(d) > 1 else None,
+        "t_ci": t_ci,
+        "boot_ci": bootstrap_interval(d),
+        "excludes_zero": bool(t_ci and (t_ci[0] > 0 or t_ci[1] < 0)),
+    }
 
 
 def verdict(c: dict, higher_is_better: bool) -> str:
@@ -95,9 +132,18 @@ def format_ci(c: dict, digits: int = 3) -> str:
         return f"{m} (n=1, no interval)"
     lo, hi = c["t_ci"]
     blo, bhi = c["boot_ci"]
-    return (f"{m} [{lo:+.{digits}f}, {hi:+.{digits}f}] (bootstrap [{blo:+.{digits}f}, {bhi:+.{digits}f}], "
-            f"n={c['n']})")
+    return f"{m} [{lo:+.{digits}f}, {hi:+.{digits}f}] (bootstrap [{blo:+.{digits}f}, {bhi:+.{digits}f}], n={c['n']})"
 
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "T975", "bootstrap_interval", "format_ci", "paired_contrast",
-           "paired_differences", "t_interval", "t_quantile", "verdict"]
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "BOOTSTRAP_SEED",
+    "T975",
+    "bootstrap_interval",
+    "format_ci",
+    "paired_contrast",
+    "paired_differences",
+    "t_interval",
+    "t_quantile",
+    "verdict",
+]

@@ -56,16 +56,34 @@ def time_estimate(train: float, ns: float, cfg: dict, **extra) -> dict:
     ``cfg["ns_throughput_gflops"]``."""
     thr, nthr = float(cfg["throughput_gflops"]), float(cfg["ns_throughput_gflops"])
     minutes = estimate_minutes(train, thr) + estimate_minutes(ns, nthr)
-    return {"flops": train + ns, "train_flops": train, "ns_flops": ns, "throughput_gflops": thr,
-            "ns_throughput_gflops": nthr, "minutes": minutes, **extra}
+    return {
+        "flops": train + ns,
+        "train_flops": train,
+        "ns_flops": ns,
+        "throughput_gflops": thr,
+        "ns_throughput_gflops": nthr,
+        "minutes": minutes,
+        **extra,
+    }
 
 
 def describe_estimate(est: dict) -> str:
     """One sentence for a report: FLOPs, rates and minutes."""
-    return (f"{est['flops'] / 1e9:,.0f} GFLOP ({est['train_flops'] / 1e9:,.0f} model/fp32 at {est['throughput_gflops']:g} "
-            f"GFLOP/s + {est['ns_flops'] / 1e9:,.0f} Newton-Schulz at {est['ns_throughput_gflops']:g} GFLOP/s, the rates "
-            f"measured here with one thread) ≈ **{est['minutes']:.0f} min**")
+    return (
+        f"{est['flops'] / 1e9:,.0f} GFLOP ({est['train_flops'] / 1e9:,.0f} model/fp32 at {est['throughput_gflops']:g} "
+        f"GFLOP/s + {est['ns_flops'] / 1e9:,.0f} Newton-Schulz at {est['ns_throughput_gflops']:g} GFLOP/s, the rates "
+        f"measured here with one thread) ≈ **{est['minutes']:.0f} min**"
+    )
 
 
-__all__ = ["DEFAULT_NS_THROUGHPUT_GFLOPS", "DEFAULT_THROUGHPUT_GFLOPS", "current_ns_steps", "describe_estimate",
-           "estimate_minutes", "ns_flops", "optimizer_ns_flops", "time_estimate", "train_flops"]
+__all__ = [
+    "DEFAULT_NS_THROUGHPUT_GFLOPS",
+    "DEFAULT_THROUGHPUT_GFLOPS",
+    "current_ns_steps",
+    "describe_estimate",
+    "estimate_minutes",
+    "ns_flops",
+    "optimizer_ns_flops",
+    "time_estimate",
+    "train_flops",
+]

@@ -86,9 +86,7 @@ def prepare_data(cfg: dict) -> LMData:
     )
 
 
-def batch_order(
-    n_train: int, steps: int, batch: int, seed: int, *, whole_batches: bool = False
-) -> torch.Tensor:
+def batch_order(n_train: int, steps: int, batch: int, seed: int, *, whole_batches: bool = False) -> torch.Tensor:
     """``(steps, batch)`` indices into the training blocks: fresh permutations from ``Generator(seed)``, one per pass.
 
     ``whole_batches=False``: the permutations are concatenated, so a batch may span two passes (the benchmarks).
@@ -96,9 +94,7 @@ def batch_order(
     blocks than ``batch`` every step takes one whole permutation (``n_train`` rows).
     """
     if n_train < 1 or steps < 0 or batch < 1:
-        raise ValueError(
-            f"batch_order: need n_train >= 1, steps >= 0, batch >= 1 (got {n_train}, {steps}, {batch})"
-        )
+        raise ValueError(f"batch_order: need n_train >= 1, steps >= 0, batch >= 1 (got {n_train}, {steps}, {batch})")
     gen = torch.Generator().manual_seed(seed)
     if not whole_batches:
         perms = [torch.randperm(n_train, generator=gen) for _ in range(math.ceil(steps * batch / n_train))]

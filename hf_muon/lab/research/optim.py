@@ -17,12 +17,23 @@ def build_optimizer(model, cfg: dict):
 
     auto = {k: cfg[k] for k in AUTO_KEYS if k in cfg}
     cfg = merge_config(OPTIM_DEFAULTS, {k: v for k, v in cfg.items() if k not in AUTO_KEYS}, "optimizer")
-    config = MuonConfig(lr=float(cfg["lr"]), adamw_lr=float(cfg["adamw_lr"]), weight_decay=float(cfg["weight_decay"]),
-                        momentum=float(cfg["momentum"]), nesterov=bool(cfg["nesterov"]), ns_steps=cfg["ns_steps"],
-                        coefficients=cfg["coefficients"], scale_mode=cfg["scale_mode"], betas=tuple(cfg["betas"]),
-                        eps=float(cfg["eps"]), spectral_power=float(cfg["spectral_power"]),
-                        update_base=cfg["update_base"], ns_dtype=cfg["ns_dtype"], auto_every=int(cfg["auto_every"]),
-                        **auto)
+    config = MuonConfig(
+        lr=float(cfg["lr"]),
+        adamw_lr=float(cfg["adamw_lr"]),
+        weight_decay=float(cfg["weight_decay"]),
+        momentum=float(cfg["momentum"]),
+        nesterov=bool(cfg["nesterov"]),
+        ns_steps=cfg["ns_steps"],
+        coefficients=cfg["coefficients"],
+        scale_mode=cfg["scale_mode"],
+        betas=tuple(cfg["betas"]),
+        eps=float(cfg["eps"]),
+        spectral_power=float(cfg["spectral_power"]),
+        update_base=cfg["update_base"],
+        ns_dtype=cfg["ns_dtype"],
+        auto_every=int(cfg["auto_every"]),
+        **auto,
+    )
     with warnings.catch_warnings():  # sweeps deliberately visit lrs outside a mode's usual range
         warnings.filterwarnings("ignore", message=r"Muon lr=")
         return create_optimizer(model, config)

@@ -57,18 +57,29 @@ class Recipe:
 
     def announce(self, runs: int, est: dict) -> None:
         """Print the plan: how many training runs, their FLOPs and the estimated minutes."""
-        print(f"{self.name}: {runs} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated "
-              f"{est['minutes']:.1f} min", flush=True)
+        print(
+            f"{self.name}: {runs} training runs, ≈{est['flops'] / 1e12:.2f} TFLOP, estimated {est['minutes']:.1f} min",
+            flush=True,
+        )
 
     def finish(self, summary: dict, report: str) -> Path:
         """Write ``summary.json`` (with config, command, environment, data and run bookkeeping) and
         ``report.md``; print where they are."""
-        full = {"config": self.cfg, "command": self.command, "environment": environment(),
-                "data": self.data.info, **summary, "executed": self.store.executed, "skipped": self.store.skipped}
+        full = {
+            "config": self.cfg,
+            "command": self.command,
+            "environment": environment(),
+            "data": self.data.info,
+            **summary,
+            "executed": self.store.executed,
+            "skipped": self.store.skipped,
+        }
         write_json(self.out / "summary.json", full)
         (self.out / "report.md").write_text(report)
-        print(f"ran {len(self.store.executed)} run(s), skipped {len(self.store.skipped)} finished; "
-              f"report: {self.out / 'report.md'}")
+        print(
+            f"ran {len(self.store.executed)} run(s), skipped {len(self.store.skipped)} finished; "
+            f"report: {self.out / 'report.md'}"
+        )
         return self.out
 
 

@@ -43,6 +43,7 @@ def fmt(x: float | None, digits: int = 4) -> str:
 
 def command_line(script: str | os.PathLike, argv: Sequence[str]) -> str:
     """The command that reproduces this run, with repository-relative paths where possible."""
+
     def rel(s: str) -> str:
         try:
             return str(Path(s).resolve().relative_to(REPO_DIR))
@@ -83,15 +84,22 @@ def environment() -> dict:
         tf_version = transformers.__version__
     except Exception:  # pragma: no cover
         tf_version = None
-    return {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version(),
-            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    return {
+        "torch": torch.__version__,
+        "transformers": tf_version,
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def describe_environment(env: dict) -> str:
     load = f", 1-min load {env['load_average'][0]:.1f} at the end" if env.get("load_average") else ""
-    return (f"torch {env['torch']}, transformers {env['transformers']}, {env['torch_threads']} torch thread(s) on "
-            f"{env['cpu_count']} cores{load}")
+    return (
+        f"torch {env['torch']}, transformers {env['transformers']}, {env['torch_threads']} torch thread(s) on "
+        f"{env['cpu_count']} cores{load}"
+    )
 
 
 def report_text(lines: list[str], figs: Sequence[str]) -> str:

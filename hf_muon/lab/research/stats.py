@@ -57,5 +57,10 @@ def best_lr(lrs: Sequence[float], losses: Sequence[float | None]) -> dict:
         b = (x[2] ** 2 * (y[0] - y[1]) + x[1] ** 2 * (y[2] - y[0]) + x[0] ** 2 * (y[1] - y[2])) / den
         if a > 0:
             refined = math.exp(min(max(-b / (2 * a), x[0]), x[2]))
-    return {"best_lr": pts[i][0], "best_loss": vals[i], "interior": interior, "refined_lr": refined,
-            "diverged_all": False}
+    return {
+        "best_lr": pts[i][0],
+        "best_loss": vals[i],
+        "interior": interior,
+        "refined_lr": refined,
+        "diverged_all": False,
+    }

@@ -58,10 +58,16 @@ class RunStore:
         started = time.time()
         load = os.getloadavg() if hasattr(os, "getloadavg") else None
         result = fn()
-        rec = {"run_id": run_id, "status": "done", "spec": _jsonable(spec), "result": _jsonable(result),
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-               "wall_s": time.time() - started, "load_average_at_start": load,
-               "torch_threads": torch.get_num_threads()}
+        rec = {
+            "run_id": run_id,
+            "status": "done",
+            "spec": _jsonable(spec),
+            "result": _jsonable(result),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "wall_s": time.time() - started,
+            "load_average_at_start": load,
+            "torch_threads": torch.get_num_threads(),
+        }
         write_json(self.path(run_id), rec)
         self.executed.append(run_id)
         return rec["result"]

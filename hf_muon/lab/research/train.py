@@ -150,9 +150,7 @@ def fit(
         history.add_eval(0, model, val, eval_batch)
     bar = progress(range(1, steps + 1), desc=desc, leave=False)
     for step in bar:
-        value, seconds, reason = _step(
-            model, optimizer, schedulers, train[order[step - 1]], clip, params, stop, sync
-        )
+        value, seconds, reason = _step(model, optimizer, schedulers, train[order[step - 1]], clip, params, stop, sync)
         if reason is not None:
             history.stopped = f"{reason} at step {step}"
             break
@@ -196,9 +194,7 @@ def train(
     limit = 3.0 * math.log(data.vocab_size) if diverge_loss is None else diverge_loss
 
     def factor(s: int) -> float:
-        return lr_factor(
-            s, steps, int(cfg["warmup_steps"]), float(cfg["decay_ratio"]), float(cfg["min_lr_ratio"])
-        )
+        return lr_factor(s, steps, int(cfg["warmup_steps"]), float(cfg["decay_ratio"]), float(cfg["min_lr_ratio"]))
 
     order = batch_order(len(data.train), steps, bs, int(cfg["seed"]) + 1, whole_batches=True)
     hist, t0 = History(), time.perf_counter()
@@ -235,8 +231,6 @@ def _result(hist: History, steps: int, tokens_per_step: int, wall_s: float) -> d
         "steps_done": len(hist.losses),
         "tokens": len(hist.losses) * tokens_per_step,
         "train_curve": curve(hist.losses, steps),
-        "val_curve": [
-            [e["step"], e["val_loss"]] for e in hist.evals if final is not None or e["step"] != steps
-        ],
+        "val_curve": [[e["step"], e["val_loss"]] for e in hist.evals if final is not None or e["step"] != steps],
         "wall_s": wall_s,
     }

@@ -124,9 +124,9 @@ def build_card(
 
     corpus = cfg.pretrain.corpora()[0]
     sft = unit["kind"] == "sft"
-    datasets = (
-        [CORPUS_DATASETS.get(c, c) for c in cfg.pretrain.corpora()] if not cfg.model.base_model else []
-    ) + (["allenai/tulu-3-sft-mixture"] if sft else [])
+    datasets = ([CORPUS_DATASETS.get(c, c) for c in cfg.pretrain.corpora()] if not cfg.model.base_model else []) + (
+        ["allenai/tulu-3-sft-mixture"] if sft else []
+    )
     base_model = cfg.model.base_model or (f"hf_muon-mismatch-base-{unit['pretrain']}" if sft else None)
     data = ModelCardData(
         license=cfg.license,
@@ -155,9 +155,7 @@ def build_card(
             f"assistant-only loss" + (f", variant {variant}" if variant else "")
         )
     if "muon" in (unit["pretrain"], unit["sft"]):
-        hp["Muon settings"] = (
-            "hf_muon defaults: Nesterov 0.95, Polar Express 5 steps, moonlight scale 0.2·√max(A,B)"
-        )
+        hp["Muon settings"] = "hf_muon defaults: Nesterov 0.95, Polar Express 5 steps, moonlight scale 0.2·√max(A,B)"
     rows = ["| benchmark | metric | value |", "|---|---|---|"]
     for r in eval_results(scores, corpus):
         rows.append(f"| {r.dataset_name} | {r.metric_name} | {r.metric_value:g} |")
@@ -168,8 +166,7 @@ def build_card(
         model_name=name,
         summary=f"A {n_params / 1e6:.1f}M-parameter Llama, pretrained with **{unit['pretrain']}**"
         + (
-            f" and fine-tuned with **{unit['sft']}**"
-            + (f" ({unit['variant']})" if unit.get("variant") else "")
+            f" and fine-tuned with **{unit['sft']}**" + (f" ({unit['variant']})" if unit.get("variant") else "")
             if sft
             else ""
         ),

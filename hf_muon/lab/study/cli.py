@@ -16,12 +16,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--output-dir", default=None, help="override output_dir")
     ap.add_argument("--data-dir", default=None, help="override data_dir (local mirror)")
     ap.add_argument("--model-cards-dir", default=None, help="also copy the generated cards here")
-    ap.add_argument("--seeds", default=None,
-                    help="comma list of seeds to run now (default: the config's); the report aggregates every "
-                         "seed finished under the output dir")
+    ap.add_argument(
+        "--seeds",
+        default=None,
+        help="comma list of seeds to run now (default: the config's); the report aggregates every "
+        "seed finished under the output dir",
+    )
     a = ap.parse_args(argv)
-    overrides = {k: v for k, v in (("output_dir", a.output_dir), ("data_dir", a.data_dir),
-                                   ("model_cards_dir", a.model_cards_dir)) if v}
+    overrides = {
+        k: v
+        for k, v in (("output_dir", a.output_dir), ("data_dir", a.data_dir), ("model_cards_dir", a.model_cards_dir))
+        if v
+    }
     if a.seeds:
         try:
             overrides["seeds"] = [int(x) for x in a.seeds.split(",") if x.strip()]

@@ -70,8 +70,9 @@ class SFTSpec:
     lr_scheduler: str = "linear"  # Moonlight Table 6: linear decay to 0
     weight_decay: float = 0.0
     # an lr grid per SFT optimizer (a scalar is a one-point grid); every cell picks its lr on the validation slice
-    lrs: dict[str, list[float]] = field(default_factory=lambda: {"adamw": [2.5e-4, 5e-4, 1e-3],
-                                                                 "muon": [2.5e-4, 5e-4, 1e-3]})
+    lrs: dict[str, list[float]] = field(
+        default_factory=lambda: {"adamw": [2.5e-4, 5e-4, 1e-3], "muon": [2.5e-4, 5e-4, 1e-3]}
+    )
     lora_lrs: dict[str, list[float]] | None = None  # grids of the LoRA cells (None: ``lrs``)
     sweep_steps: int | None = None  # grid run length (None: full runs, the best one is kept as the model)
     max_extensions: int = 2  # as pretrain.max_extensions
@@ -147,8 +148,11 @@ class StudyConfig:
 def _grid(value, where: str) -> list[float]:
     """A scalar or a list of positive learning rates, as a sorted list without repeats."""
     values = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-    if not isinstance(values, list) or not values or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in values):
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in values)
+    ):
         raise ValueError(f"{where}: give a positive learning rate or a non-empty list of them, got {value!r}")
     return sorted({float(x) for x in values})
 

@@ -31,9 +31,10 @@ def token_metrics(model, examples: list[dict], batch_size: int = 8) -> dict:
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
     with torch.no_grad():
         for start in range(0, len(order), batch_size):
-            b = PadCollator(0)([examples[i] for i in order[start:start + batch_size]])
-            logits = model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device),
-                           use_cache=False).logits.float()
+            b = PadCollator(0)([examples[i] for i in order[start : start + batch_size]])
+            logits = model(
+                input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device), use_cache=False
+            ).logits.float()
             logits, target = logits[:, :-1], b["labels"][:, 1:].to(device)
             keep = target != -100
             if not bool(keep.any()):
@@ -44,8 +45,13 @@ def token_metrics(model, examples: list[dict], batch_size: int = 8) -> dict:
             count += int(keep.sum())
     model.train(was_training)
     loss = total / count if count else float("nan")
-    return {"loss": loss, "acc": correct / count if count else float("nan"), "tokens": count,
-            "n_scored": len(examples), "perplexity": math.exp(min(loss, 50)) if count else float("nan")}
+    return {
+        "loss": loss,
+        "acc": correct / count if count else float("nan"),
+        "tokens": count,
+        "n_scored": len(examples),
+        "perplexity": math.exp(min(loss, 50)) if count else float("nan"),
+    }
 
 
 def block_examples(blocks, limit: int | None = None) -> list[dict]:

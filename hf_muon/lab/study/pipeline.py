@@ -112,9 +112,7 @@ def sft_data(cfg: StudyConfig, tok) -> tuple[dict, dict]:
     from .sftdata import encode_rows, load_sft_rows, split_rows
 
     rows, report = load_sft_rows(cfg)
-    encoded = encode_rows(
-        tok, rows, cfg.sft.max_length
-    )  # rows with no assistant token left after truncation drop
+    encoded = encode_rows(tok, rows, cfg.sft.max_length)  # rows with no assistant token left after truncation drop
     kept = [{**r, **e} for r, e in zip(rows, encoded) if e is not None]
     train, val, test = split_rows(kept, cfg.sft.val_rows, cfg.sft.test_rows)
     data = {
@@ -162,9 +160,7 @@ def score(cfg: StudyConfig, model_dir: str, out: Path, is_base: bool) -> dict:
     from .heldout import block_examples, token_metrics
 
     lim = cfg.eval.limit
-    limit = {
-        t: (lim.get(t) if isinstance(lim, dict) else lim) for t in [*cfg.eval.tasks, "sft_loss", "perplexity"]
-    }
+    limit = {t: (lim.get(t) if isinstance(lim, dict) else lim) for t in [*cfg.eval.tasks, "sft_loss", "perplexity"]}
     tasks = [t for t in wanted if t not in have]
     options = {k: dict(v) for k, v in cfg.eval.task_options.items() if k in tasks}
     options.setdefault("perplexity", {}).setdefault("corpus", cfg.pretrain.corpora()[0])

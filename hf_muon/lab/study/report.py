@@ -240,9 +240,7 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
     labels = [c[0] for c in T.COLUMNS if any(values[p].get(c[0]) for p in values)]
     labels += [d for d in T.FORGETTING_OF if any(values[p].get(d) for p in values)]
     main = [p for p in T.MAIN_PAIRS if p in values] + [p for p in values if p.endswith("/ -")]
-    main += (
-        [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
-    )
+    main += [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
     remedies = sorted(p for p in values if p.startswith("adamw / ") and "(" in p)
     stat_labels = [x for x in labels if x not in ("pretrain val ppl", "pretrain val loss")]
     rows = T.contrasts(values, counts, stat_labels)
@@ -250,23 +248,18 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
     data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
     mach, code = machine(), commit()
     hardware = (
-        mach.get("gpu")
-        or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
+        mach.get("gpu") or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
     )
     plots = _plots(col, out)
     cards = _cards(cfg, col, hardware)
-    chance_cols = [
-        lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)
-    ]
+    chance_cols = [lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)]
     primary = [r for r in rows if r["metric"] in T.PRIMARY]
     repro = [
-        f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})"
-        for r in primary
+        f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})" for r in primary
     ]
     sft = data.get("sft", {})
     files = "; ".join(
-        f"{Path(f['source']).name}: {f['rows']} rows, {f['malformed']} malformed, "
-        f"{f['duplicates']} duplicates"
+        f"{Path(f['source']).name}: {f['rows']} rows, {f['malformed']} malformed, {f['duplicates']} duplicates"
         for f in sft.get("files", [])
     )
     moon = ["| pretrain / SFT | MMLU | HumanEval | MBPP | GSM8K |", "|---|---|---|---|---|"] + [
@@ -340,10 +333,7 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
             "",
             "| remedy | against | metric | remedy − reference [95 % CI] | remedy is |",
             "|---|---|---|---|---|",
-            *[
-                f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |"
-                for r in rem
-            ],
+            *[f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |" for r in rem],
             "",
             *[f"- {s}" for s in T.remedy_statement(rem)],
             "",

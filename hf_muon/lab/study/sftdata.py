@@ -53,20 +53,27 @@ def load_sft_rows(cfg) -> tuple[list[dict], dict]:
             rows.append({**r, "key": key})
         duplicates += dup
         per_file.append({**report.as_dict(), "valid": len(got), "duplicates": dup})
-    report = {"files": per_file, "rows": sum(f["rows"] for f in per_file),
-              "malformed": sum(f["malformed"] for f in per_file), "duplicates": duplicates, "unique": len(rows)}
+    report = {
+        "files": per_file,
+        "rows": sum(f["rows"] for f in per_file),
+        "malformed": sum(f["malformed"] for f in per_file),
+        "duplicates": duplicates,
+        "unique": len(rows),
+    }
     return rows, report
 
 
 def split_rows(rows: list[dict], val_rows: int, test_rows: int) -> tuple[list[dict], list[dict], list[dict]]:
     """``(train, val, test)`` by content hash (module docstring); raises when too few rows remain to train on."""
     if val_rows + test_rows >= len(rows):
-        raise ValueError(f"sft.val_rows + sft.test_rows = {val_rows + test_rows} leave no training rows out of "
-                         f"{len(rows)} valid unique rows")
+        raise ValueError(
+            f"sft.val_rows + sft.test_rows = {val_rows + test_rows} leave no training rows out of "
+            f"{len(rows)} valid unique rows"
+        )
     order = sorted(range(len(rows)), key=lambda i: rows[i].get("key") or content_key(rows[i]["messages"]))
-    test_idx, val_idx = set(order[:test_rows]), set(order[test_rows:test_rows + val_rows])
+    test_idx, val_idx = set(order[:test_rows]), set(order[test_rows : test_rows + val_rows])
     test = [rows[i] for i in order[:test_rows]]
-    val = [rows[i] for i in order[test_rows:test_rows + val_rows]]
+    val = [rows[i] for i in order[test_rows : test_rows + val_rows]]
     train = [r for i, r in enumerate(rows) if i not in test_idx and i not in val_idx]
     return train, val, test
 

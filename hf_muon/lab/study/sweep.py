@@ -49,8 +49,9 @@ def edge_extension(losses: dict[float, float], ratio: float) -> float | None:
     return None
 
 
-def run_sweep(grid: list[float], run: Callable[[float], float], max_extensions: int,
-              log: Callable[[str], None] = lambda s: None) -> dict:
+def run_sweep(
+    grid: list[float], run: Callable[[float], float], max_extensions: int, log: Callable[[str], None] = lambda s: None
+) -> dict:
     """Run ``run(lr) -> validation loss`` over ``grid``, extending it past an edge optimum (module docstring).
 
     Returns ``{"chosen_lr", "losses": {lr: loss}, "grid": declared, "extended": [added lrs], "at_edge": bool}``.
@@ -70,8 +71,13 @@ def run_sweep(grid: list[float], run: Callable[[float], float], max_extensions: 
         losses[nxt] = run(nxt)
         extended.append(nxt)
     at_edge = len(losses) > 1 and edge_extension(losses, ratio) is not None
-    return {"chosen_lr": best_lr(losses), "losses": dict(sorted(losses.items())), "grid": grid,
-            "extended": extended, "at_edge": at_edge}
+    return {
+        "chosen_lr": best_lr(losses),
+        "losses": dict(sorted(losses.items())),
+        "grid": grid,
+        "extended": extended,
+        "at_edge": at_edge,
+    }
 
 
 __all__ = ["DEFAULT_RATIO", "best_lr", "edge_extension", "grid_ratio", "run_sweep"]

@@ -101,11 +101,7 @@ def mean_std(by_seed: dict) -> str:
     v = [x for x in by_seed.values() if math.isfinite(x)]
     if not v:
         return "—"
-    return (
-        f"{statistics.fmean(v):.3f}"
-        if len(v) == 1
-        else f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}"
-    )
+    return f"{statistics.fmean(v):.3f}" if len(v) == 1 else f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}"
 
 
 def at_chance(values: dict, pairs: list[str], label: str, counts: dict) -> bool:

@@ -76,11 +76,20 @@ def new_model(cfg, tok, seed: int):
     from ..models import build_llama
 
     m = cfg.model
-    return build_llama(m.hidden_size, m.num_hidden_layers, len(tok), m.max_position_embeddings,
-                       heads=m.num_attention_heads, kv_heads=m.num_key_value_heads,
-                       intermediate_size=m.intermediate_size, tie_word_embeddings=m.tie_word_embeddings,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                       seed=seed)
+    return build_llama(
+        m.hidden_size,
+        m.num_hidden_layers,
+        len(tok),
+        m.max_position_embeddings,
+        heads=m.num_attention_heads,
+        kv_heads=m.num_key_value_heads,
+        intermediate_size=m.intermediate_size,
+        tie_word_embeddings=m.tie_word_embeddings,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        seed=seed,
+    )
 
 
 # --------------------------------------------------------------------------------------------- stage 1
@@ -94,11 +103,26 @@ def pretrain_run(cfg, tok, data, seed: int, opt: str, lr: float, steps: int, out
 
     train, val = data
     args = TrainingArguments(
-        output_dir=str(out), optim=_optim(opt), learning_rate=lr, max_steps=steps, seed=seed, data_seed=seed,
-        per_device_train_batch_size=cfg.pretrain.batch_size, per_device_eval_batch_size=cfg.pretrain.batch_size,
-        warmup_steps=cfg.pretrain.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.pretrain.weight_decay,
-        logging_steps=max(1, steps // 20), save_strategy="steps", save_steps=max(1, steps // 2), save_total_limit=1,
-        report_to=[], max_grad_norm=1.0, use_cpu=not _cuda(), bf16=_cuda(), dataloader_num_workers=0,
+        output_dir=str(out),
+        optim=_optim(opt),
+        learning_rate=lr,
+        max_steps=steps,
+        seed=seed,
+        data_seed=seed,
+        per_device_train_batch_size=cfg.pretrain.batch_size,
+        per_device_eval_batch_size=cfg.pretrain.batch_size,
+        warmup_steps=cfg.pretrain.warmup_ratio,
+        lr_scheduler_type="cosine",
+        weight_decay=cfg.pretrain.weight_decay,
+        logging_steps=max(1, steps // 20),
+        save_strategy="steps",
+        save_steps=max(1, steps // 2),
+        save_total_limit=1,
+        report_to=[],
+        max_grad_norm=1.0,
+        use_cpu=not _cuda(),
+        bf16=_cuda(),
+        dataloader_num_workers=0,
     )
     trainer = _trainer_class()(model=new_model(cfg, tok, seed), args=args, train_dataset=train, eval_dataset=val)
     t0 = time.time()
@@ -106,11 +130,23 @@ def pretrain_run(cfg, tok, data, seed: int, opt: str, lr: float, steps: int, out
     val_loss = trainer.evaluate()["eval_loss"]
     _save(trainer, tok, out)
     save_optimizer_state(trainer.optimizer, trainer.model, out / STATE_FILE)
-    return mark(out, {"kind": "pretrain", "optimizer": opt, "lr": lr, "steps": steps, "seed": seed,
-                      "val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50)), "train_seconds": time.time() - t0,
-                      "tokens": steps * cfg.pretrain.batch_size * cfg.pretrain.block_size,
-                      "log_history": trainer.state.log_history, "model_dir": str(out / "model"),
-                      "optimizer_state": str(out / STATE_FILE)})
+    return mark(
+        out,
+        {
+            "kind": "pretrain",
+            "optimizer": opt,
+            "lr": lr,
+            "steps": steps,
+            "seed": seed,
+            "val_loss": val_loss,
+            "val_ppl": math.exp(min(val_loss, 50)),
+            "train_seconds": time.time() - t0,
+            "tokens": steps * cfg.pretrain.batch_size * cfg.pretrain.block_size,
+            "log_history": trainer.state.log_history,
+            "model_dir": str(out / "model"),
+            "optimizer_state": str(out / STATE_FILE),
+        },
+    )
 
 
 def pretrain(cfg, tok, data, seed: int, opt: str, root: Path, log: Callable) -> dict:
@@ -123,8 +159,9 @@ def pretrain(cfg, tok, data, seed: int, opt: str, root: Path, log: Callable) -> 
 
     def run(lr: float) -> float:
         log(f"[pretrain] seed {seed} {opt} lr {lr:g} ({sweep_steps} steps)")
-        runs[lr] = pretrain_run(cfg, tok, data, seed, opt, lr, sweep_steps,
-                                root / f"seed{seed}" / f"sweep-{opt}-lr{lr_tag(lr)}")
+        runs[lr] = pretrain_run(
+            cfg, tok, data, seed, opt, lr, sweep_steps, root / f"seed{seed}" / f"sweep-{opt}-lr{lr_tag(lr)}"
+        )
         return runs[lr]["val_loss"]
 
     res = run_sweep(cfg.pretrain.lrs[opt], run, cfg.pretrain.max_extensions, lambda m: log(f"[pretrain] {opt}: {m}"))
@@ -134,8 +171,13 @@ def pretrain(cfg, tok, data, seed: int, opt: str, root: Path, log: Callable) -> 
     else:
         log(f"[pretrain] seed {seed} {opt} base at lr {best:g} ({cfg.pretrain.steps} steps)")
         info = pretrain_run(cfg, tok, data, seed, opt, best, cfg.pretrain.steps, base / "run")
-    info.update(sweep={lr_tag(lr): v for lr, v in res["losses"].items()}, chosen_lr=best,
-                extended=res["extended"], at_edge=res["at_edge"], grid=res["grid"])
+    info.update(
+        sweep={lr_tag(lr): v for lr, v in res["losses"].items()},
+        chosen_lr=best,
+        extended=res["extended"],
+        at_edge=res["at_edge"],
+        grid=res["grid"],
+    )
     for r in runs.values():  # only the chosen base's optimizer state is needed later
         if r.get("optimizer_state") != info.get("optimizer_state"):
             Path(r["optimizer_state"]).unlink(missing_ok=True)
@@ -143,8 +185,9 @@ def pretrain(cfg, tok, data, seed: int, opt: str, root: Path, log: Callable) -> 
 
 
 # --------------------------------------------------------------------------------------------- stage 2
-def sft_run(cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant: str, lr: float,
-            steps: int | None, out: Path) -> dict:
+def sft_run(
+    cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant: str, lr: float, steps: int | None, out: Path
+) -> dict:
     """One SFT run at ``lr`` (``steps``: a short grid run; None: ``sft.max_steps`` or ``sft.epochs``); the
     validation-slice loss and accuracy are measured at its end."""
     if (info := done(out)) is not None:
@@ -163,21 +206,42 @@ def sft_run(cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant:
     if variant == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=s.lora_r, lora_alpha=2 * s.lora_r, target_modules="all-linear",
-                                                 task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model, LoraConfig(r=s.lora_r, lora_alpha=2 * s.lora_r, target_modules="all-linear", task_type="CAUSAL_LM")
+        )
         optim_args = f"lora_policy={s.lora_policy}" if opt == "muon" else None
     elif variant == "p_half":
         optim_args = "spectral_power=0.5"
     max_steps = steps or s.max_steps or -1
     args = TrainingArguments(
-        output_dir=str(out), optim=_optim(opt), optim_args=optim_args, learning_rate=lr, seed=seed, data_seed=seed,
-        num_train_epochs=s.epochs, max_steps=max_steps, per_device_train_batch_size=s.batch_size,
-        warmup_steps=s.warmup_ratio, lr_scheduler_type=s.lr_scheduler, weight_decay=s.weight_decay,
-        logging_steps=1, save_strategy="epoch", save_total_limit=1, report_to=[], bf16=_cuda(), use_cpu=not _cuda(),
-        max_grad_norm=1.0, remove_unused_columns=False, dataloader_num_workers=0,
+        output_dir=str(out),
+        optim=_optim(opt),
+        optim_args=optim_args,
+        learning_rate=lr,
+        seed=seed,
+        data_seed=seed,
+        num_train_epochs=s.epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=s.batch_size,
+        warmup_steps=s.warmup_ratio,
+        lr_scheduler_type=s.lr_scheduler,
+        weight_decay=s.weight_decay,
+        logging_steps=1,
+        save_strategy="epoch",
+        save_total_limit=1,
+        report_to=[],
+        bf16=_cuda(),
+        use_cpu=not _cuda(),
+        max_grad_norm=1.0,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
     )
-    trainer = _trainer_class()(model=model, args=args, train_dataset=Dataset.from_list(data["train"]),
-                               data_collator=PadCollator(tok.pad_token_id))
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(data["train"]),
+        data_collator=PadCollator(tok.pad_token_id),
+    )
     if variant == "warm_start":
         trainer.warm_moments = load_first_moments(base_info["optimizer_state"])
     t0 = time.time()
@@ -186,16 +250,32 @@ def sft_run(cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant:
         trainer.model = trainer.model.merge_and_unload()
     val = token_metrics(trainer.model, data["val"], batch_size=max(s.batch_size, 8))
     _save(trainer, tok, out)
-    return mark(out, {"kind": "sft", "pretrain_optimizer": base_info["optimizer"], "sft_optimizer": opt,
-                      "variant": variant, "lora": variant == "lora", "lr": lr, "seed": seed,
-                      "train_rows": len(data["train"]), "train_seconds": time.time() - t0,
-                      "steps": trainer.state.global_step, "val_loss": val["loss"], "val_acc": val["acc"],
-                      "warm_started": trainer.warm_count, "log_history": trainer.state.log_history,
-                      "model_dir": str(out / "model"), "base_model_dir": base_info["model_dir"]})
+    return mark(
+        out,
+        {
+            "kind": "sft",
+            "pretrain_optimizer": base_info["optimizer"],
+            "sft_optimizer": opt,
+            "variant": variant,
+            "lora": variant == "lora",
+            "lr": lr,
+            "seed": seed,
+            "train_rows": len(data["train"]),
+            "train_seconds": time.time() - t0,
+            "steps": trainer.state.global_step,
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "warm_started": trainer.warm_count,
+            "log_history": trainer.state.log_history,
+            "model_dir": str(out / "model"),
+            "base_model_dir": base_info["model_dir"],
+        },
+    )
 
 
-def sft_cell(cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant: str, out: Path,
-             tuned: dict, log: Callable) -> dict:
+def sft_cell(
+    cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant: str, out: Path, tuned: dict, log: Callable
+) -> dict:
     """One SFT cell: its lr grid (``sft.lrs``, or ``sft.lora_lrs`` for LoRA), selection on the validation slice,
     then the final run at the chosen lr when the grid runs were short (``sft.sweep_steps``). ``tuned`` maps
     ``(base, opt, variant)`` to finished cells (the lr-scaled remedies read their reference lr from it)."""
@@ -208,8 +288,14 @@ def sft_cell(cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant
         lr = float(f"{ref['chosen_lr'] * LR_FACTORS[variant]:.4g}")
         log(f"[sft] seed {seed} {name} lr {lr:g} ({LR_FACTORS[variant]:g} × tuned {ref['chosen_lr']:g})")
         info = dict(sft_run(cfg, tok, data, seed, base_info, opt, variant, lr, None, out / f"lr{lr_tag(lr)}"))
-        info.update(chosen_lr=lr, sweep={lr_tag(lr): info["val_loss"]}, extended=[], at_edge=False, grid=[lr],
-                    derived_from={"lr": ref["chosen_lr"], "factor": LR_FACTORS[variant]})
+        info.update(
+            chosen_lr=lr,
+            sweep={lr_tag(lr): info["val_loss"]},
+            extended=[],
+            at_edge=False,
+            grid=[lr],
+            derived_from={"lr": ref["chosen_lr"], "factor": LR_FACTORS[variant]},
+        )
         return mark(out, info)
     grids = s.lora_lrs if (variant == "lora" and s.lora_lrs) else s.lrs
     runs: dict[float, dict] = {}
@@ -226,8 +312,13 @@ def sft_cell(cfg, tok, data: dict, seed: int, base_info: dict, opt: str, variant
     else:
         log(f"[sft] seed {seed} {name} final run at lr {best:g}")
         info = dict(sft_run(cfg, tok, data, seed, base_info, opt, variant, best, None, out / "final"))
-    info.update(chosen_lr=best, sweep={lr_tag(lr): v for lr, v in res["losses"].items()}, extended=res["extended"],
-                at_edge=res["at_edge"], grid=res["grid"])
+    info.update(
+        chosen_lr=best,
+        sweep={lr_tag(lr): v for lr, v in res["losses"].items()},
+        extended=res["extended"],
+        at_edge=res["at_edge"],
+        grid=res["grid"],
+    )
     info = mark(out, info)
     for r in runs.values():  # the losing grid runs' weights are not needed (their DONE.json stays)
         if r["model_dir"] != info["model_dir"]:

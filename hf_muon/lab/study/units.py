@@ -28,8 +28,7 @@ def mark(path: Path, info: dict) -> dict:
     return info
 
 
-VARIANT_LABELS = {"lora": "LoRA", "p_half": "p=½", "warm_start": "warm start", "lr_half": "lr×½",
-                  "lr_quarter": "lr×¼"}
+VARIANT_LABELS = {"lora": "LoRA", "p_half": "p=½", "warm_start": "warm start", "lr_half": "lr×½", "lr_quarter": "lr×¼"}
 LR_FACTORS = {"lr_half": 0.5, "lr_quarter": 0.25}  # of the tuned AdamW / Muon SFT lr
 
 
@@ -59,14 +58,32 @@ def model_units(cfg: StudyConfig, root: Path) -> list[dict]:
     bases = ["pretrained"] if cfg.model.base_model else cfg.optimizers
     for seed in cfg.seeds:
         for base in bases:
-            units.append({"seed": seed, "pair": pair_label(base, None), "kind": "base",
-                          "dir": root / f"seed{seed}" / f"base-{base}", "pretrain": base, "sft": None, "lora": False,
-                          "variant": ""})
+            units.append(
+                {
+                    "seed": seed,
+                    "pair": pair_label(base, None),
+                    "kind": "base",
+                    "dir": root / f"seed{seed}" / f"base-{base}",
+                    "pretrain": base,
+                    "sft": None,
+                    "lora": False,
+                    "variant": "",
+                }
+            )
             for opt, variant in sft_cells(cfg, base):
                 tag = f"sft-{base}-{opt}" + (f"-{variant}" if variant else "")
-                units.append({"seed": seed, "pair": pair_label(base, opt, variant), "kind": "sft",
-                              "dir": root / f"seed{seed}" / tag, "pretrain": base, "sft": opt,
-                              "lora": variant == "lora", "variant": variant})
+                units.append(
+                    {
+                        "seed": seed,
+                        "pair": pair_label(base, opt, variant),
+                        "kind": "sft",
+                        "dir": root / f"seed{seed}" / tag,
+                        "pretrain": base,
+                        "sft": opt,
+                        "lora": variant == "lora",
+                        "variant": variant,
+                    }
+                )
     return units
 
 

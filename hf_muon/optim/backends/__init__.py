@@ -22,8 +22,9 @@ from .replicated import ReplicatedBackend
 from .sharded import ShardedBackend
 
 
-def select_backend(distributed: str = "auto", process_group=None, batched: bool = True, *,
-                   replica_check: bool = True) -> Backend:
+def select_backend(
+    distributed: str = "auto", process_group=None, batched: bool = True, *, replica_check: bool = True
+) -> Backend:
     """The backend for an optimizer, chosen once at construction.
 
     ``distributed="auto"``: DTensor (sharded) parameters take the sharded exchange, plain ones are shared by
@@ -35,13 +36,30 @@ def select_backend(distributed: str = "auto", process_group=None, batched: bool 
     import torch.distributed as dist
 
     multi = dist.is_available() and dist.is_initialized() and dist.get_world_size(process_group) > 1
-    plain = (ReplicatedBackend(process_group, batched, replica_check) if distributed == "auto" and multi
-             else LocalBackend(batched))
+    plain = (
+        ReplicatedBackend(process_group, batched, replica_check)
+        if distributed == "auto" and multi
+        else LocalBackend(batched)
+    )
     if dist.is_available():
         return ShardedBackend(plain, batched, replica_check)
     return plain
 
 
-__all__ = ["STATE_KEY", "Backend", "BackendBase", "CommStats", "DisagreementError", "LayoutError", "LocalBackend",
-           "ReplicatedBackend", "ShardedBackend", "assign_owners", "check_launch", "imbalance", "ns_cost",
-           "round_robin", "select_backend"]
+__all__ = [
+    "STATE_KEY",
+    "Backend",
+    "BackendBase",
+    "CommStats",
+    "DisagreementError",
+    "LayoutError",
+    "LocalBackend",
+    "ReplicatedBackend",
+    "ShardedBackend",
+    "assign_owners",
+    "check_launch",
+    "imbalance",
+    "ns_cost",
+    "round_robin",
+    "select_backend",
+]

@@ -37,8 +37,10 @@ def job_text(job) -> str:
     cfg = job.config.key()
     if is_dtensor(t):
         mesh = t.device_mesh
-        return (f"dtensor{tuple(t.shape)}:{t.dtype}:{tuple(t.placements)}:{tuple(mesh.mesh.shape)}:"
-                f"{tuple(mesh.mesh_dim_names or ())}:{cfg}")
+        return (
+            f"dtensor{tuple(t.shape)}:{t.dtype}:{tuple(t.placements)}:{tuple(mesh.mesh.shape)}:"
+            f"{tuple(mesh.mesh_dim_names or ())}:{cfg}"
+        )
     return f"tensor{tuple(t.shape)}:{t.dtype}:{cfg}"
 
 
@@ -58,8 +60,9 @@ def agree(jobs, group, problem: str | None = None, cpu_bf16: bool | None = None)
     which every rank then uses."""
     device = _device(jobs)
     mine = cpu_has_fast_bf16() if cpu_bf16 is None else cpu_bf16
-    row = torch.tensor([signature(jobs), len(jobs), int(problem is not None), int(mine)],
-                       dtype=torch.int64, device=device)
+    row = torch.tensor(
+        [signature(jobs), len(jobs), int(problem is not None), int(mine)], dtype=torch.int64, device=device
+    )
     world = dist.get_world_size(group)
     rows = [torch.empty_like(row) for _ in range(world)]
     dist.all_gather(rows, row, group=group)
@@ -69,20 +72,27 @@ def agree(jobs, group, problem: str | None = None, cpu_bf16: bool | None = None)
     if bad or differ:
         # every rank is here (they all saw the same table): one more collective to name what differs
         note = problem or f"{len(jobs)} Muon matrices: " + "; ".join(job_text(j) for j in jobs[:4]) + (
-            " ..." if len(jobs) > 4 else "")
+            " ..." if len(jobs) > 4 else ""
+        )
         notes: list = [None] * world
         dist.all_gather_object(notes, note, group=group)
         if bad:
             same = len({notes[r] for r in bad}) == 1
-            lines = ([f"ranks {', '.join(map(str, bad))}: {notes[bad[0]]}"] if same and len(bad) > 1
-                     else [f"rank {r}: {notes[r]}" for r in bad])
-            raise LayoutError("hf_muon cannot orthogonalize this step's sharded matrices (no weight was updated):\n  "
-                              + "\n  ".join(lines))
+            lines = (
+                [f"ranks {', '.join(map(str, bad))}: {notes[bad[0]]}"]
+                if same and len(bad) > 1
+                else [f"rank {r}: {notes[r]}" for r in bad]
+            )
+            raise LayoutError(
+                "hf_muon cannot orthogonalize this step's sharded matrices (no weight was updated):\n  "
+                + "\n  ".join(lines)
+            )
         lines = [f"rank {r}: {notes[r]}" for r in [0] + differ]
         raise DisagreementError(
             "hf_muon: the ranks disagree on the Muon matrices of this step (no weight was updated). Every rank of the "
             "optimizer's process group must step the same Muon parameters with the same shapes, DTensor layouts "
-            "and settings (same model, routing and sharding plan on every rank):\n  " + "\n  ".join(lines))
+            "and settings (same model, routing and sharding plan on every rank):\n  " + "\n  ".join(lines)
+        )
     return bool(table[0][3])
 
 
@@ -94,16 +104,22 @@ REPLICA_HINT = (
     "DistributedDataParallel). Fixes: transformers / TRL on CPU: pass --use_cpu true (TrainingArguments(use_cpu="
     "True)); accelerate on CPU: ACCELERATE_USE_CPU=true; your own loop: wrap the model in torch.nn.parallel."
     "DistributedDataParallel (or FSDP2's fully_shard); ranks that train independent models on purpose: "
-    "distributed='none' (--optim_args distributed=none). This check runs once; replica_check=False skips it.")
+    "distributed='none' (--optim_args distributed=none). This check runs once; replica_check=False skips it."
+)
 
 
 def check_replicas(jobs, group) -> bool:
     """The divergent-gradient check over ``group``. Returns True when conclusive (passed), False when every
     matrix is zero on every rank (e.g. DCP's zero-gradient initialisation step: try again next step); raises
     :class:`DisagreementError` when the ranks' matrices differ."""
-    local = torch.stack([torch.stack([j.tensor.sum(dtype=torch.float64),
-                                      torch.linalg.vector_norm(j.tensor, dtype=torch.float64).square()])
-                         for j in jobs])
+    local = torch.stack(
+        [
+            torch.stack(
+                [j.tensor.sum(dtype=torch.float64), torch.linalg.vector_norm(j.tensor, dtype=torch.float64).square()]
+            )
+            for j in jobs
+        ]
+    )
     both = torch.cat([local, -local]).reshape(-1)
     dist.all_reduce(both, op=dist.ReduceOp.MAX, group=group)
     hi, lo = both.reshape(2, len(jobs), 2)
@@ -117,7 +133,8 @@ def check_replicas(jobs, group) -> bool:
             f"hf_muon: the Muon gradients differ across the {dist.get_world_size(group)} ranks that share them "
             f"(first step; {int(bad.sum())} of {len(jobs)} matrices differ; the first, shape "
             f"{tuple(jobs[k].tensor.shape)}, has squared norm between {float(lo[k, 1]):.6g} and "
-            f"{float(hi[k, 1]):.6g} across ranks). {REPLICA_HINT}")
+            f"{float(hi[k, 1]):.6g} across ranks). {REPLICA_HINT}"
+        )
     return bool(hi[:, 1].max() > 0)
 
 
@@ -135,7 +152,8 @@ def check_launch(trainer_world_size: int, distributed: str = "auto") -> None:
             "a single process (TrainingArguments.parallel_mode is not DISTRIBUTED): every rank would train its own "
             "copy of the model on the same batches. On CPU pass --use_cpu true (TrainingArguments(use_cpu=True); "
             "accelerate: ACCELERATE_USE_CPU=true), or launch one process. Ranks that train independent models on "
-            "purpose: distributed='none' (--optim_args distributed=none).")
+            "purpose: distributed='none' (--optim_args distributed=none)."
+        )
 
 
 __all__ = ["REPLICA_HINT", "DisagreementError", "agree", "check_launch", "check_replicas", "job_text", "signature"]

@@ -202,13 +202,28 @@ class BackendBase:
         ``jobs``, else the job's position."""
         opt = self._optimizer() if self._optimizer is not None else None
         if opt is not None:
-            names = [(g.get("param_names") or [None] * len(g["params"]))[i] or f"param_groups[{gi}][{i}]"
-                     for gi, g in enumerate(opt.param_groups) if g.get("use_muon", True)
-                     for i, p in enumerate(g["params"]) if p.grad is not None]
+            names = [
+                (g.get("param_names") or [None] * len(g["params"]))[i] or f"param_groups[{gi}][{i}]"
+                for gi, g in enumerate(opt.param_groups)
+                if g.get("use_muon", True)
+                for i, p in enumerate(g["params"])
+                if p.grad is not None
+            ]
             if len(names) == len(jobs):
                 return [f"Muon parameter {n!r}" for n in names]
         return [f"Muon matrix #{i} of this step" for i in range(len(jobs))]
 
 
-__all__ = ["STATE_KEY", "Backend", "BackendBase", "CommStats", "NonFiniteJob", "agree_failed", "compute_dtype",
-           "first_failed", "local_tensor", "pin_dtypes", "run_local"]
+__all__ = [
+    "STATE_KEY",
+    "Backend",
+    "BackendBase",
+    "CommStats",
+    "NonFiniteJob",
+    "agree_failed",
+    "compute_dtype",
+    "first_failed",
+    "local_tensor",
+    "pin_dtypes",
+    "run_local",
+]

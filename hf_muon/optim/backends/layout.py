@@ -22,9 +22,11 @@ from dataclasses import dataclass
 
 import torch
 
-SUPPORTED = ("Replicate(), Shard(0)/Shard(1) of a matrix (FSDP2 rows, tensor-parallel columns/rows, FSDP2 + TP "
-             "strided shards), Shard(0)/Shard(1)/Shard(2) of a 3-D expert stack (experts by expert or on an inner "
-             "dim), in any combination on a 1-D or N-D device mesh")
+SUPPORTED = (
+    "Replicate(), Shard(0)/Shard(1) of a matrix (FSDP2 rows, tensor-parallel columns/rows, FSDP2 + TP "
+    "strided shards), Shard(0)/Shard(1)/Shard(2) of a 3-D expert stack (experts by expert or on an inner "
+    "dim), in any combination on a 1-D or N-D device mesh"
+)
 
 
 class LayoutError(ValueError):
@@ -185,8 +187,9 @@ def gather_group(layout: Layout):
         if len(layout.gather) == 1:
             pg = mesh.get_group(layout.gather[0])
         else:
-            ranks = sorted(r for r, c in coord_of.items()
-                           if all(c[d] == me[d] for d in range(grid.ndim) if d not in layout.gather))
+            ranks = sorted(
+                r for r, c in coord_of.items() if all(c[d] == me[d] for d in range(grid.ndim) if d not in layout.gather)
+            )
             pg = dist.new_group(ranks, use_local_synchronization=True)
         ranks = [dist.get_global_rank(pg, g) for g in range(dist.get_world_size(pg))]
         _GROUPS[key] = (pg, ranks, {r: coord_of[r] for r in ranks})
@@ -200,5 +203,18 @@ def _all_coords(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return out
 
 
-__all__ = ["SUPPORTED", "Layout", "LayoutError", "Piece", "as_slice", "assembled_shape", "classify", "describe",
-           "gather_group", "mesh_key", "pieces", "place", "take"]
+__all__ = [
+    "SUPPORTED",
+    "Layout",
+    "LayoutError",
+    "Piece",
+    "as_slice",
+    "assembled_shape",
+    "classify",
+    "describe",
+    "gather_group",
+    "mesh_key",
+    "pieces",
+    "place",
+    "take",
+]

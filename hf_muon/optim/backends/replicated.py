@@ -61,7 +61,7 @@ def orthogonalize_replicated(jobs: list[Job], group=None, batched: bool = True, 
             offset = 0
             for i in ids:
                 n = jobs[i].tensor.numel()
-                out[i] = local[i] if r == rank else recv[r][offset: offset + n].view(jobs[i].tensor.shape)
+                out[i] = local[i] if r == rank else recv[r][offset : offset + n].view(jobs[i].tensor.shape)
                 offset += n
     if flags and bool(torch.cat(flags).any()):  # every rank saw the same flags: all take the agreement
         bad = agree_failed(failed, len(jobs), group, flags[0].device)

@@ -53,8 +53,9 @@ def _experts(t) -> int | None:
     return t.to_local().shape[0] if t.ndim == 3 else None
 
 
-def _all_to_all(send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dtype, device, pg, stats,
-                flag: float | None = None):
+def _all_to_all(
+    send_chunks: list[list[torch.Tensor]], recv_sizes: list[int], dtype, device, pg, stats, flag: float | None = None
+):
     """One ``all_to_all_single``: ``send_chunks[r]`` (flattened, cast to ``dtype``) go to rank r; returns the
     received flat pieces, one per source rank. ``flag``: one more element to every rank (this rank's verdict);
     then returns (pieces, the flags received, one per source rank)."""
@@ -119,8 +120,10 @@ class ShardedBackend(BackendBase):
                 layout = classify(t)
                 mine = pieces(layout, [tuple(t.device_mesh.get_coordinate())], _experts(t))[0]
                 if tuple(t.to_local().shape) != mine.shape:
-                    raise LayoutError(f"{describe(t)}: this rank's local shard is {tuple(t.to_local().shape)}, but "
-                                      f"the placements give {mine.shape} (torch.chunk semantics)")
+                    raise LayoutError(
+                        f"{describe(t)}: this rank's local shard is {tuple(t.to_local().shape)}, but "
+                        f"the placements give {mine.shape} (torch.chunk semantics)"
+                    )
             except LayoutError as e:
                 labels = labels or self.names(jobs)
                 return f"{labels[i]}: {e}"
@@ -206,8 +209,9 @@ class ShardedBackend(BackendBase):
 
         world, me = len(ranks), dist.get_rank(pg)
         ids = [i for i, _ in members]
-        plan = {i: self._plan(layouts[i], [coord_of[r] for r in ranks], _experts(jobs[i].tensor))
-                for i, coord_of in members}
+        plan = {
+            i: self._plan(layouts[i], [coord_of[r] for r in ranks], _experts(jobs[i].tensor)) for i, coord_of in members
+        }
         full_shape = {i: assembled_shape(layouts[i], _experts(jobs[i].tensor)) for i in ids}
         costs = [ns_cost(full_shape[i], jobs[i].config.steps) for i in ids]
         start = [loads.get(r, 0.0) for r in ranks]
@@ -224,26 +228,38 @@ class ShardedBackend(BackendBase):
             by_owner = [[i for i in sel if owners[i] == r] for r in range(world)]
             mine = by_owner[me]
             # 1) every rank's piece of each job -> the job's owner, which assembles the matrices
-            got = _all_to_all([[jobs[i].tensor.to_local() for i in by_owner[r]] for r in range(world)],
-                              [sum(plan[i][s].numel for i in mine) for s in range(world)], in_dtype, device, pg,
-                              self.comm_stats)
+            got = _all_to_all(
+                [[jobs[i].tensor.to_local() for i in by_owner[r]] for r in range(world)],
+                [sum(plan[i][s].numel for i in mine) for s in range(world)],
+                in_dtype,
+                device,
+                pg,
+                self.comm_stats,
+            )
             full = {i: torch.empty(full_shape[i], dtype=in_dtype, device=device) for i in mine}
             for s in range(world):
                 for i, chunk in zip(mine, _split(got[s], [plan[i][s].numel for i in mine])):
                     place(full[i], plan[i][s], chunk)
             result = self._local([Job(full[i], jobs[i].config) for i in mine], mine)
             # 2) each rank's piece of each result back from the owner
-            back = _all_to_all([[take(r, plan[i][d]) for r, i in zip(result, mine)] for d in range(world)],
-                               [sum(plan[i][me].numel for i in by_owner[s]) for s in range(world)], dtype, device,
-                               pg, self.comm_stats, None if self._flags is None else float(self._failed is not None))
+            back = _all_to_all(
+                [[take(r, plan[i][d]) for r, i in zip(result, mine)] for d in range(world)],
+                [sum(plan[i][me].numel for i in by_owner[s]) for s in range(world)],
+                dtype,
+                device,
+                pg,
+                self.comm_stats,
+                None if self._flags is None else float(self._failed is not None),
+            )
             if self._flags is not None:
                 back, flags = back
                 self._flags.append(flags)
             for s in range(world):
                 for i, chunk in zip(by_owner[s], _split(back[s], [plan[i][me].numel for i in by_owner[s]])):
                     t = jobs[i].tensor
-                    out[i] = DTensor.from_local(chunk.view(plan[i][me].shape), t.device_mesh, t.placements,
-                                                shape=t.shape, stride=t.stride())
+                    out[i] = DTensor.from_local(
+                        chunk.view(plan[i][me].shape), t.device_mesh, t.placements, shape=t.shape, stride=t.stride()
+                    )
 
 
 def _whole_mesh(mesh):

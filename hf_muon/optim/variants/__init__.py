@@ -84,9 +84,11 @@ def _registry() -> dict[str, Variant]:
     from ...config import VARIANTS as NAMES
     from . import adamuon, normuon
 
-    registry = {"muon": Variant(),
-                "normuon": Variant(transform=normuon.transform, state_key=normuon.KEY),
-                "adamuon": Variant(prepare=adamuon.prepare, transform=adamuon.transform, state_key=adamuon.KEY)}
+    registry = {
+        "muon": Variant(),
+        "normuon": Variant(transform=normuon.transform, state_key=normuon.KEY),
+        "adamuon": Variant(prepare=adamuon.prepare, transform=adamuon.transform, state_key=adamuon.KEY),
+    }
     if tuple(registry) != tuple(NAMES):
         raise ImportError(f"hf_muon.optim.variants registers {tuple(registry)} but MuonConfig.variant offers {NAMES}")
     return registry

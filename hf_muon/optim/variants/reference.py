@@ -38,8 +38,24 @@ def _block_index(length: int, split) -> list[list[int]]:
     return out
 
 
-def _one_matrix(W, G, state, lr, weight_decay, momentum, nesterov, ns_steps, coefficients, scale_mode, transposed,
-                variant, beta2, eps, cautious_wd, split):
+def _one_matrix(
+    W,
+    G,
+    state,
+    lr,
+    weight_decay,
+    momentum,
+    nesterov,
+    ns_steps,
+    coefficients,
+    scale_mode,
+    transposed,
+    variant,
+    beta2,
+    eps,
+    cautious_wd,
+    split,
+):
     B = momentum * state["buf"] + G
     U = G + momentum * B if nesterov else B
     if variant == "adamuon":
@@ -81,18 +97,45 @@ def _one_matrix(W, G, state, lr, weight_decay, momentum, nesterov, ns_steps, coe
     return W - lr * weight_decay * decay - lr * update, new_state
 
 
-def reference_variant_step(weight, grad, state: dict, *, lr: float, weight_decay: float = 0.1, momentum: float = 0.95,
-                           nesterov: bool = True, ns_steps: int = 5, coefficients="polar_express",
-                           scale_mode: str = "moonlight", transposed: bool = False, experts: bool = False,
-                           variant: str = "muon", beta2: float = 0.95, eps: float = 1e-8, cautious_wd: bool = False,
-                           split=None) -> tuple[torch.Tensor, dict]:
+def reference_variant_step(
+    weight,
+    grad,
+    state: dict,
+    *,
+    lr: float,
+    weight_decay: float = 0.1,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    ns_steps: int = 5,
+    coefficients="polar_express",
+    scale_mode: str = "moonlight",
+    transposed: bool = False,
+    experts: bool = False,
+    variant: str = "muon",
+    beta2: float = 0.95,
+    eps: float = 1e-8,
+    cautious_wd: bool = False,
+    split=None,
+) -> tuple[torch.Tensor, dict]:
     """One step for one parameter; ``state`` holds ``buf`` (and ``v``: (out,) per neuron for normuon, the
     weight's shape for adamuon), float64; returns the new weight and state, inputs untouched."""
     W, G = (t.detach().to(torch.float64).clone() for t in (weight, grad))
     st = {k: v.detach().to(torch.float64).clone() for k, v in state.items()}
-    kw = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-              coefficients=coefficients, scale_mode=scale_mode, transposed=transposed, variant=variant, beta2=beta2,
-              eps=eps, cautious_wd=cautious_wd, split=split)
+    kw = dict(
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        nesterov=nesterov,
+        ns_steps=ns_steps,
+        coefficients=coefficients,
+        scale_mode=scale_mode,
+        transposed=transposed,
+        variant=variant,
+        beta2=beta2,
+        eps=eps,
+        cautious_wd=cautious_wd,
+        split=split,
+    )
     if not experts:
         return _one_matrix(W, G, st, **kw)
     outs = [_one_matrix(W[e], G[e], {k: v[e] for k, v in st.items()}, **kw) for e in range(W.shape[0])]
@@ -105,11 +148,11 @@ def reference_qk_clip(w_q, w_k, S, tau: float, heads: int, kv_heads: int, head_d
     group = heads // kv_heads
     for h in range(heads):
         if S[h] > tau:
-            Wq[h * head_dim:(h + 1) * head_dim] *= math.sqrt(tau / float(S[h]))
+            Wq[h * head_dim : (h + 1) * head_dim] *= math.sqrt(tau / float(S[h]))
     for j in range(kv_heads):
         worst = max(float(S[h]) for h in range(j * group, (j + 1) * group))
         if worst > tau:
-            Wk[j * head_dim:(j + 1) * head_dim] *= math.sqrt(tau / worst)
+            Wk[j * head_dim : (j + 1) * head_dim] *= math.sqrt(tau / worst)
     return Wq, Wk
 
 

@@ -124,14 +124,16 @@ def gsm8k_exact_match(predictions: Sequence[str], references: Sequence[str]) -> 
     return {"exact_match": hits / len(predictions)}
 
 
-
 # ------------------------------------------------------------------------------------ lm-evaluation-harness gsm8k
 STRICT_PATTERN = r"#### (\-?[0-9\.\,]+)"
 FLEXIBLE_PATTERN = r"(-?[$0-9.,]{2,})|(-?[0-9]+)"
 FALLBACK = "[invalid]"
 #: the ``exact_match`` keyword arguments of lm-eval's gsm8k.yaml metric_list
-EXACT_MATCH_KWARGS = {"regexes_to_ignore": (",", "\\$", "(?s).*#### ", "\\.$"), "ignore_case": True,
-                      "ignore_punctuation": False}
+EXACT_MATCH_KWARGS = {
+    "regexes_to_ignore": (",", "\\$", "(?s).*#### ", "\\.$"),
+    "ignore_case": True,
+    "ignore_punctuation": False,
+}
 #: filter name -> (regex_pattern, group_select), in lm-eval's filter_list order
 HARNESS_FILTERS = {"strict-match": (STRICT_PATTERN, 0), "flexible-extract": (FLEXIBLE_PATTERN, -1)}
 
@@ -165,9 +167,15 @@ def _np_str(s: str) -> str:
     return str(s).rstrip("\x00")  # numpy's fixed-width str arrays drop trailing NULs
 
 
-def harness_exact_match(prediction: str, reference: str, *, regexes_to_ignore: Sequence[str] | None = None,
-                        ignore_case: bool = False, ignore_punctuation: bool = False,
-                        ignore_numbers: bool = False) -> bool:
+def harness_exact_match(
+    prediction: str,
+    reference: str,
+    *,
+    regexes_to_ignore: Sequence[str] | None = None,
+    ignore_case: bool = False,
+    ignore_punctuation: bool = False,
+    ignore_numbers: bool = False,
+) -> bool:
     """``lm_eval.api.metrics.exact_match_hf_evaluate`` for one (prediction, reference) pair: each regex of
     ``regexes_to_ignore`` removed from both (in order), then lower-casing, ``string.punctuation`` / digit removal,
     then plain string equality."""

@@ -58,8 +58,10 @@ class Gsm8kExactMatch(evaluate.Metric):
             features=datasets.Features(
                 {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
             ),
-            reference_urls=["https://github.com/openai/grade-school-math",
-                            "https://github.com/EleutherAI/lm-evaluation-harness/tree/main/lm_eval/tasks/gsm8k"],
+            reference_urls=[
+                "https://github.com/openai/grade-school-math",
+                "https://github.com/EleutherAI/lm-evaluation-harness/tree/main/lm_eval/tasks/gsm8k",
+            ],
         )
 
     def _compute(self, predictions, references):

@@ -63,11 +63,17 @@ class McAccuracy(evaluate.Metric):
                     "choice_lengths": datasets.Sequence(datasets.Value("float64")),
                 }
             ),
-            reference_urls=["https://github.com/EleutherAI/lm-evaluation-harness",
-                            "https://blog.eleuther.ai/multiple-choice-normalization/"],
+            reference_urls=[
+                "https://github.com/EleutherAI/lm-evaluation-harness",
+                "https://blog.eleuther.ai/multiple-choice-normalization/",
+            ],
         )
 
-    def _compute(self, predictions, references, choice_lengths, choice_byte_lengths=None,
-                 choice_token_lengths=None):
-        return mc_accuracy(predictions, references, choice_lengths=choice_lengths,
-                           choice_byte_lengths=choice_byte_lengths, choice_token_lengths=choice_token_lengths)
+    def _compute(self, predictions, references, choice_lengths, choice_byte_lengths=None, choice_token_lengths=None):
+        return mc_accuracy(
+            predictions,
+            references,
+            choice_lengths=choice_lengths,
+            choice_byte_lengths=choice_byte_lengths,
+            choice_token_lengths=choice_token_lengths,
+        )
