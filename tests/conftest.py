@@ -57,6 +57,24 @@ def with_spectrum(m: int, n: int, sigmas, seed: int | None = None, dtype=torch.f
     return (U * torch.as_tensor(sigmas, dtype=dtype)) @ V.mT
 
 
+def llama_for(tok, folder=None, **config):
+    """A tiny Llama (hidden 32, 2 layers, 4 heads, 2 KV heads unless ``config`` says otherwise) sized to the
+    tokenizer ``tok`` and using its BOS/EOS ids; saved with ``tok`` as a ``--model_name_or_path`` folder when
+    ``folder`` is given (then the folder is returned)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shape = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+    )
+    ids = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = LlamaForCausalLM(LlamaConfig(**{**shape, **ids, **config}))
+    if folder is None:
+        return model
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 def tiny_llama(tie: bool = False, vocab: int = 128, hidden: int = 32, layers: int = 2):
     """A tiny GQA Llama from the project's one Llama config builder (hf_muon.lab.models.llama_config)."""
     from transformers import LlamaForCausalLM

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir, free_port
+from conftest import REPO, data_dir, free_port, llama_for
 
 deepspeed = pytest.importorskip("deepspeed")
 
@@ -216,23 +216,12 @@ def _train(out, stage, model_dir, steps=6, **extra):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2TokenizerFast
 
     tok = GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        tie_word_embeddings=False,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
     path = tmp_path_factory.mktemp("tiny_llama")
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    llama_for(tok, tie_word_embeddings=False).save_pretrained(path)
     return path
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir
+from conftest import REPO, data_dir, llama_for
 
 pytestmark = pytest.mark.slow
 
@@ -98,27 +98,14 @@ def _muon_groups(optimizer_pt: Path) -> list:
 
 def _tiny_model(folder: Path) -> Path:
     """A tiny Llama with the GPT-2 tokenizer (chat template included), saved as a `--model_name_or_path` folder."""
-    from transformers import GPT2TokenizerFast, LlamaConfig, LlamaForCausalLM
+    from transformers import GPT2TokenizerFast
 
     from hf_muon.lab.chat import prepare_chat_tokenizer
 
     tok = prepare_chat_tokenizer(
         GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
     )
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-    ).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
+    return llama_for(tok, folder)
 
 
 def test_hf_muon_command(fresh, tmp_path):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import data_dir
+from conftest import data_dir, llama_for
 
 from hf_muon.lab.evaluation import blimp, sources
 from hf_muon.lab.evaluation.runner import evaluate_model
@@ -22,22 +22,9 @@ def tok():
 
 @pytest.fixture(scope="module")
 def model(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(0)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            num_key_value_heads=1,
-            max_position_embeddings=256,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-    ).eval()
+    shape = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=1)
+    return llama_for(tok, max_position_embeddings=256, **shape).eval()
 
 
 def _sentence_logprob(model, tok, sentence: str) -> float:

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, data_dir
+from conftest import REPO, data_dir, llama_for
 
 from hf_muon.lab.study import load_config, run_study
 from hf_muon.lab.study.cards import validate_card
@@ -191,26 +191,12 @@ def test_killed_study_resumes_and_skips_finished_units(tmp_path):
 def test_public_base_mode_with_a_local_tiny_model(tmp_path):
     """public_base.yaml's code path (SFT a pretrained checkpoint with each optimizer), on a tiny local model."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from hf_muon.lab.data import load_tokenizer
 
     tok = load_tokenizer(data_dir())
     torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=256,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-    ).save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
+    llama_for(tok, tmp_path / "base", num_key_value_heads=4, max_position_embeddings=256)
     cfg = load_config(
         REPO / "recipes" / "mismatch" / "public_base.yaml",
         {
@@ -293,27 +279,13 @@ def test_score_stage_with_the_lm_eval_backend_matches_native(tmp_path):
     """eval.backend: lm-eval runs lm-evaluation-harness itself in the study's score stage; same scores as native."""
     pytest.importorskip("lm_eval", reason="lm-evaluation-harness is not installed (pip install 'hf_muon[lmeval]')")
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from hf_muon.lab.data import load_tokenizer
     from hf_muon.lab.study import pipeline
 
     tok = load_tokenizer(data_dir())
     torch.manual_seed(0)
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=256,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-        )
-    ).save_pretrained(tmp_path / "model")
-    tok.save_pretrained(tmp_path / "model")
+    llama_for(tok, tmp_path / "model", num_key_value_heads=4, max_position_embeddings=256)
     scores = {}
     for backend in ("native", "lm-eval"):
         cfg = load_config(
