@@ -184,7 +184,7 @@ def test_shipped_ddp_config_runs_on_cpu(tmp_path):
             str(BIN / "accelerate"),
             "launch",
             "--config_file",
-            str(REPO / "recipes" / "accelerate" / "ddp.yaml"),
+            str(REPO / "hf_muon" / "configs" / "ddp.yaml"),
             "--num_processes",
             "2",
             "--mixed_precision",
