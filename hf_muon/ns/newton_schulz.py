@@ -111,6 +111,11 @@ def _unsafe(norm: torch.Tensor) -> torch.Tensor:
     return ~torch.isfinite(norm) | (norm < _SMALL_NORM)
 
 
+def _all_safe(norms: torch.Tensor) -> bool:
+    """Every norm finite and not underflowed: two compares and one sync (NaN fails both)."""
+    return bool(((norms >= _SMALL_NORM) & (norms <= torch.finfo(norms.dtype).max)).all())
+
+
 def _safe_frobenius(w: torch.Tensor, norm_dtype: torch.dtype, first: int) -> torch.Tensor:
     amax = torch.linalg.vector_norm(w, ord=float("inf"), dim=(-2, -1), keepdim=True, dtype=norm_dtype)
     bad = (~torch.isfinite(amax)).flatten().nonzero()
@@ -145,7 +150,7 @@ def normalize_into(
         k += w.size(0)
     # one check over the norms (not the matrices): past ‖w‖_F ≈ 1.8e19 the fp32 squares overflow, below ≈ 1e-19
     # they underflow; only then is the piece renormalised scale-safely (its scratch slice rewritten)
-    if not bool(_unsafe(torch.cat([n.flatten().to(torch.float64) for n in norms])).any()):
+    if _all_safe(torch.cat(norms)):  # cat promotes mixed dtypes
         return out
     k = 0
     for w, norm in zip(pieces, norms):

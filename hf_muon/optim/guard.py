@@ -4,7 +4,7 @@ A finite gradient can still overflow inside the step: the momentum buffer ``B �
 ``G + μB`` in the buffer's dtype, or Adam's ``v ← β2·v + (1 − β2)·G²``. With ``B`` finite (``|B| ≤ M``, the dtype's
 largest value) neither overflows while ``|G| ≤ (1 − μ)·M/2`` (then ``|μB + G| ≤ μM + |G| < M`` and
 ``|G + μB'| ≤ (1 + μ)|G| + μ²M < M``), nor Adam's ``v`` while ``|G| ≤ √M/4``. The screen already measured
-``‖G‖₂ ≥ max |G|`` for every gradient, so the guard costs nothing for the parameters under their limit; the
+``max |G|`` for every gradient, so the guard costs nothing for the parameters under their limit; the
 rare ones over it (:func:`risky`) have their state copied, their rule run first and checked exactly. A non-finite
 result either raises, after restoring every state it touched, before any counter, state or weight of the step
 is written (``nonfinite="error"``), or drops the parameter from the step with its state restored and counts it
@@ -99,7 +99,7 @@ def early_directions(state: dict, work: list[Work]) -> dict[int, torch.Tensor]:
                 i = next(j for j, q in enumerate(g["params"]) if q is p)
                 raise FloatingPointError(
                     f"non-finite {STAGES[g['update_base']]} for {param_label(g, w.index, i, p)} at optimizer step "
-                    f"{g['step'] + 1}: its finite gradient (‖g‖₂ = {w.size[k]:.3g}) overflows "
+                    f"{g['step'] + 1}: its finite gradient (max |g| = {w.size[k]:.3g}) overflows "
                     f"{momentum_dtype(g, p) if g['update_base'] == 'momentum' else p.dtype} there; nothing was "
                     "updated. Lower the lr, enable gradient clipping, use momentum_dtype='float32' for low-precision "
                     "parameters, or pass nonfinite='skip' to skip and count such updates."

@@ -3,9 +3,8 @@
 A step either raises with nothing changed (no weight, no state tensor, no counter) or proceeds with the
 parameters that passed. Checked: sparse gradients, Muon parameters that became flat 1-D views after
 construction (DeepSpeed ZeRO / FSDP v1 swap them in), and non-finite gradients. The check is one reduction per
-gradient, its Frobenius norm (NaN/±inf make it non-finite; one sync per group; an overflowing norm alone is not
-an error, only then is the exact per-element check paid), which the in-step guard (:mod:`hf_muon.optim.guard`)
-reuses as a bound on max |g| to find gradients large enough to overflow a rule's state. Sharded (DTensor)
+gradient, its max |g| (NaN/±inf make it non-finite; one sync per group), which the in-step guard
+(:mod:`hf_muon.optim.guard`) reuses to find gradients large enough to overflow a rule's state. Sharded (DTensor)
 gradients are screened on their local shards and the verdict and magnitude agreed across the ranks of their mesh.
 With ``nonfinite="skip"`` the offending parameters are dropped from this step and counted in the group's
 ``nonfinite_skipped``.
@@ -67,28 +66,19 @@ def _collect(group: dict, gi: int) -> Work:
     return Work(group, gi, params, grads)
 
 
-def _size(g: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(g, dtype=torch.float32 if g.dtype in (torch.bfloat16, torch.float16) else None)
-
-
 def _magnitudes(work: Work) -> list[float]:
-    """‖g‖₂ per gradient (≥ max |g|), agreed across ranks (max over local shards); NaN for a gradient holding NaN
-    or ±inf. One sync; only a norm that overflowed (finite ‖g‖₂ ≳ 1.8e19 in fp32) pays an exact per-element check,
-    and a finite gradient gets +inf (the guard treats it as huge)."""
+    """max |g| per gradient (exact: a max cannot overflow), agreed across ranks (max over local shards); NaN for
+    a gradient holding NaN or ±inf. One ``aminmax`` pass per gradient (the cost of a sum) and one sync."""
     local = [g.to_local() if is_dtensor(g) else g for g in work.grads]
     mesh = next((g.device_mesh for g in work.grads if is_dtensor(g)), None)
-    norms = torch.stack([_size(g).to(torch.float32) for g in local])
-    flags = (~norms.isfinite()).to(torch.float32)
+    ranges = [torch.aminmax(g) if g.numel() else (g.new_zeros(()),) * 2 for g in local]  # an empty shard: 0
+    ends = torch.stack([end.float() for pair in ranges for end in pair]).view(-1, 2)
+    sizes = torch.maximum(-ends[:, 0], ends[:, 1])  # NaN propagates; an inf element gives inf
+    flags = (~sizes.isfinite()).to(torch.float32)
     if mesh is not None:
-        both = agree_flags(torch.stack([flags, torch.where(flags > 0, 0.0, norms)]), mesh)
-        flags, norms = both[0], both[1]
-    if not bool(flags.any()):
-        return norms.tolist()
-    exact = torch.tensor([float(bool(f) and not bool(torch.isfinite(g).all())) for f, g in zip(flags, local)])
-    exact = agree_flags(exact.to(flags.device), mesh) if mesh is not None else exact
-    return [
-        math.nan if e else (math.inf if f else n) for e, f, n in zip(exact.tolist(), flags.tolist(), norms.tolist())
-    ]
+        both = agree_flags(torch.stack([flags, torch.where(flags > 0, 0.0, sizes)]), mesh)
+        flags, sizes = both[0], both[1]
+    return [math.nan if f else n for f, n in zip(flags.tolist(), sizes.tolist())]
 
 
 def screen(param_groups: list[dict]) -> list[Work]:
