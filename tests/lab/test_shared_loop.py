@@ -4,7 +4,9 @@ benchmarks' and the recipes' own loops gave before they were merged into it, bit
 The expected values were recorded from the separate loops (benchmarks/training.py's ``prepare_data`` /
 ``train_run`` and the recipes' ``train``) at commit 20af79e, before the merge, on this project's CPU (2-core EPYC,
 avx512_bf16, torch 2.13.0+cpu, 1 thread), as ``float.hex`` strings: any change of batch order, schedule, seed,
-clipping, evaluation cadence or data preparation changes them.
+clipping, evaluation cadence or data preparation changes them. They are compared bit for bit on a CPU of that
+kind (AVX512 kernels with native bf16: an AMD EPYC and an Intel Xeon gave the same bits); elsewhere (avx2-only
+hosts run other kernels and fp32 Newton-Schulz) within 2 %, which still catches a changed batch order or schedule.
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ OLD_TINY = {
         "636ed6 2d46b0 13e228 11271e",
     ),
 }
+
+
+def _recording_kind() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return torch.backends.cpu.get_cpu_capability() == "AVX512" and "avx512_bf16" in flags
+
+
+EXACT = _recording_kind()
+
+
+def same(got, want):
+    """Bit for bit on the recording CPU kind, else within 2 % (see the module docstring)."""
+    return got == want if EXACT else got == pytest.approx(want, rel=0.02)
 
 
 def _hex(mantissas: str) -> list[float]:
@@ -81,9 +99,9 @@ def test_benchmark_loop_gives_the_old_losses(family):
         device=torch.device("cpu"),
     )
     assert r["status"] == "ok" and r["steps_done"] == 12
-    assert r["train_loss"] == _hex(losses)
+    assert same(r["train_loss"], _hex(losses))
     assert [e["step"] for e in r["evals"]] == [0, 5, 10, 12]
-    assert [e["val_loss"] for e in r["evals"]] == _hex(evals)
+    assert same([e["val_loss"] for e in r["evals"]], _hex(evals))
 
 
 def test_committed_convergence_run_reproduces():
@@ -124,8 +142,8 @@ def test_committed_convergence_run_reproduces():
         eval_at_start=True,
         eval_batch=S.eval_batch,
     )
-    assert hist.losses == run["train_loss"][:8]
-    assert hist.evals[0]["val_loss"] == run["evals"][0]["val_loss"]
+    assert same(hist.losses, run["train_loss"][:8])
+    assert same(hist.evals[0]["val_loss"], run["evals"][0]["val_loss"])
 
 
 def test_recipe_loop_gives_the_old_curves():
@@ -138,12 +156,11 @@ def test_recipe_loop_gives_the_old_curves():
         {"steps": 25, "batch_size": 4, "eval_every": 10, "warmup_steps": 3, "grad_clip": 1.0},
     )
     assert res["steps_done"] == 25 and not res["diverged"]
-    assert res["val_curve"] == [[10, H("0x1.407cdap+2")], [20, H("0x1.23429ep+2")], [25, H("0x1.1a65c4p+2")]]
-    assert res["train_curve"] == [
-        [10, H("0x1.56a6ab3333333p+2")],
-        [20, H("0x1.35e859ccccccdp+2")],
-        [25, H("0x1.20031c6666666p+2")],
-    ]
+    val = [[10, H("0x1.407cdap+2")], [20, H("0x1.23429ep+2")], [25, H("0x1.1a65c4p+2")]]
+    train = [[10, H("0x1.56a6ab3333333p+2")], [20, H("0x1.35e859ccccccdp+2")], [25, H("0x1.20031c6666666p+2")]]
+    for got, want in ((res["val_curve"], val), (res["train_curve"], train)):
+        assert [s for s, _ in got] == [s for s, _ in want]
+        assert same([loss for _, loss in got], [loss for _, loss in want])
 
 
 def _recipes_old_order(n: int, steps: int, bs: int, seed: int) -> list[list[int]]:
