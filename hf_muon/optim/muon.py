@@ -34,6 +34,7 @@ from ..config import KNOBS, MuonConfig, check_variant, reject_unknown
 from ..ns import kernels
 from ..ns.batching import Job
 from ..ns.newton_schulz import NonFiniteInput
+from ..ns.tensors import is_dtensor
 from . import state as S
 from .adamw import adamw_step
 from .apply import apply_group, update_scale
@@ -215,7 +216,7 @@ class Muon(torch.optim.Optimizer):
         before this step, e.g. loaded so): names the first such parameter (``job``: the one the ranks agreed on,
         the same on every rank; else found here). No weight has been written."""
         if job is None:
-            local = [jb.tensor.to_local() if hasattr(jb.tensor, "to_local") else jb.tensor for jb in jobs]
+            local = [jb.tensor.to_local() if is_dtensor(jb.tensor) else jb.tensor for jb in jobs]
             job = next((k for k, t in enumerate(local) if not bool(torch.isfinite(t).all())), None)
             where = ""
         else:
