@@ -23,7 +23,7 @@ import torch
 
 from ..ns.tensors import is_dtensor
 from .rules import RULES
-from .screen import Work, agree_flags, param_label
+from .screen import Work, agree_flags, label_of
 from .state import momentum_dtype
 
 STAGES = {
@@ -96,9 +96,8 @@ def early_directions(state: dict, work: list[Work]) -> dict[int, torch.Tensor]:
             if g["nonfinite"] == "error":
                 for t, s in touched:
                     _restore(t, s)
-                i = next(j for j, q in enumerate(g["params"]) if q is p)
                 raise FloatingPointError(
-                    f"non-finite {STAGES[g['update_base']]} for {param_label(g, w.index, i, p)} at optimizer step "
+                    f"non-finite {STAGES[g['update_base']]} for {label_of(g, w.index, p)} at optimizer step "
                     f"{g['step'] + 1}: its finite gradient (max |g| = {w.size[k]:.3g}) overflows "
                     f"{momentum_dtype(g, p) if g['update_base'] == 'momentum' else p.dtype} there; nothing was "
                     "updated. Lower the lr, enable gradient clipping, use momentum_dtype='float32' for low-precision "

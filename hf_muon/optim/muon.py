@@ -42,7 +42,7 @@ from .backends import select_backend
 from .guard import directions as rule_directions
 from .guard import early_directions
 from .jobs import make_jobs
-from .screen import param_label, screen
+from .screen import label_of, screen
 from .stats import StepStats
 from .validate import validate_group
 from .variants import VARIANTS
@@ -225,9 +225,8 @@ class Muon(torch.optim.Optimizer):
             for j in range(n):
                 if start + j == job:
                     p = w.params[j]
-                    i = next(k for k, q in enumerate(w.group["params"]) if q is p)
                     return FloatingPointError(
-                        f"non-finite direction at orthogonalize for {param_label(w.group, w.index, i, p)} at optimizer "
+                        f"non-finite direction at orthogonalize for {label_of(w.group, w.index, p)} at optimizer "
                         f"step {w.group['step']}: its optimizer state ({', '.join(sorted(self.state[p]))}) holds NaN "
                         f"or ±inf from before this step{where}; no weight was written (this step's state updates were "
                         "applied). Reset that state (or load a finite checkpoint)."

@@ -26,6 +26,11 @@ def param_label(group: dict, gi: int, i: int, p: torch.Tensor) -> str:
     return f"{name!r} (shape {tuple(p.shape)})"
 
 
+def label_of(group: dict, gi: int, p: torch.Tensor) -> str:
+    """:func:`param_label` of ``p``, its position found by identity (error paths only: a scan of the group)."""
+    return param_label(group, gi, next(i for i, q in enumerate(group["params"]) if q is p), p)
+
+
 @dataclass
 class Work:
     """One group's share of a step: the parameters that will be updated and their gradients."""
@@ -90,10 +95,8 @@ def screen(param_groups: list[dict]) -> list[Work]:
         bad = [k for k, a in enumerate(work.size) if a != a]
         if bad:
             if group["nonfinite"] == "error":
-                p = work.params[bad[0]]
-                i = next(k for k, q in enumerate(group["params"]) if q is p)
                 raise FloatingPointError(
-                    f"non-finite gradient in {param_label(group, gi, i, p)} at optimizer step {group['step'] + 1} "
+                    f"non-finite gradient in {label_of(group, gi, work.params[bad[0]])} at optimizer step {group['step'] + 1} "
                     f"({len(bad)} parameter(s) of this group affected; nothing was updated). Lower the lr, enable "
                     "gradient clipping, or pass nonfinite='skip' to skip and count such updates."
                 )

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from ..ns.tensors import is_dtensor
-from .screen import param_label
+from .screen import label_of
 
 MOMENTUM = "momentum_buffer"
 INT_KEYS = ("ns_steps",)
@@ -100,9 +100,8 @@ def _param_order(param_groups: list[dict]) -> list[tuple[dict, torch.Tensor]]:
 
 def _where(param_groups: list[dict], p: torch.Tensor) -> str:
     for gi, g in enumerate(param_groups):
-        for i, q in enumerate(g["params"]):
-            if q is p:
-                return param_label(g, gi, i, p)
+        if any(q is p for q in g["params"]):
+            return label_of(g, gi, p)
     return f"shape {tuple(p.shape)}"  # pragma: no cover
 
 
