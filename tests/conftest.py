@@ -160,6 +160,21 @@ def tiny_bert_classifier():
     )
 
 
+def child_env(**extra) -> dict:
+    """The environment of a test's child process: offline Hub, one OpenMP thread (the suite runs on 2 shared
+    cores), quiet tokenizers and the checkout on ``PYTHONPATH``; ``extra`` adds or replaces (``None`` removes)."""
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        OMP_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONPATH=str(REPO),
+    )
+    env.update(extra)
+    return {k: str(v) for k, v in env.items() if v is not None}
+
+
 def free_port() -> int:
     """A TCP port that is free right now (for torchrun/accelerate rendezvous in tests)."""
     import socket
@@ -184,3 +199,96 @@ def weights_only_resume(model, opt, make):
     opt2 = make(model2)
     opt2.load_state_dict(ckpt["opt"])
     return model2, opt2
+
+
+def gpt2_tokenizer(chat: bool = True):
+    """The mirror's GPT-2 tokenizer, with the Tulu chat template when ``chat``."""
+    from transformers import GPT2TokenizerFast
+
+    tok = GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
+    if not chat:
+        return tok
+    from hf_muon.lab.chat import prepare_chat_tokenizer
+
+    return prepare_chat_tokenizer(tok)
+
+
+def chat_llama(folder: Path) -> Path:
+    """A tiny Llama and the chat GPT-2 tokenizer saved as a ``--model_name_or_path`` folder (built from a config)."""
+    return llama_for(gpt2_tokenizer(), folder)
+
+
+def muon_groups(optimizer_pt: Path) -> list:
+    """The Muon param groups of a Trainer checkpoint's ``optimizer.pt`` (read with ``weights_only=True``)."""
+    sd = torch.load(optimizer_pt, weights_only=True)
+    return [g for g in sd["param_groups"] if g.get("use_muon")]
+
+
+def flags(**kw) -> list[str]:
+    """``--key value`` command-line flags in order; a ``None`` value leaves its flag out."""
+    return [x for k, v in kw.items() if v is not None for x in (f"--{k}", str(v))]
+
+
+def clm_args(out, steps: int = 6, **extra) -> list[str]:
+    """Flags of the shared tiny ``tests/scripts/train_clm.py`` run (TinyStories head, GPT-2 tokenizer, CPU,
+    ``--optim muon``, no saves); ``extra`` adds or replaces flags (``None`` removes one)."""
+    d = data_dir()
+    base = dict(
+        train_file=d / "pretrain" / "tinystories_validation_head.txt",
+        tokenizer_dir=d / "tokenizers" / "gpt2",
+        output_dir=out,
+        use_cpu="true",
+        report_to="none",
+        max_steps=steps,
+        per_device_train_batch_size=4,
+        learning_rate="3e-3",
+        logging_steps=1,
+        seed=0,
+        disable_tqdm="true",
+        save_strategy="no",
+        optim="muon",
+    )
+    return flags(**{**base, **extra})
+
+
+def sft_args(model_dir, data, out, steps: int = 2, **extra) -> list[str]:
+    """Flags of a tiny ``trl sft`` run on a tulu folder (fp32 on CPU, ``--optim muon``, a checkpoint at the last
+    step); ``extra`` adds or replaces flags (``None`` removes one, e.g. ``optim=None`` when a config sets it)."""
+    base = dict(
+        model_name_or_path=model_dir,
+        dataset_name=data,
+        output_dir=out,
+        optim="muon",
+        max_steps=steps,
+        save_steps=steps,
+        per_device_train_batch_size=2,
+        max_length=128,
+        bf16="false",
+        gradient_checkpointing="false",
+        use_cpu="true",
+        report_to="none",
+        learning_rate="3e-3",
+        dtype="float32",
+    )
+    return flags(**{**base, **extra})
+
+
+def example_trainer_args(model_dir, out, **extra) -> list[str]:
+    """Flags of ``examples/trainer.py`` as the docs run it, at tiny size (2 steps, a checkpoint at step 2)."""
+    base = dict(
+        model_name_or_path=model_dir,
+        train_file=data_dir() / "pretrain" / "tinystories_validation_head.txt",
+        output_dir=out,
+        optim="muon",
+        optim_args="ns_steps=5",
+        learning_rate="3e-3",
+        max_steps=2,
+        save_steps=2,
+        block_size=32,
+        max_chars=20000,
+        per_device_train_batch_size=4,
+        use_cpu="true",
+        report_to="none",
+        disable_tqdm="true",
+    )
+    return flags(**{**base, **extra})

@@ -9,21 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir, llama_for
+from conftest import REPO, chat_llama, child_env, data_dir, example_trainer_args, muon_groups
 
 EXAMPLES = REPO / "examples"
 BIN = Path(sys.executable).parent
 
 
 def _run(cmd, cwd, **env):
-    full = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        **env,
-    )
+    full = child_env(PYTHONPATH=os.environ.get("PYTHONPATH"), **env)  # examples run as a user's copy would
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=full, cwd=cwd, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
@@ -31,23 +24,6 @@ def _run(cmd, cwd, **env):
 
 def _losses(stdout: str) -> list[float]:
     return [float(ln.split("loss")[1]) for ln in stdout.splitlines() if ln.startswith("step ")]
-
-
-def _tiny_model(folder: Path) -> Path:
-    """A tiny Llama and the GPT-2 tokenizer saved as a `--model_name_or_path` folder (built from a config)."""
-    from transformers import GPT2TokenizerFast
-
-    from hf_muon.lab.chat import prepare_chat_tokenizer
-
-    tok = prepare_chat_tokenizer(
-        GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
-    )
-    return llama_for(tok, folder)
-
-
-def _muon_groups(optimizer_pt: Path) -> list:
-    sd = torch.load(optimizer_pt, weights_only=True)
-    return [g for g in sd["param_groups"] if g.get("use_muon")]
 
 
 def test_plain_loop(tmp_path):
@@ -58,44 +34,14 @@ def test_plain_loop(tmp_path):
     assert [g for g in optimizer["param_groups"] if g.get("use_muon")]
 
 
-def _trainer_args(tmp_path: Path, out: Path) -> list:
-    return [
-        "--model_name_or_path",
-        _tiny_model(tmp_path / "tiny"),
-        "--train_file",
-        data_dir() / "pretrain" / "tinystories_validation_head.txt",
-        "--output_dir",
-        out,
-        "--optim",
-        "muon",
-        "--optim_args",
-        "ns_steps=5",
-        "--learning_rate",
-        "3e-3",
-        "--max_steps",
-        "2",
-        "--save_steps",
-        "2",
-        "--block_size",
-        "32",
-        "--max_chars",
-        "20000",
-        "--per_device_train_batch_size",
-        "4",
-        "--use_cpu",
-        "true",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-    ]
-
-
 def test_trainer_script_with_optim_muon(tmp_path):
     """The unmodified script gets Muon through the startup hook alone."""
     out = tmp_path / "out"
-    _run([sys.executable, EXAMPLES / "trainer.py", *_trainer_args(tmp_path, out)], cwd=tmp_path)
-    groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    _run(
+        [sys.executable, EXAMPLES / "trainer.py", *example_trainer_args(chat_llama(tmp_path / "tiny"), out)],
+        cwd=tmp_path,
+    )
+    groups = muon_groups(out / "checkpoint-2" / "optimizer.pt")
     assert groups and all(g["ns_steps"] == 5 for g in groups)
 
 
@@ -103,11 +49,17 @@ def test_trainer_script_with_optim_muon(tmp_path):
 def test_trainer_script_through_the_launcher_without_the_hook(tmp_path):
     out = tmp_path / "out"
     _run(
-        [sys.executable, "-m", "hf_muon.run", EXAMPLES / "trainer.py", *_trainer_args(tmp_path, out)],
+        [
+            sys.executable,
+            "-m",
+            "hf_muon.run",
+            EXAMPLES / "trainer.py",
+            *example_trainer_args(chat_llama(tmp_path / "tiny"), out),
+        ],
         cwd=tmp_path,
         HF_MUON_AUTOREGISTER="0",
     )
-    assert _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    assert muon_groups(out / "checkpoint-2" / "optimizer.pt")
 
 
 def test_accelerate_loop_one_process(tmp_path):
@@ -155,7 +107,7 @@ def test_fsdp2_hsdp_resume_across_layouts(tmp_path):
 
 @pytest.mark.slow
 def test_trl_sft_with_the_example_config(tmp_path):
-    model = _tiny_model(tmp_path / "tiny")
+    model = chat_llama(tmp_path / "tiny")
     data = tmp_path / "tulu"
     data.mkdir()
     shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
@@ -194,5 +146,5 @@ def test_trl_sft_with_the_example_config(tmp_path):
         ],
         cwd=tmp_path,
     )
-    groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    groups = muon_groups(out / "checkpoint-2" / "optimizer.pt")
     assert groups and all(g["ns_steps"] == 5 for g in groups)

@@ -4,14 +4,13 @@
 model is not sharded."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, data_dir, free_port
+from conftest import REPO, child_env, clm_args, free_port
 
 from hf_muon.integrations.announce import run_layout
 
@@ -19,14 +18,7 @@ BIN = Path(sys.executable).parent
 
 
 def _torchrun(n, args, timeout=420):
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        PYTHONPATH=str(REPO),
-        ACCELERATE_USE_CPU="true",
-        TOKENIZERS_PARALLELISM="false",
-    )
+    env = child_env(ACCELERATE_USE_CPU="true")
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", str(n), "--master_port", str(free_port()), *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout)
 
@@ -77,34 +69,12 @@ def test_layout_line_states_what_the_run_has(caplog, monkeypatch):
 
 @pytest.mark.slow
 def test_trainer_fsdp_on_cpu_warns_that_the_model_is_not_sharded(tmp_path):
-    d = data_dir()
     out = tmp_path / "fsdp"
     proc = _torchrun(
         2,
         [
             str(REPO / "tests" / "scripts" / "train_clm.py"),
-            "--train_file",
-            str(d / "pretrain" / "tinystories_validation_head.txt"),
-            "--tokenizer_dir",
-            str(d / "tokenizers" / "gpt2"),
-            "--output_dir",
-            str(out),
-            "--use_cpu",
-            "true",
-            "--report_to",
-            "none",
-            "--max_steps",
-            "2",
-            "--per_device_train_batch_size",
-            "2",
-            "--optim",
-            "muon",
-            "--save_strategy",
-            "no",
-            "--fsdp",
-            "full_shard",
-            "--fsdp_config",
-            '{"fsdp_version": 2}',
+            *clm_args(out, 2, per_device_train_batch_size=2, fsdp="full_shard", fsdp_config='{"fsdp_version": 2}'),
         ],
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

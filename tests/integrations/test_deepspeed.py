@@ -5,14 +5,13 @@ under ``zero.Init``, and the update against hf_muon's own."""
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir, free_port, llama_for
+from conftest import REPO, child_env, clm_args, data_dir, free_port, gpt2_tokenizer, llama_for, sft_args
 
 deepspeed = pytest.importorskip("deepspeed")
 
@@ -154,17 +153,7 @@ def test_training_arguments_refuse_stage_0_while_parsing(tmp_path):
 
 
 def _env(**extra):
-    env = dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONPATH=str(REPO),
-        DS_ACCELERATOR="cpu",
-        TORCHDYNAMO_DISABLE="1",
-    )  # DeepSpeed's NS eager on CPU
-    env.update(extra)
-    return env
+    return child_env(DS_ACCELERATOR="cpu", TORCHDYNAMO_DISABLE="1", **extra)  # DeepSpeed's NS eager on CPU
 
 
 def _torchrun(args, timeout=420):
@@ -173,52 +162,14 @@ def _torchrun(args, timeout=420):
 
 
 def _train(out, stage, model_dir, steps=6, **extra):
-    d = data_dir()
-    args = [
-        str(SCRIPT),
-        "--train_file",
-        str(d / "pretrain" / "tinystories_validation_head.txt"),
-        "--tokenizer_dir",
-        str(d / "tokenizers" / "gpt2"),
-        "--model_dir",
-        str(model_dir),
-        "--output_dir",
-        str(out),
-        "--use_cpu",
-        "true",
-        "--report_to",
-        "none",
-        "--max_steps",
-        str(steps),
-        "--per_device_train_batch_size",
-        "4",
-        "--learning_rate",
-        "3e-3",
-        "--logging_steps",
-        "1",
-        "--seed",
-        "0",
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "steps",
-        "--save_steps",
-        "3",
-        "--optim",
-        "muon",
-        "--deepspeed",
-        str(CONFIGS / f"deepspeed_zero{stage}.json"),
-    ]
-    for k, v in extra.items():
-        args += [f"--{k}", str(v)]
-    return _torchrun(args)
+    deepspeed_config = CONFIGS / f"deepspeed_zero{stage}.json"
+    common = dict(model_dir=model_dir, save_strategy="steps", save_steps=3, deepspeed=deepspeed_config)
+    return _torchrun([str(SCRIPT), *clm_args(out, steps, **common, **extra)])
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from transformers import GPT2TokenizerFast
-
-    tok = GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
+    tok = gpt2_tokenizer(chat=False)
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny_llama")
     llama_for(tok, tie_word_embeddings=False).save_pretrained(path)
@@ -279,38 +230,16 @@ def test_trl_sft_under_deepspeed_zero2(tmp_path):
             "hf_muon.run",
             "-m",
             "trl.scripts.sft",
-            "--model_name_or_path",
-            str(model_dir),
-            "--dataset_name",
-            str(data),
-            "--output_dir",
-            str(out),
-            "--optim",
-            "muon",
-            "--max_steps",
-            "3",
-            "--save_strategy",
-            "no",
-            "--per_device_train_batch_size",
-            "2",
-            "--max_length",
-            "128",
-            "--bf16",
-            "false",
-            "--gradient_checkpointing",
-            "false",
-            "--use_cpu",
-            "true",
-            "--report_to",
-            "none",
-            "--learning_rate",
-            "3e-3",
-            "--dtype",
-            "float32",
-            "--logging_steps",
-            "1",
-            "--deepspeed",
-            str(CONFIGS / "deepspeed_zero2.json"),
+            *sft_args(
+                model_dir,
+                data,
+                out,
+                steps=3,
+                save_steps=None,
+                save_strategy="no",
+                logging_steps=1,
+                deepspeed=CONFIGS / "deepspeed_zero2.json",
+            ),
         ]
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

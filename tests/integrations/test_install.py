@@ -10,7 +10,6 @@ downloaded again), but not its hf_muon: only the install under test provides hf_
 """
 
 import json
-import os
 import shutil
 import site
 import subprocess
@@ -18,8 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import REPO, data_dir, llama_for
+from conftest import REPO, chat_llama, child_env, data_dir, example_trainer_args, muon_groups, sft_args
 
 pytestmark = pytest.mark.slow
 
@@ -27,15 +25,7 @@ EXAMPLES = REPO / "examples"
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        OMP_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        **extra,
-    )
-    return env
+    return child_env(PYTHONPATH=None, VIRTUAL_ENV=None, **extra)  # the fresh venv sees no checkout
 
 
 def _run(cmd, cwd, **env):
@@ -91,23 +81,6 @@ def fresh(request, tmp_path_factory):
     return py, root
 
 
-def _muon_groups(optimizer_pt: Path) -> list:
-    sd = torch.load(optimizer_pt, weights_only=True)
-    return [g for g in sd["param_groups"] if g.get("use_muon")]
-
-
-def _tiny_model(folder: Path) -> Path:
-    """A tiny Llama with the GPT-2 tokenizer (chat template included), saved as a `--model_name_or_path` folder."""
-    from transformers import GPT2TokenizerFast
-
-    from hf_muon.lab.chat import prepare_chat_tokenizer
-
-    tok = prepare_chat_tokenizer(
-        GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
-    )
-    return llama_for(tok, folder)
-
-
 def test_hf_muon_command(fresh, tmp_path):
     py, root = fresh
     hf_muon = py.parent / "hf-muon"
@@ -131,39 +104,10 @@ def test_examples_copied_out_of_the_checkout(fresh, tmp_path):
     plain = _run([py, tmp_path / "plain_loop.py", "--steps", "3", "--out", tmp_path / "plain"], cwd=tmp_path)
     assert plain.returncode == 0 and "saved and reloaded" in plain.stdout, plain.stderr[-3000:]
     # the documented Trainer command, with --optim muon reaching the unmodified script through the startup hook
-    args = [
-        "--model_name_or_path",
-        _tiny_model(tmp_path / "tiny"),
-        "--train_file",
-        data_dir() / "pretrain" / "tinystories_validation_head.txt",
-        "--output_dir",
-        tmp_path / "out",
-        "--optim",
-        "muon",
-        "--optim_args",
-        "ns_steps=5",
-        "--max_steps",
-        "2",
-        "--save_steps",
-        "2",
-        "--block_size",
-        "32",
-        "--max_chars",
-        "20000",
-        "--per_device_train_batch_size",
-        "4",
-        "--use_cpu",
-        "true",
-        "--report_to",
-        "none",
-        "--learning_rate",
-        "3e-3",
-        "--disable_tqdm",
-        "true",
-    ]
+    args = example_trainer_args(chat_llama(tmp_path / "tiny"), tmp_path / "out")
     proc = _run([py, tmp_path / "trainer.py", *args], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _muon_groups(tmp_path / "out" / "checkpoint-2" / "optimizer.pt")
+    assert muon_groups(tmp_path / "out" / "checkpoint-2" / "optimizer.pt")
     assert "on Muon" in proc.stderr and (tmp_path / "out" / "hf_muon_routing.txt").exists()
     # training_args.bin in a fresh interpreter that never imports hf_muon
     code = (
@@ -188,52 +132,24 @@ def test_import_transformers_alone_imports_nothing_heavy_of_hf_muon(fresh):
 @pytest.mark.parametrize("how", ["flags", "peft", "config"])
 def test_trl_sft_command(fresh, tmp_path, how):
     py, root = fresh
-    model_dir, data = _tiny_model(tmp_path / "tiny"), tmp_path / "tulu"
+    model_dir, data = chat_llama(tmp_path / "tiny"), tmp_path / "tulu"
     data.mkdir()
     shutil.copy(data_dir() / "sft" / "tulu3_sft_mixture_sample.jsonl", data / "train.jsonl")
     trl = [py, "-c", "import sys; sys.argv[0] = 'trl'; from trl.cli import main; sys.exit(main())", "sft"]
     out = tmp_path / "out"
     extra = {
-        "flags": ["--optim", "muon"],
-        "peft": ["--optim", "muon", "--use_peft", "--lora_r", "4"],
+        "flags": [],
+        "peft": ["--use_peft", "--lora_r", "4"],
         "config": ["--config", tmp_path / "cfg.yaml"],
     }[how]
     (tmp_path / "cfg.yaml").write_text("optim: muon\n")
+    optim = None if how == "config" else "muon"
     proc = _run(
-        [
-            *trl,
-            "--model_name_or_path",
-            model_dir,
-            "--dataset_name",
-            data,
-            "--output_dir",
-            out,
-            *extra,
-            "--max_steps",
-            "2",
-            "--save_steps",
-            "2",
-            "--per_device_train_batch_size",
-            "2",
-            "--max_length",
-            "128",
-            "--bf16",
-            "false",
-            "--gradient_checkpointing",
-            "false",
-            "--use_cpu",
-            "true",
-            "--report_to",
-            "none",
-            "--learning_rate",
-            "3e-3",
-            "--dtype",
-            "float32",
-        ],
+        [*trl, *extra, *sft_args(model_dir, data, out, optim=optim)],
         cwd=root,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    groups = _muon_groups(out / "checkpoint-2" / "optimizer.pt")
+    groups = muon_groups(out / "checkpoint-2" / "optimizer.pt")
     assert groups
     if how == "peft":  # default settings: the LoRA factors are what Muon updates
         assert all("lora_" in n for g in groups for n in g["param_names"])

@@ -2,7 +2,6 @@
 after SIGKILL. Each runs real processes on CPU."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -11,53 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir, free_port
+from conftest import REPO, child_env, clm_args, free_port
 
 SCRIPT = REPO / "tests" / "scripts" / "train_clm.py"
 BIN = Path(sys.executable).parent
 
 
-def _env(**extra):
-    env = dict(
-        os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO)
-    )
-    env.update(extra)
-    return env
-
-
-def _clm_args(out, steps=6, **extra):
-    d = data_dir()
-    args = [
-        "--train_file",
-        str(d / "pretrain" / "tinystories_validation_head.txt"),
-        "--tokenizer_dir",
-        str(d / "tokenizers" / "gpt2"),
-        "--output_dir",
-        str(out),
-        "--use_cpu",
-        "true",
-        "--report_to",
-        "none",
-        "--max_steps",
-        str(steps),
-        "--per_device_train_batch_size",
-        "4",
-        "--learning_rate",
-        "3e-3",
-        "--logging_steps",
-        "1",
-        "--seed",
-        "0",
-        "--disable_tqdm",
-        "true",
-        "--save_strategy",
-        "no",
-        "--optim",
-        "muon",
-    ]
-    for k, v in extra.items():
-        args += [f"--{k}", str(v)]
-    return args
+_env = child_env
 
 
 def _run(cmd, **kw):
@@ -66,24 +25,24 @@ def _run(cmd, **kw):
 
 
 def test_unmodified_script_works_through_the_startup_hook_and_the_launcher(tmp_path):
-    plain = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "a", steps=2)])
+    plain = _run([sys.executable, str(SCRIPT), *clm_args(tmp_path / "a", steps=2)])
     assert plain.returncode == 0, plain.stderr[-3000:]
     assert json.loads((tmp_path / "a" / "summary.json").read_text())["optimizer"] == "Muon"
     assert "on Muon" in plain.stderr and f"full table: {tmp_path / 'a' / 'hf_muon_routing.txt'}" in plain.stderr
     assert (tmp_path / "a" / "hf_muon_routing.txt").exists() and (tmp_path / "a" / "hf_muon_routing.json").exists()
-    off = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "off")], env=dict(_env(), HF_MUON_AUTOREGISTER="0"))
+    off = _run([sys.executable, str(SCRIPT), *clm_args(tmp_path / "off")], env=dict(_env(), HF_MUON_AUTOREGISTER="0"))
     assert off.returncode != 0 and "invalid choice: 'muon'" in off.stderr  # the hook off: today's behaviour
-    bad = _run([sys.executable, str(SCRIPT), *_clm_args(tmp_path / "bad", optim_args="ns_step=5")])
+    bad = _run([sys.executable, str(SCRIPT), *clm_args(tmp_path / "bad", optim_args="ns_step=5")])
     assert bad.returncode != 0 and "unknown optim_args key 'ns_step'" in bad.stderr
     assert "parse_args_into_dataclasses" in bad.stderr  # raised while parsing arguments: no data or model work yet
     ok = _run(
-        [sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "b", optim_args="ns_steps=5")],
+        [sys.executable, "-m", "hf_muon.run", str(SCRIPT), *clm_args(tmp_path / "b", optim_args="ns_steps=5")],
         env=dict(_env(), HF_MUON_AUTOREGISTER="0"),
     )
     assert ok.returncode == 0, ok.stderr[-3000:]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert summary["optimizer"] == "Muon" and len(summary["losses"]) == 6
-    cli = _run([str(BIN / "hf-muon"), "run", str(SCRIPT), *_clm_args(tmp_path / "c", steps=2)])
+    cli = _run([str(BIN / "hf-muon"), "run", str(SCRIPT), *clm_args(tmp_path / "c", steps=2)])
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert json.loads((tmp_path / "c" / "summary.json").read_text())["optimizer"] == "Muon"
 
@@ -96,10 +55,10 @@ def _final_weights(out):
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     common = dict(save_strategy="steps", save_steps=4, lr_scheduler_type="cosine", warmup_steps=2)
-    full = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "full", steps=8, **common)])
+    full = _run([sys.executable, "-m", "hf_muon.run", str(SCRIPT), *clm_args(tmp_path / "full", steps=8, **common)])
     assert full.returncode == 0, full.stderr[-3000:]
     killed = _run(
-        [sys.executable, "-m", "hf_muon.run", str(SCRIPT), *_clm_args(tmp_path / "run", steps=8, **common)],
+        [sys.executable, "-m", "hf_muon.run", str(SCRIPT), *clm_args(tmp_path / "run", steps=8, **common)],
         env=_env(HF_MUON_TEST_KILL_AT_STEP="4"),
     )
     assert killed.returncode == -signal.SIGKILL
@@ -114,7 +73,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
             "-m",
             "hf_muon.run",
             str(SCRIPT),
-            *_clm_args(tmp_path / "run", steps=8, resume_from_checkpoint=ckpt, **common),
+            *clm_args(tmp_path / "run", steps=8, resume_from_checkpoint=ckpt, **common),
         ]
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -139,7 +98,7 @@ def test_torchrun_ddp(tmp_path, launcher):
             "--master_port",
             str(free_port()),
             *entry,
-            *_clm_args(out, steps=3, ddp_backend="gloo"),
+            *clm_args(out, steps=3, ddp_backend="gloo"),
         ],
         timeout=300,
     )
@@ -166,7 +125,7 @@ def test_accelerate_launch_multi_cpu_through_the_launcher(tmp_path):
             "-m",
             "hf_muon.run",
             str(SCRIPT),
-            *_clm_args(out, steps=3),
+            *clm_args(out, steps=3),
         ],
         env=_env(ACCELERATE_USE_CPU="true"),
         timeout=300,
@@ -194,7 +153,7 @@ def test_shipped_ddp_config_runs_on_cpu(tmp_path):
             "-m",
             "hf_muon.run",
             str(SCRIPT),
-            *_clm_args(out, steps=2),
+            *clm_args(out, steps=2),
         ],
         env=_env(ACCELERATE_USE_CPU="true"),
         timeout=300,

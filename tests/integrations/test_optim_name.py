@@ -6,16 +6,13 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO
+from conftest import REPO, child_env
 
 import hf_muon
 
 
 def _py(code, **env):
-    import os
-
-    e = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, cwd=REPO)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(**env), cwd=REPO)
 
 
 def test_hf_muon_name_selects_hf_muon_everywhere(tmp_path):

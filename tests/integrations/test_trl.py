@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_dir
+from conftest import REPO, child_env, data_dir, gpt2_tokenizer, sft_args
 
-from hf_muon.lab.chat import prepare_chat_tokenizer
-
-
-def _tokenizer():
-    from transformers import GPT2TokenizerFast
-
-    tok = GPT2TokenizerFast(tokenizer_file=str(data_dir() / "tokenizers" / "gpt2" / "tokenizer.json"))
-    return prepare_chat_tokenizer(tok)
+_tokenizer = gpt2_tokenizer
 
 
 def _model(tok):
@@ -149,39 +142,8 @@ def test_trl_sft_unmodified(tmp_path, entry):
     if entry == "trl-cli-config":
         (tmp_path / "cfg.yaml").write_text("optim: muon\noptim_args: ns_steps=5\n")
         optim = []
-    cmd = [
-        *head[entry],
-        "--model_name_or_path",
-        str(model_dir),
-        "--dataset_name",
-        str(data),
-        "--output_dir",
-        str(out),
-        *optim,
-        "--max_steps",
-        "4",
-        "--save_steps",
-        "4",
-        "--per_device_train_batch_size",
-        "2",
-        "--max_length",
-        "128",
-        "--bf16",
-        "false",
-        "--gradient_checkpointing",
-        "false",
-        "--use_cpu",
-        "true",
-        "--report_to",
-        "none",
-        "--assistant_only_loss",
-        "true",
-        "--learning_rate",
-        "3e-3",
-        "--dtype",
-        "float32",
-    ]
-    env = dict(__import__("os").environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONPATH=str(REPO))
+    cmd = [*head[entry], *sft_args(model_dir, data, out, steps=4, optim=None, assistant_only_loss="true"), *optim]
+    env = child_env()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     sd = torch.load(out / "checkpoint-4" / "optimizer.pt", weights_only=True)

@@ -11,7 +11,7 @@ from itertools import product
 
 import pytest
 import torch
-from conftest import REPO, data_dir, free_port
+from conftest import REPO, child_env, data_dir, free_port
 
 from hf_muon.lab import metrics as M
 from hf_muon.lab.evaluation import arc, gsm8k, humaneval, mmlu, sources
@@ -694,7 +694,7 @@ def test_two_processes_shard_and_gather_like_one(tmp_path, shared_data):
         str(tmp_path),
         str(shared_data),
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = child_env()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for rank in (0, 1):

@@ -5,14 +5,14 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO, free_port
+from conftest import REPO, child_env, free_port
 
 SCRIPT = REPO / "tests" / "scripts" / "dist_train.py"
 BIN = os.path.dirname(sys.executable)
 
 
 def env(**extra):
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", **extra)
+    return child_env(**extra)
 
 
 def torchrun(world, *args, script=SCRIPT, timeout=240, check=True, extra_env=None):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, free_port, tiny_gpt2, tiny_llama
+from conftest import REPO, child_env, free_port, tiny_gpt2, tiny_llama
 
 import hf_muon
 from hf_muon.model.logits import max_logits
@@ -225,7 +225,7 @@ def test_no_watched_head_is_an_error():
 def test_ranks_share_the_max_and_clip_identically(tmp_path):
     """Two gloo ranks see different batches: the clip uses the max over both, weights stay equal across ranks, and a
     row-sharded DTensor weight is scaled as the full one."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = child_env()
     cmd = [
         os.path.join(os.path.dirname(sys.executable), "torchrun"),
         "--nproc_per_node",
