@@ -1,6 +1,7 @@
 """accelerate's own FSDP2 code under hf_muon on CPU (``tests/scripts/accel_fsdp2.py``: the optimizer built before
 ``prepare`` as the Trainer does, accelerate's parameter swap, SHARDED_STATE_DICT save/resume, HSDP through
-``ParallelismConfig``), and the layout the routing line states, with the warning when FSDP was asked for but the
+``ParallelismConfig``); the Trainer's own ``--fsdp`` path (``tests/scripts/trainer_fsdp_cpu.py`` replaces only
+accelerate's device gate); and the layout the routing line states, with the warning when FSDP was asked for but the
 model is not sharded."""
 
 import json
@@ -10,7 +11,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, child_env, clm_args, free_port
+import torch
+from conftest import REPO, child_env, clm_args, flags, free_port
 
 from hf_muon.integrations.announce import run_layout
 
@@ -43,6 +45,38 @@ def test_accelerate_fsdp2_prepare_equals_one_process_and_resumes(tmp_path, hsdp)
     assert res["rel_vs_one_process"] <= 1e-5  # fp32 NS
     assert res["rel_resumed_vs_uninterrupted"] == 0.0  # SHARDED_STATE_DICT through accelerate
     assert (tmp_path / "ckpt" / "optimizer_0").is_dir() and (tmp_path / "ckpt" / "pytorch_model_fsdp_0").is_dir()
+
+
+def _trainer_run(out, fsdp: bool, **extra):
+    """``train_clm.py`` on 2 ranks through the gate wrapper: DDP, or the Trainer's own ``--fsdp`` with FSDP2."""
+    shard = {
+        "fsdp": "full_shard",
+        "fsdp_config": json.dumps({"fsdp_version": 2, "state_dict_type": "SHARDED_STATE_DICT"}),
+    }
+    args = clm_args(out, 4, optim_args="ns_dtype=float32", save_strategy="steps", save_steps=2, **extra)
+    scripts = [str(REPO / "tests" / "scripts" / name) for name in ("trainer_fsdp_cpu.py", "train_clm.py")]
+    proc = _torchrun(2, [*scripts, *args, *(flags(**shard) if fsdp else [])])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    return proc.stderr, summary, torch.load(out / "final.pt", weights_only=True)
+
+
+@pytest.mark.slow
+def test_trainer_own_fsdp2_flags_equal_ddp_and_resume_exactly(tmp_path):
+    """``--fsdp full_shard --fsdp_config '{"fsdp_version": 2}'`` in an unmodified Trainer script: the Trainer builds
+    the plugin, accelerate shards with ``fully_shard``, hf_muon steps the DTensors. fp32 NS on 2 ranks gives DDP's
+    weights, and the SHARDED_STATE_DICT checkpoint of step 2 resumes to the same step-4 weights."""
+    ddp_log, ddp, ddp_w = _trainer_run(tmp_path / "ddp", False)
+    log, fsdp, w = _trainer_run(tmp_path / "fsdp", True)
+    ckpt = tmp_path / "fsdp" / "checkpoint-2"
+    _, resumed, resumed_w = _trainer_run(tmp_path / "res", True, resume_from_checkpoint=ckpt)
+    assert "layout: DDP ×2 —" in ddp_log and ddp["dtensor_params"] == 0
+    assert "layout: FSDP2 mesh (2,)" in log and "not applied" not in log and fsdp["dtensor_params"] == 21
+    assert fsdp["optimizer"] == resumed["optimizer"] == "Muon"
+    assert (ckpt / "optimizer_0").is_dir() and (ckpt / "pytorch_model_fsdp_0").is_dir()  # sharded checkpoint
+    for k in ddp_w:
+        assert torch.allclose(w[k], ddp_w[k], rtol=1e-5, atol=1e-7), k
+        assert torch.equal(resumed_w[k], w[k]), k
 
 
 def _state(kind, fsdp_version=2, replicate=1):

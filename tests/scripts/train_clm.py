@@ -2,7 +2,8 @@
 
 It is what "an unmodified user script" means in the tests: `--optim muon` must reach it through
 `python -m hf_muon.run`. It trains a tiny Llama built from a config on a local text file.
-Test hook: HF_MUON_TEST_KILL_AT_STEP=N SIGKILLs the process right after the checkpoint of step N.
+Test hook: HF_MUON_TEST_KILL_AT_STEP=N SIGKILLs the process right after the checkpoint of step N. The final weights,
+gathered (DDP, FSDP; not under DeepSpeed), are written to ``OUTPUT_DIR/final.pt`` for the tests to compare.
 """
 
 import json
@@ -82,6 +83,11 @@ def main():
     trainer = Trainer(model=model, args=training_args, train_dataset=train, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
+    if not training_args.deepspeed:  # ZeRO-3 gathers only with a config flag; the DeepSpeed tests read checkpoints
+        full = trainer.accelerator.get_state_dict(trainer.model)  # every rank joins the gather FSDP needs
+        if training_args.process_index == 0:
+            weights = {k: v.detach().cpu() for k, v in full.items()}
+            torch.save(weights, os.path.join(training_args.output_dir, "final.pt"))
     summary = {
         "optimizer": type(
             trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
@@ -89,6 +95,7 @@ def main():
         "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
         "world_size": training_args.world_size,
         "loaded_partitioned": partitioned,
+        "dtensor_params": sum(type(q).__name__ == "DTensor" for q in trainer.model.parameters()),
     }
     if training_args.process_index == 0:
         with open(os.path.join(training_args.output_dir, "summary.json"), "w") as f:
