@@ -12,11 +12,11 @@ import json
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 from pathlib import Path
 
 from . import tables as T
+from .plots import write_plots
 from .units import DONE, model_units
 
 MOONLIGHT_TABLE6 = {  # MMLU / HumanEval / MBPP / GSM8K, pretrain / SFT
@@ -110,80 +110,6 @@ def _lr_lines(units: list[dict]) -> list[str]:
     return lines
 
 
-def _plots(col: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    units, values, files = col["units"], col["values"], []
-    first = col["seeds"][0] if col["seeds"] else None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for u in units:
-        hist = [(h["step"], h["loss"]) for h in u["info"].get("log_history", []) if "loss" in h]
-        if hist and u["seed"] == first and (u["kind"] == "base" or u["pair"] in T.MAIN_PAIRS):
-            (axes[0] if u["kind"] == "base" else axes[1]).plot(*zip(*hist), label=u["pair"])
-    axes[0].set(title=f"pretraining loss (seed {first})", xlabel="step", ylabel="train loss")
-    axes[1].set(title=f"SFT loss, assistant tokens (seed {first})", xlabel="step", ylabel="train loss")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "loss_curves.png", dpi=110)
-    plt.close(fig)
-    files.append("loss_curves.png")
-    remedies = [p for p in values if p.startswith("adamw / ") and "(" in p]
-    bases = [p for p in values if p.endswith("/ -")]
-    blimp = ["BLiMP acc", *T.BLIMP_FIELDS, T.BLIMP_FORGETTING]
-    main_cols = [c[0] for c in T.COLUMNS if c[0] != "pretrain val ppl" and c[0] not in T.BLIMP_FIELDS]
-    for name, pairs, cols in (
-        ("scores.png", [p for p in T.MAIN_PAIRS if p in values], main_cols + list(T.FORGETTING_OF)),
-        (
-            "remedies.png",
-            ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"],
-            main_cols + list(T.FORGETTING_OF),
-        ),
-        ("blimp.png", [*bases, *(p for p in T.MAIN_PAIRS if p in values)], blimp),
-    ):
-        pairs = [p for p in pairs if p in values]
-        labels = [c for c in cols if any(values[p].get(c) for p in pairs)]
-        if (
-            not pairs
-            or not labels
-            or (name == "remedies.png" and not remedies)
-            or (name == "blimp.png" and "BLiMP acc" not in labels)
-        ):
-            continue
-        ncols = min(len(labels), 6)
-        nrows = -(-len(labels) // ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.8 * nrows), squeeze=False)
-        for ax in axes.flat[len(labels) :]:
-            ax.set_visible(False)
-        for ax, label in zip(axes.flat, labels):
-            vals = [list(values[p].get(label, {}).values()) for p in pairs]
-            means = [statistics.fmean(v) if v else 0.0 for v in vals]
-            errs = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in vals]
-            ax.bar(
-                range(len(pairs)),
-                means,
-                yerr=errs,
-                capsize=3,
-                color=[f"C{i % 10}" for i in range(len(pairs))],
-            )
-            ax.set_xticks(range(len(pairs)), pairs, rotation=50, ha="right", fontsize=7)
-            if T.CHANCE.get(label):
-                ax.axhline(T.CHANCE[label], color="grey", ls="--", lw=1)
-            if label.startswith("BLiMP") and label != T.BLIMP_FORGETTING:  # a few points around 50: zoom in
-                span = [m + s for m, s in zip(means, errs)] + [m - s for m, s in zip(means, errs)] + [50.0]
-                ax.set_ylim(min(span) - 3, max(span) + 3)
-            ax.set_title(label, fontsize=8)
-        fig.suptitle("mean ± std over seeds", fontsize=9)
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        plt.close(fig)
-        files.append(name)
-    return files
-
-
 def _count_params(model_dir: Path) -> int:
     from safetensors import safe_open
 
@@ -233,52 +159,36 @@ def _cards(cfg, col: dict, hardware: str) -> list[tuple[str, Path]]:
     return cards
 
 
-def write_report(cfg, root: Path, out: Path, log=print, command: str | None = None) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    col = collect(cfg, root)
-    values, counts = col["values"], col["counts"]
+def _layout(cfg, values: dict) -> dict:
+    """Which columns, 2×2 rows and remedy rows the report shows (only those with values)."""
     labels = [c[0] for c in T.COLUMNS if any(values[p].get(c[0]) for p in values)]
     labels += [d for d in T.FORGETTING_OF if any(values[p].get(d) for p in values)]
     main = [p for p in T.MAIN_PAIRS if p in values] + [p for p in values if p.endswith("/ -")]
     main += [p for p in values if p not in main and not p.startswith("adamw / ")] if cfg.model.base_model else []
     remedies = sorted(p for p in values if p.startswith("adamw / ") and "(" in p)
-    stat_labels = [x for x in labels if x not in ("pretrain val ppl", "pretrain val loss")]
-    rows = T.contrasts(values, counts, stat_labels)
-    rem = T.remedy_rows(values, [x for x in T.PRIMARY if x in labels])
-    data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
-    mach, code = machine(), commit()
-    hardware = (
-        mach.get("gpu") or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
-    )
-    plots = _plots(col, out)
-    cards = _cards(cfg, col, hardware)
-    chance_cols = [lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)]
-    primary = [r for r in rows if r["metric"] in T.PRIMARY]
-    repro = [
-        f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})" for r in primary
-    ]
+    return {"labels": labels, "main": main, "remedies": remedies}
+
+
+def _setup_lines(cfg, data: dict, mach: dict, code: str, command: str | None) -> list[str]:
+    """Model, budgets and grids; the SFT data accounting; command, machine and commit."""
     sft = data.get("sft", {})
     files = "; ".join(
         f"{Path(f['source']).name}: {f['rows']} rows, {f['malformed']} malformed, {f['duplicates']} duplicates"
         for f in sft.get("files", [])
     )
-    moon = ["| pretrain / SFT | MMLU | HumanEval | MBPP | GSM8K |", "|---|---|---|---|---|"] + [
-        f"| {k} | " + " | ".join(f"{v:g}" for v in vals) + " |" for k, vals in MOONLIGHT_TABLE6.items()
-    ]
-    md = [
-        f"# Optimizer-mismatch study: {cfg.name}",
-        "",
-        f"Seeds aggregated: {col['seeds']} (every seed finished under the output dir). Model: Llama hidden "
-        f"{cfg.model.hidden_size}, {cfg.model.num_hidden_layers} layers, vocabulary {data.get('tokenizer_vocab')}. "
-        f"Pretraining: {cfg.pretrain.steps} steps × {cfg.pretrain.batch_size} × {cfg.pretrain.block_size} tokens of "
-        f"{cfg.pretrain.corpus} (sweep runs {cfg.pretrain.sweep_steps or cfg.pretrain.steps} steps). SFT: "
-        f"{cfg.sft.epochs} epochs, lr grids {cfg.sft.lrs}"
+    grids = (
+        f", grid runs {cfg.sft.sweep_steps} steps then the final run"
+        if cfg.sft.sweep_steps
+        else ", grid runs are full runs (the best is kept)"
+    )
+    return [
+        f"Model: Llama hidden {cfg.model.hidden_size}, {cfg.model.num_hidden_layers} layers, vocabulary "
+        f"{data.get('tokenizer_vocab')}. Pretraining: {cfg.pretrain.steps} steps × {cfg.pretrain.batch_size} × "
+        f"{cfg.pretrain.block_size} tokens of {cfg.pretrain.corpus} (sweep runs "
+        f"{cfg.pretrain.sweep_steps or cfg.pretrain.steps} steps). SFT: {cfg.sft.epochs} epochs, lr grids "
+        f"{cfg.sft.lrs}"
         + (f", LoRA grids {cfg.sft.lora_lrs}" if cfg.sft.lora_lrs else "")
-        + (
-            f", grid runs {cfg.sft.sweep_steps} steps then the final run"
-            if cfg.sft.sweep_steps
-            else ", grid runs are full runs (the best is kept)"
-        )
+        + grids
         + f"; remedies {cfg.sft.remedies or 'none'}.",
         "",
         f"Data: {sft.get('rows')} SFT rows read ({files}); {sft.get('malformed')} malformed and "
@@ -290,19 +200,21 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
         f"Command: `{command or '(run_study called from Python)'}`. Machine: {mach.get('cpu')}, "
         f"{mach.get('cores', '?')} cores, flags {mach.get('cpu_flags')}, torch {mach['torch']} "
         f"({mach['threads']} threads){', GPU ' + mach['gpu'] if mach.get('gpu') else ''}. Code: `{code}`.",
-        "",
-        "## Results (mean ± std over seeds)",
-        "",
-        *_table(values, main, labels),
-        "",
+    ]
+
+
+def _legend(labels: list[str], chance_cols: list[str]) -> str:
+    """Units, what forgetting means, chance levels and the columns at chance in every cell."""
+    blimp = (
+        " (higher = forgot more); BLiMP forgetting = the SFT model's BLiMP accuracy minus its base's, in points "
+        "(lower = forgot more)"
+        if T.BLIMP_FORGETTING in labels
+        else ""
+    )
+    return (
         "Benchmarks and token accuracy in %, losses in nats; `x / -` rows are the pretrained bases. Forgetting = the "
         "SFT model's pretraining validation loss minus its base's"
-        + (
-            " (higher = forgot more); BLiMP forgetting = the SFT model's BLiMP accuracy minus its base's, in points "
-            "(lower = forgot more)"
-            if T.BLIMP_FORGETTING in labels
-            else ""
-        )
+        + blimp
         + ". Chance: MMLU 25, ARC-Easy ≈ 25, GSM8K 0, HumanEval 0"
         + (", BLiMP 50 (overall and each field)" if "BLiMP acc" in labels else "")
         + "."
@@ -310,41 +222,40 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
             f" **At chance for every 2×2 cell: {', '.join(chance_cols)}** — these columns carry no signal."
             if chance_cols
             else ""
-        ),
+        )
+    )
+
+
+def _remedy_lines(values: dict, remedies: list[str], labels: list[str], rem: list[dict]) -> list[str]:
+    """The remedy arms beside AdamW/AdamW, AdamW/Muon and Muon/Muon, their paired table and statements."""
+    if not remedies:
+        return []
+    return [
+        "## Remedy arms on the AdamW base",
         "",
-        "## Learning rates (each cell tuned on the SFT validation slice)",
+        *_table(values, ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"], labels),
         "",
-        *_lr_lines(col["units"]),
-        "",
-        "## Paired differences (a − b, by seed; 95 % t interval, bootstrap beside it)",
-        "",
-        "| contrast | metric | claim | a − b [95 % CI] | verdict |",
+        "| remedy | against | metric | remedy − reference [95 % CI] | remedy is |",
         "|---|---|---|---|---|",
-        *[f"| {r['contrast']} | {r['metric']} | {r['claim']} | {r['ci']} | {r['verdict']} |" for r in rows],
+        *[f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |" for r in rem],
+        "",
+        *[f"- {s}" for s in T.remedy_statement(rem)],
         "",
     ]
-    if "BLiMP acc" in labels:
-        md += ["## BLiMP beside the loss columns", "", *T.blimp_agreement(rows, col["seeds"]), ""]
-    if remedies:
-        md += [
-            "## Remedy arms on the AdamW base",
-            "",
-            *_table(values, ["adamw / adamw", "adamw / muon", *remedies, "muon / muon"], labels),
-            "",
-            "| remedy | against | metric | remedy − reference [95 % CI] | remedy is |",
-            "|---|---|---|---|---|",
-            *[f"| {r['remedy']} | {r['reference']} | {r['metric']} | {r['ci']} | {r['status']} |" for r in rem],
-            "",
-            *[f"- {s}" for s in T.remedy_statement(rem)],
-            "",
-        ]
-    md += [
+
+
+def _repro_lines(primary: list[dict], repro: list[str], seeds: list[int], chance_cols: list[str]) -> list[str]:
+    """What reproduces (the plain summary and every claimed ordering) beside Moonlight's Table 6."""
+    moon = ["| pretrain / SFT | MMLU | HumanEval | MBPP | GSM8K |", "|---|---|---|---|---|"] + [
+        f"| {k} | " + " | ".join(f"{v:g}" for v in vals) + " |" for k, vals in MOONLIGHT_TABLE6.items()
+    ]
+    return [
         "## What reproduces",
         "",
         "An ordering reproduces only when the 95 % interval of the paired difference excludes 0 in the claimed "
         "direction (matched optimizers better, as in Moonlight Table 6 and arXiv 2605.06654).",
         "",
-        *T.plain_summary(primary, col["seeds"], chance_cols),
+        *T.plain_summary(primary, seeds, chance_cols),
         "",
         "Every claimed ordering:",
         "",
@@ -354,35 +265,77 @@ def write_report(cfg, root: Path, out: Path, log=print, command: str | None = No
         "",
         *moon,
         "",
-        "## Plots",
-        "",
-        *[f"![{p}]({p})" for p in plots],
-        "",
-        "## Model cards",
-        "",
-        *[f"- `{n}`: {p}" for n, p in cards],
     ]
+
+
+def _contrast_lines(rows: list[dict]) -> list[str]:
+    return [
+        "## Paired differences (a − b, by seed; 95 % t interval, bootstrap beside it)",
+        "",
+        "| contrast | metric | claim | a − b [95 % CI] | verdict |",
+        "|---|---|---|---|---|",
+        *[f"| {r['contrast']} | {r['metric']} | {r['claim']} | {r['ci']} | {r['verdict']} |" for r in rows],
+        "",
+    ]
+
+
+def _chosen_lrs(units: list[dict]) -> dict:
+    keys = ("chosen_lr", "sweep", "extended", "at_edge", "grid", "derived_from")
+    return {
+        f"seed{u['seed']} {u['pair']}": {k: u["info"].get(k) for k in keys} for u in units if "chosen_lr" in u["info"]
+    }
+
+
+def write_report(cfg, root: Path, out: Path, log=print, command: str | None = None) -> Path:
+    """``report.md``, ``results.json``, the PNG plots and the model cards for every seed finished under ``root``."""
+    out.mkdir(parents=True, exist_ok=True)
+    col = collect(cfg, root)
+    values, counts = col["values"], col["counts"]
+    lay = _layout(cfg, values)
+    labels = lay["labels"]
+    stat_labels = [x for x in labels if x not in ("pretrain val ppl", "pretrain val loss")]
+    rows = T.contrasts(values, counts, stat_labels)
+    rem = T.remedy_rows(values, [x for x in T.PRIMARY if x in labels])
+    data = json.loads((root / "data" / DONE).read_text()) if (root / "data" / DONE).exists() else {}
+    mach, code = machine(), commit()
+    hardware = (
+        mach.get("gpu") or f"{mach.get('cpu')} ({', '.join(mach.get('cpu_flags', []))}; {mach['threads']} threads)"
+    )
+    plots = write_plots(col, out)
+    cards = _cards(cfg, col, hardware)
+    chance_cols = [lab for lab in labels if T.at_chance(values, [p for p in T.MAIN_PAIRS if p in values], lab, counts)]
+    primary = [r for r in rows if r["metric"] in T.PRIMARY]
+    repro = [
+        f"{r['contrast']}, {r['metric']}: {r['verdict']} ({r['claim']} claimed; a − b = {r['ci']})" for r in primary
+    ]
+    setup = _setup_lines(cfg, data, mach, code, command)
+    md = [
+        f"# Optimizer-mismatch study: {cfg.name}",
+        "",
+        f"Seeds aggregated: {col['seeds']} (every seed finished under the output dir). " + setup[0],
+        *setup[1:],
+        "",
+        "## Results (mean ± std over seeds)",
+        "",
+        *_table(values, lay["main"], labels),
+        "",
+        _legend(labels, chance_cols),
+        "",
+        "## Learning rates (each cell tuned on the SFT validation slice)",
+        "",
+        *_lr_lines(col["units"]),
+        "",
+        *_contrast_lines(rows),
+    ]
+    if "BLiMP acc" in labels:
+        md += ["## BLiMP beside the loss columns", "", *T.blimp_agreement(rows, col["seeds"]), ""]
+    md += _remedy_lines(values, lay["remedies"], labels, rem)
+    md += _repro_lines(primary, repro, col["seeds"], chance_cols)
+    md += ["## Plots", "", *[f"![{p}]({p})" for p in plots], "", "## Model cards", ""]
+    md += [f"- `{n}`: {p}" for n, p in cards]
     (out / "report.md").write_text("\n".join(md) + "\n")
-    lrs = {
-        f"seed{u['seed']} {u['pair']}": {
-            k: u["info"].get(k) for k in ("chosen_lr", "sweep", "extended", "at_edge", "grid", "derived_from")
-        }
-        for u in col["units"]
-        if "chosen_lr" in u["info"]
-    }
-    results = {
-        "seeds": col["seeds"],
-        "values": values,
-        "contrasts": rows,
-        "remedies": rem,
-        "lrs": lrs,
-        "reproduces": repro,
-        "at_chance": chance_cols,
-        "data": data,
-        "machine": mach,
-        "commit": code,
-        "command": command,
-    }
+    results = dict(seeds=col["seeds"], values=values, contrasts=rows, remedies=rem, lrs=_chosen_lrs(col["units"]))
+    results |= dict(reproduces=repro, at_chance=chance_cols, data=data, machine=mach, commit=code, command=command)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     log(f"[report] {out / 'report.md'}")
     return out
