@@ -32,38 +32,40 @@ PTH = "hf_muon-autoregister.pth"
 COMMANDS = {"python -c pass": "pass", "import TrainingArguments": "from transformers import TrainingArguments"}
 
 
-def fresh_venv(root: Path) -> tuple[Path, Path]:
-    """A venv with hf_muon installed from a wheel of this repo; returns (python, its site-packages)."""
+def bare_venv(root: Path) -> tuple[Path, Path]:
+    """A venv without hf_muon that sees this environment's dependencies through a path file (no download);
+    returns (python, its site-packages)."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     py = root / "venv" / "bin" / "python"
-    purelib = Path(
-        subprocess.run(
-            [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    )
+    query = [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    purelib = Path(subprocess.run(query, capture_output=True, text=True, check=True).stdout.strip())
     (purelib / "project_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    return py, purelib
+
+
+def build_wheel(root: Path) -> Path:
+    """A wheel of this repo, built from a copy of the checkout (as a user's ``pip wheel`` would); returns its path."""
     src = root / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info", "results"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            str(root / "dist"),
-            str(src),
-        ],
-        check=True,
-        cwd=root,
-    )
-    wheel = next((root / "dist").glob("hf_muon-*.whl"))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(root / "dist"),
+    ]
+    subprocess.run([*cmd, str(src)], check=True, cwd=root)
+    return next((root / "dist").glob("hf_muon-*.whl"))
+
+
+def fresh_venv(root: Path) -> tuple[Path, Path]:
+    """A venv with hf_muon installed from a wheel of this repo; returns (python, its site-packages)."""
+    py, purelib = bare_venv(root)
+    wheel = build_wheel(root)
     subprocess.run(
         [
             sys.executable,

@@ -11,13 +11,14 @@ downloaded again), but not its hf_muon: only the install under test provides hf_
 
 import json
 import shutil
-import site
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, chat_llama, child_env, data_dir, example_trainer_args, muon_groups, sft_args
+
+from benchmarks.bench_startup import bare_venv, build_wheel
 
 pytestmark = pytest.mark.slow
 
@@ -35,15 +36,7 @@ def _run(cmd, cwd, **env):
 @pytest.fixture(scope="module", params=["wheel", "editable"])
 def fresh(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
-    py = root / "venv" / "bin" / "python"
-    purelib = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    (Path(purelib) / "project_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    py, purelib = bare_venv(root)
     pip = [
         sys.executable,
         "-m",
@@ -56,25 +49,7 @@ def fresh(request, tmp_path_factory):
         "--no-build-isolation",
     ]
     if request.param == "wheel":
-        src = root / "src"
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info"))
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--no-deps",
-                "--no-build-isolation",
-                "-w",
-                str(root / "dist"),
-                str(src),
-            ],
-            check=True,
-            cwd=root,
-        )
-        subprocess.run([*pip, *(root / "dist").glob("hf_muon-*.whl")], check=True, cwd=root)
+        subprocess.run([*pip, build_wheel(root)], check=True, cwd=root)
     else:
         subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=root)
     assert (Path(purelib) / "hf_muon-autoregister.pth").exists()
