@@ -8,28 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, child_env, data_dir, gpt2_tokenizer, sft_args
+from conftest import REPO, child_env, data_dir, gpt2_tokenizer, llama_for, sft_args
 
 _tokenizer = gpt2_tokenizer
 
 
 def _model(tok):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(0)
-    return LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-    )
+    return llama_for(tok, pad_token_id=tok.pad_token_id)
 
 
 def _tulu():

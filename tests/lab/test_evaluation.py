@@ -11,7 +11,7 @@ from itertools import product
 
 import pytest
 import torch
-from conftest import REPO, child_env, data_dir, free_port
+from conftest import REPO, child_env, data_dir, free_port, llama_for
 
 from hf_muon.lab import metrics as M
 from hf_muon.lab.evaluation import arc, gsm8k, humaneval, mmlu, sources
@@ -35,21 +35,9 @@ def tok():
 @pytest.fixture(scope="module")
 def model(tok):
     """A tiny random Llama over the real GPT-2 vocabulary (built from a config, never downloaded)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    shape = dict(hidden_size=16, intermediate_size=32, num_attention_heads=2, num_key_value_heads=1)
+    return llama_for(tok, max_position_embeddings=512, **shape).eval()
 
 
 def _rows(path, n=None):
