@@ -40,6 +40,7 @@ def main():
     trainer = Trainer(model=model, args=args, train_dataset=train)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()
+    trainer.end()  # frees the process group; CPU/gloo runs can abort at exit otherwise
 
 
 if __name__ == "__main__":

@@ -148,6 +148,7 @@ def main():
             json.dump(out, f, indent=1)
         print(json.dumps(out, indent=1))
     dist.barrier()
+    acc.end_training()  # gloo can abort at interpreter exit while a process group is alive (pytorch#190489)
 
 
 if __name__ == "__main__":

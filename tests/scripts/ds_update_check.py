@@ -133,6 +133,7 @@ def main():
         with open(a.out, "w") as f:
             json.dump(out, f, indent=1)
         print(json.dumps(out, indent=1))
+    torch.distributed.destroy_process_group()  # gloo can abort at interpreter exit otherwise (pytorch#190489)
 
 
 if __name__ == "__main__":

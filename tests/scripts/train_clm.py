@@ -100,6 +100,7 @@ def main():
     if training_args.process_index == 0:
         with open(os.path.join(training_args.output_dir, "summary.json"), "w") as f:
             json.dump(summary, f)
+    trainer.end()  # gloo can abort at interpreter exit while a process group is alive (pytorch#190489)
 
 
 if __name__ == "__main__":
