@@ -116,25 +116,24 @@ def tiny_qwen3():
     )
 
 
-def tiny_qwen3_moe():
+def tiny_qwen3_moe(**overrides):
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    return Qwen3MoeForCausalLM(
-        Qwen3MoeConfig(
-            vocab_size=128,
-            hidden_size=32,
-            intermediate_size=64,
-            moe_intermediate_size=16,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            num_experts=4,
-            num_experts_per_tok=2,
-            head_dim=8,
-            bos_token_id=0,
-            eos_token_id=1,
-        )
+    config = dict(
+        vocab_size=128,
+        hidden_size=32,
+        intermediate_size=64,
+        moe_intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=4,
+        num_experts_per_tok=2,
+        head_dim=8,
+        bos_token_id=0,
+        eos_token_id=1,
     )
+    return Qwen3MoeForCausalLM(Qwen3MoeConfig(**{**config, **overrides}))
 
 
 def tiny_gpt2():

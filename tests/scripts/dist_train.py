@@ -27,11 +27,15 @@ import os
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-import hf_muon
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import tiny_qwen3_moe  # noqa: E402
+
+import hf_muon  # noqa: E402
 
 GLOBAL_BATCH, SEQ, VOCAB = 8, 16, 128
 MODES = ("single", "ddp", "fsdp2", "hsdp", "tp", "fsdp_tp", "moe")
@@ -63,25 +67,7 @@ def build_model(kind="llama"):
             )
         )
     if kind == "qwen3-moe":
-        from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
-
-        return Qwen3MoeForCausalLM(
-            Qwen3MoeConfig(
-                vocab_size=VOCAB,
-                hidden_size=32,
-                intermediate_size=64,
-                moe_intermediate_size=16,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                num_key_value_heads=2,
-                num_experts=4,
-                num_experts_per_tok=2,
-                head_dim=8,
-                bos_token_id=0,
-                eos_token_id=1,
-                experts_implementation="eager",
-            )
-        )  # grouped_mm has no fp64
+        return tiny_qwen3_moe(vocab_size=VOCAB, experts_implementation="eager")  # grouped_mm has no fp64
     from transformers import LlamaConfig, LlamaForCausalLM
 
     return LlamaForCausalLM(
