@@ -96,9 +96,9 @@ def screen(param_groups: list[dict]) -> list[Work]:
         if bad:
             if group["nonfinite"] == "error":
                 raise FloatingPointError(
-                    f"non-finite gradient in {label_of(group, gi, work.params[bad[0]])} at optimizer step {group['step'] + 1} "
-                    f"({len(bad)} parameter(s) of this group affected; nothing was updated). Lower the lr, enable "
-                    "gradient clipping, or pass nonfinite='skip' to skip and count such updates."
+                    f"non-finite gradient in {label_of(group, gi, work.params[bad[0]])} at optimizer step "
+                    f"{group['step'] + 1} ({len(bad)} parameter(s) of this group affected; nothing was updated). Lower "
+                    "the lr, enable gradient clipping, or pass nonfinite='skip' to skip and count such updates."
                 )
             drop = set(bad)
             keep = [k for k in range(len(work.params)) if k not in drop]

@@ -5,9 +5,8 @@
 
 As the Trainer does, the optimizer is built on the unsharded model *before* ``Accelerator.prepare``, which
 shards the model with ``fully_shard`` and swaps the optimizer's parameters for DTensors. accelerate turns FSDP
-on only for GPU-type devices, so this script (a test, never the product) replaces that device gate: after the
-``Accelerator`` is built on CPU, its state gets what the gate would have set on a GPU (``distributed_type=FSDP``
-and the plugin). Every rank takes its own quarter/half of one global batch; rank 0 also trains an unsharded copy
+on only for GPU-type devices, so this script (a test, never the product) replaces that device gate
+(:mod:`cpu_fsdp_gate`). Every rank takes its own quarter/half of one global batch; rank 0 also trains an unsharded copy
 on the whole batch. Then the ``SHARDED_STATE_DICT`` checkpoint saved at step K is loaded back into the model and
 optimizer (which had moved on to step N), they train to step N again, and the weights are compared with the
 uninterrupted run's.
@@ -19,8 +18,8 @@ import json
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState, PartialState
-from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+from accelerate.utils import FullyShardedDataParallelPlugin
+from cpu_fsdp_gate import open_gate
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import hf_muon
@@ -46,19 +45,6 @@ def tiny_llama():
 def global_batches(n, size):
     g = torch.Generator().manual_seed(1)
     return [torch.randint(0, 96, (size, 12), generator=g) for _ in range(n)]
-
-
-def gate_as_on_gpu(plugin, **kwargs):
-    """What accelerate's device gate sets for FSDP on GPU-type devices (kept off on CPU); before the
-    ``Accelerator`` exists, so its own checks (ParallelismConfig needs FSDP) see the gated state."""
-    from accelerate.utils import TorchDynamoPlugin
-
-    state = AcceleratorState(
-        cpu=True, fsdp_plugin=plugin, dynamo_plugin=TorchDynamoPlugin(), _from_accelerator=True, **kwargs
-    )
-    state.distributed_type = DistributedType.FSDP
-    state.fsdp_plugin = plugin
-    PartialState._shared_state["distributed_type"] = DistributedType.FSDP
 
 
 def prepared(acc):
@@ -119,7 +105,7 @@ def main():
         from accelerate.parallelism_config import ParallelismConfig
 
         kwargs["parallelism_config"] = ParallelismConfig(dp_replicate_size=2, dp_shard_size=2)
-    gate_as_on_gpu(plugin, **kwargs)
+    open_gate()
     acc = Accelerator(cpu=True, fsdp_plugin=plugin, **kwargs)
     world = dist.get_world_size()
     batches = global_batches(a.steps, 4 * world)
