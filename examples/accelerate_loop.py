@@ -66,6 +66,8 @@ def main(argv=None):
         if accelerator.sync_gradients and (step // a.accumulation) % 5 == 0:
             accelerator.print(f"step {step // a.accumulation:4d}  loss {loss.item():.4f}")
     accelerator.print(f"done: {accelerator.num_processes} process(es), last loss {loss.item():.4f}")
+    # Free the DDP wrapper before the group: a reducer left holding the last reference to a gloo group can deadlock.
+    model, opt, loader = accelerator.free_memory(model, opt, loader)
     accelerator.end_training()  # frees the process group; CPU/gloo runs can abort at exit otherwise
 
 
