@@ -311,9 +311,9 @@ def main():
         json.dump(stats, open(os.path.join(a.out, "stats.json"), "w"))
     if dist.is_initialized():
         dist.barrier()
-    # gloo objects can hang in their destructors on a loaded 2-core box with 4 ranks (CI saw one rank stuck
-    # for 150 s while main()'s locals were freed, after destroy_process_group). Everything is written and
-    # every rank passed the barrier, so leave here, before any gloo object is torn down.
+    # DDP's reducer, freed with main()'s locals, can tear down the gloo group while holding the GIL that a gloo
+    # worker still needs (CI saw a rank stuck 150 s; docs/distributed.md). Everything is written and every rank
+    # passed the barrier, so leave here, before any gloo object is torn down.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
