@@ -126,6 +126,7 @@ def main(argv=None):
             save(model, opt, a.ckpt, step + 1)
     if rank == 0:
         print(f"done: {a.mode} on {world} ranks, steps {first}..{a.steps}", flush=True)
+    del model, opt  # free DDP's reducer first: it must not hold the last reference to a gloo group
     dist.destroy_process_group()
 
 
