@@ -67,26 +67,16 @@ def test_accelerate_loop_one_process(tmp_path):
     assert "done: 1 process(es)" in proc.stdout
 
 
+def _accelerate_two_processes(tmp_path, *cmd):
+    """``accelerate launch`` on 2 CPU processes with the config ``hf-muon config ddp`` writes."""
+    _run([BIN / "hf-muon", "config", "ddp", "--out", tmp_path / "ddp.yaml"], cwd=tmp_path)
+    config = ["--config_file", tmp_path / "ddp.yaml", "--num_processes", "2", "--mixed_precision", "no"]
+    return _run([BIN / "accelerate", "launch", *config, *cmd], cwd=tmp_path, ACCELERATE_USE_CPU="true")
+
+
 @pytest.mark.slow
 def test_accelerate_loop_two_processes_with_the_shipped_config(tmp_path):
-    _run([BIN / "hf-muon", "config", "ddp", "--out", tmp_path / "ddp.yaml"], cwd=tmp_path)
-    proc = _run(
-        [
-            BIN / "accelerate",
-            "launch",
-            "--config_file",
-            tmp_path / "ddp.yaml",
-            "--num_processes",
-            "2",
-            "--mixed_precision",
-            "no",
-            EXAMPLES / "accelerate_loop.py",
-            "--steps",
-            "4",
-        ],
-        cwd=tmp_path,
-        ACCELERATE_USE_CPU="true",
-    )
+    proc = _accelerate_two_processes(tmp_path, EXAMPLES / "accelerate_loop.py", "--steps", "4")
     assert "done: 2 process(es)" in proc.stdout
 
 
@@ -103,6 +93,18 @@ def test_fsdp2_hsdp_resume_across_layouts(tmp_path):
     )
     assert "steps 2..4" in resumed.stdout
     assert _losses(resumed.stdout) == pytest.approx(_losses(straight.stdout)[2:], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_ddp_examples_free_the_model_before_ending_the_group(tmp_path):
+    """A DDP reducer left holding the gloo group when it is destroyed can hang a rank after "done", at random;
+    ``ddp_teardown_check`` makes that a certain failure: it refuses ``destroy_process_group`` while a DDP lives."""
+    check = REPO / "tests" / "scripts" / "ddp_teardown_check.py"
+    proc = _accelerate_two_processes(tmp_path, check, EXAMPLES / "accelerate_loop.py", "--steps", "2")
+    assert "done: 2 process(es)" in proc.stdout
+    ddp = ["--mode", "ddp", "--ckpt", tmp_path / "ck", "--steps", "2", "--save-every", "100"]
+    proc = _run([BIN / "torchrun", "--nproc_per_node", "2", check, EXAMPLES / "fsdp2_hsdp.py", *ddp], cwd=tmp_path)
+    assert "done: ddp on 2 ranks" in proc.stdout
 
 
 @pytest.mark.slow
