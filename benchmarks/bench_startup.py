@@ -47,41 +47,21 @@ def build_wheel(root: Path) -> Path:
     """A wheel of this repo, built from a copy of the checkout (as a user's ``pip wheel`` would); returns its path."""
     src = root / "src"
     shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info", "results"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "-w",
-        str(root / "dist"),
-    ]
-    subprocess.run([*cmd, str(src)], check=True, cwd=root)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip_wheel, "-w", str(root / "dist"), str(src)], check=True, cwd=root)
     return next((root / "dist").glob("hf_muon-*.whl"))
+
+
+def install_into(py: Path, root: Path, *target) -> None:
+    """``pip install`` ``target`` (a wheel, or ``-e`` and a folder) into the venv of ``py``, deps already there."""
+    pip = [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*pip, *map(str, target)], check=True, cwd=root)
 
 
 def fresh_venv(root: Path) -> tuple[Path, Path]:
     """A venv with hf_muon installed from a wheel of this repo; returns (python, its site-packages)."""
     py, purelib = bare_venv(root)
-    wheel = build_wheel(root)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(py),
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            str(wheel),
-        ],
-        check=True,
-        cwd=root,
-    )
+    install_into(py, root, build_wheel(root))
     return py, purelib
 
 

@@ -12,13 +12,12 @@ downloaded again), but not its hf_muon: only the install under test provides hf_
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import REPO, chat_llama, child_env, data_dir, example_trainer_args, muon_groups, sft_args
 
-from benchmarks.bench_startup import bare_venv, build_wheel
+from benchmarks.bench_startup import bare_venv, build_wheel, install_into
 
 pytestmark = pytest.mark.slow
 
@@ -37,21 +36,10 @@ def _run(cmd, cwd, **env):
 def fresh(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     py, purelib = bare_venv(root)
-    pip = [
-        sys.executable,
-        "-m",
-        "pip",
-        "--python",
-        str(py),
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-    ]
     if request.param == "wheel":
-        subprocess.run([*pip, build_wheel(root)], check=True, cwd=root)
+        install_into(py, root, build_wheel(root))
     else:
-        subprocess.run([*pip, "-e", str(REPO)], check=True, cwd=root)
+        install_into(py, root, "-e", REPO)
     assert (Path(purelib) / "hf_muon-autoregister.pth").exists()
     return py, root
 

@@ -21,6 +21,7 @@ def checked_destroy(group=None):
     _destroy(group)
 
 
-dist.destroy_process_group = checked_destroy
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+if __name__ == "__main__":
+    dist.destroy_process_group = checked_destroy
+    script, sys.argv = sys.argv[1], sys.argv[1:]
+    runpy.run_path(script, run_name="__main__")
